@@ -1,0 +1,117 @@
+"""The job configuration: plain data, loaded from TOML, overridden by command-line flags.
+
+Every field has a TOML key of the same name (see docs/cli.md). The whole config is recorded in
+``meta/info.json`` so a dataset says how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RESIZE_MODES = ("stretch", "pad", "center-crop")
+TOKENIZERS = ("uniform",)
+FORMATS = ("auto", "raw")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    format: str = "auto"
+    fps: float = 10.0
+    image_size: int = 224
+    resize_mode: str = "stretch"
+    jpeg_quality: int = 95
+    tokenizer: str = "uniform"
+    bins: int = 256
+    horizon: int = 1
+    shard_size: str = "1GB"
+    seed: int = 0
+    split: str = "train"
+    workers: int | None = None
+    address: str | None = None
+    cameras: tuple[str, ...] = ()
+    video_tolerance: float | None = None
+    task_steps: int = 2000
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.format not in FORMATS:
+            problems.append(f"format must be one of {FORMATS}, got {self.format!r}")
+        if not self.fps > 0:
+            problems.append(f"fps must be positive, got {self.fps}")
+        if not 8 <= self.image_size <= 4096:
+            problems.append(f"image_size must be in [8, 4096], got {self.image_size}")
+        if self.resize_mode not in RESIZE_MODES:
+            problems.append(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if not 1 <= self.jpeg_quality <= 100:
+            problems.append(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.tokenizer not in TOKENIZERS:
+            problems.append(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        if not 3 <= self.bins <= 65536:
+            problems.append(f"bins must be in [3, 65536], got {self.bins}")
+        if self.horizon < 1:
+            problems.append(f"horizon must be at least 1, got {self.horizon}")
+        if self.workers is not None and self.workers < 1:
+            problems.append(f"workers must be at least 1, got {self.workers}")
+        if self.task_steps < 1:
+            problems.append(f"task_steps must be at least 1, got {self.task_steps}")
+        if not re.fullmatch(r"[A-Za-z0-9_]+", self.split):
+            problems.append(f"split must match [A-Za-z0-9_]+, got {self.split!r}")
+        try:
+            if self.shard_size_bytes < 1024:
+                problems.append(f"shard_size must be at least 1KB, got {self.shard_size!r}")
+        except ValueError as exc:
+            problems.append(str(exc))
+        if problems:
+            raise ValueError("invalid job config: " + "; ".join(problems))
+
+    @property
+    def shard_size_bytes(self) -> int:
+        return parse_size(self.shard_size)
+
+    def to_dict(self) -> dict[str, object]:
+        d = dataclasses.asdict(self)
+        d["cameras"] = list(self.cameras)
+        return d
+
+    def output_dict(self) -> dict[str, object]:
+        """The config as recorded in info.json: without where it ran (address, workers), which
+        must not change the bytes of the output."""
+        d = self.to_dict()
+        for key in ("address", "workers"):
+            d.pop(key)
+        return d
+
+
+def parse_size(text: str | int) -> int:
+    """``"1GB"`` -> 10**9, ``"512MiB"`` -> 512 * 2**20, ``1000`` -> 1000."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE_RE.match(str(text))
+    if not m:
+        raise ValueError(f"shard_size {text!r} is not a size like 1GB, 500MB or 64MiB")
+    unit = (m[2] or "").upper()
+    base = 1024 if "I" in unit else 1000
+    power = "BKMGT".find(unit[:1]) if unit else 0
+    return int(float(m[1]) * base ** max(power, 0))
+
+
+def load_config(path: str | Path | None = None, **overrides: object) -> JobConfig:
+    """Read a TOML job config (optional), then apply the overrides that are not None."""
+    values: dict[str, object] = {}
+    if path is not None:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+        known = {f.name for f in dataclasses.fields(JobConfig)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {unknown}; known: {sorted(known)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "cameras" in values:
+        values["cameras"] = tuple(values["cameras"])
+    return JobConfig(**values)

@@ -1,0 +1,88 @@
+"""Frames for ticks: pick each tick's frame from a decoded stream, resize, JPEG-encode (streaming).
+
+``tick_images(frames, pts, needed, ...)`` consumes decoded frames one at a time and yields one
+encoded image per tick, so at most one decoded frame is held; decoding stops after the last frame
+a tick needs. Colour conversion and resizing happen in swscale (``VideoFrame.reformat``), and only
+for frames a tick selects.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+
+class FrameError(ValueError):
+    """The decoded video disagrees with what its container promised."""
+
+
+def resize_plan(width: int, height: int, size: int, mode: str) -> tuple[int, int]:
+    """The (width, height) to scale a frame to before padding or cropping to ``size`` x ``size``."""
+    if mode == "stretch":
+        return size, size
+    scale = (min if mode == "pad" else max)(size / width, size / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def frame_to_rgb(frame, size: int, mode: str) -> np.ndarray:
+    """An ``av.VideoFrame`` to a uint8 [size, size, 3] RGB array (stretch, pad or center-crop)."""
+    w, h = resize_plan(frame.width, frame.height, size, mode)
+    rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="AREA")
+    if (w, h) == (size, size):
+        return rgb
+    if mode == "pad":
+        out = np.zeros((size, size, 3), dtype=np.uint8)
+        top, left = (size - h) // 2, (size - w) // 2
+        out[top : top + h, left : left + w] = rgb
+        return out
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(rgb[top : top + size, left : left + size])
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(
+        buf, format="JPEG", quality=quality, subsampling="4:2:0", optimize=False, progressive=False
+    )
+    return buf.getvalue()
+
+
+def tick_images(
+    frames: Iterable, pts: np.ndarray, needed: np.ndarray, size: int, mode: str, quality: int
+) -> Iterator[bytes]:
+    """Yield the JPEG of frame ``needed[t]`` for each tick t (``needed`` is non-decreasing).
+
+    ``pts[i]`` is the presentation timestamp of frame i; decoded frames are recognised by their PTS
+    (or counted when the decoder gives none).
+    """
+    if len(needed) == 0:
+        return
+    if np.any(np.diff(needed) < 0):
+        raise ValueError("frame indices of the ticks must be non-decreasing")
+    index_of = {int(p): i for i, p in enumerate(pts)}
+    t, n_ticks, last_needed = 0, len(needed), int(needed[-1])
+    counted = -1
+    for frame in frames:
+        counted += 1
+        i = index_of.get(int(frame.pts), -1) if frame.pts is not None else counted
+        if i < int(needed[t]):
+            continue
+        if i > int(needed[t]):
+            raise FrameError(
+                f"frame {int(needed[t])} (pts {int(pts[needed[t]])}) was never decoded; "
+                f"the decoder went from before it to frame {i}"
+            )
+        image = encode_jpeg(frame_to_rgb(frame, size, mode), quality)
+        while t < n_ticks and int(needed[t]) == i:
+            yield image
+            t += 1
+        if t == n_ticks or i >= last_needed:
+            break
+    if t < n_ticks:
+        raise FrameError(
+            f"the video ended after {counted + 1} decoded frames, before frame "
+            f"{int(needed[t])} that tick {t} needs ({len(pts)} frames in the container)"
+        )

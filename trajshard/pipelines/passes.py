@@ -1,0 +1,153 @@
+"""The work of one Ray task, without Ray: pass 1 over one episode, pass 2 over one episode group.
+
+A bad episode never raises out of here: it comes back as a :class:`Quarantined` with the file and
+the reason, so the job goes on. ``pipelines/ingest.py`` only schedules these functions.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass, field
+
+import av
+
+from trajshard.config import JobConfig
+from trajshard.pipelines.align import AlignConfig, AlignedEpisode, align
+from trajshard.pipelines.frames import FrameError, tick_images
+from trajshard.pipelines.samples import episode_samples
+from trajshard.pipelines.shards import PartInfo, PartWriter
+from trajshard.pipelines.stats import StreamStats
+from trajshard.schemas.episode import Episode, EpisodeError
+from trajshard.sources import open_source
+from trajshard.sources.video import VideoError, decode_frames
+from trajshard.tokenizers import from_json
+
+
+@dataclass
+class Quarantined:
+    episode: str
+    file: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"episode": self.episode, "file": self.file, "reason": self.reason}
+
+
+@dataclass
+class EpisodeFacts:
+    """What pass 1 learns about a good episode (no video decoded)."""
+
+    episode: str
+    steps: int
+    start_time: float
+    end_time: float
+    errors: dict[str, float]
+    dropped_ticks: int
+    action: StreamStats
+    state: StreamStats
+    state_names: tuple[str, ...]
+    action_names: tuple[str, ...]
+    cameras: tuple[str, ...]
+    embodiment: str
+    action_source: str
+
+
+@dataclass
+class GroupResult:
+    parts: list[PartInfo] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    frames_written: int = 0
+
+
+def align_config(cfg: JobConfig) -> AlignConfig:
+    return AlignConfig(fps=cfg.fps, cameras=tuple(cfg.cameras), video_tolerance=cfg.video_tolerance)
+
+
+def load_aligned(source, episode_id: str, cfg: JobConfig) -> tuple[Episode, AlignedEpisode]:
+    ep = source.load(episode_id)
+    return ep, align(ep, align_config(cfg))
+
+
+def pass1_episode(source_path: str, fmt: str, episode_id: str, cfg: JobConfig) -> EpisodeFacts | Quarantined:
+    try:
+        ep, al = load_aligned(open_source(source_path, fmt), episode_id, cfg)
+    except EpisodeError as exc:
+        return Quarantined(episode_id, exc.where, exc.message)
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
+        return Quarantined(episode_id, "", _unexpected(exc))
+    return EpisodeFacts(
+        episode=episode_id,
+        steps=al.steps,
+        start_time=float(al.times[0]),
+        end_time=float(al.times[-1]),
+        errors=al.errors,
+        dropped_ticks=al.dropped_ticks,
+        action=StreamStats.from_values(al.action),
+        state=StreamStats.from_values(al.state),
+        state_names=ep.streams["proprio"].names,
+        action_names=ep.streams["action"].names if "action" in ep.streams else ep.streams["proprio"].names,
+        cameras=tuple(sorted(al.frames)),
+        embodiment=ep.embodiment,
+        action_source=al.action_source,
+    )
+
+
+def pass2_group(
+    source_path: str,
+    fmt: str,
+    episode_ids: list[str],
+    cfg: JobConfig,
+    tokenizer_json: dict,
+    shard_dir: str,
+    group: int,
+) -> GroupResult:
+    """Write one group's episodes into tar parts. An episode that fails while its frames are decoded
+    is quarantined and the group is written again without it, so no part holds half an episode."""
+    source = open_source(source_path, fmt)
+    tokenizer = from_json(tokenizer_json)
+    todo, quarantined = list(episode_ids), []
+    while True:
+        writer = PartWriter(shard_dir, cfg.split, group, cfg.shard_size_bytes)
+        failed, frames = _write_episodes(source, todo, cfg, tokenizer, writer)
+        if failed is None:
+            return GroupResult(writer.close(), quarantined, frames)
+        writer.abort()
+        quarantined.append(failed)
+        todo.remove(failed.episode)
+
+
+def _write_episodes(source, todo: list[str], cfg: JobConfig, tokenizer, writer: PartWriter):
+    frames = 0
+    for eid in todo:
+        try:
+            ep, al = load_aligned(source, eid, cfg)
+            images = {c: _camera_images(ep, al, c, cfg) for c in al.frames}
+            for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment):
+                writer.write(sample, eid)
+            frames += al.steps * len(al.frames)
+        except EpisodeError as exc:
+            return Quarantined(eid, exc.where, exc.message), frames
+        except Exception as exc:  # noqa: BLE001
+            return Quarantined(eid, "", _unexpected(exc)), frames
+    return None, frames
+
+
+def _camera_images(ep: Episode, al: AlignedEpisode, cam: str, cfg: JobConfig):
+    """The camera's tick images; any decode failure becomes an EpisodeError naming the file."""
+    c = ep.cameras[cam]
+    try:
+        yield from tick_images(
+            decode_frames(c.path), c.pts, al.frames[cam], cfg.image_size, cfg.resize_mode, cfg.jpeg_quality
+        )
+    except (FrameError, VideoError, av.FFmpegError) as exc:
+        raise EpisodeError(
+            ep.episode_id, os.path.basename(c.path), f"camera {cam!r}: decode failed: {exc}"
+        ) from exc
+
+
+def _unexpected(exc: BaseException) -> str:
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    return f"unexpected error: {last}{where}"

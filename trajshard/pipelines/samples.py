@@ -1,0 +1,82 @@
+"""Build shard samples (shard sample v1) from an aligned episode, its tick images and a tokenizer.
+
+Pure: the images arrive as one iterator of encoded bytes per camera, in tick order. The sample
+layout, and the ``features`` that describe it in info.json, are defined together here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from trajshard.pipelines.align import AlignedEpisode
+from trajshard.schemas.sample import json_bytes, npy_bytes
+from trajshard.tokenizers import ActionTokenizer
+
+
+def action_chunks(action: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """[T, H, D] chunks ``action[t : t + H]`` padded with the last action, and the [T, H] validity mask."""
+    t_len = len(action)
+    idx = np.arange(t_len)[:, None] + np.arange(horizon)[None, :]
+    mask = idx < t_len
+    return action[np.minimum(idx, t_len - 1)], mask
+
+
+def episode_samples(
+    aligned: AlignedEpisode,
+    images: Mapping[str, Iterator[bytes]],
+    tokenizer: ActionTokenizer,
+    horizon: int,
+    embodiment: str,
+) -> Iterator[dict[str, bytes | str]]:
+    """Yield one sample dict per tick: ``__key__`` plus ``<field>: bytes``."""
+    n = aligned.steps
+    if horizon > 1:
+        chunks, masks = action_chunks(aligned.action, horizon)
+        tokens = tokenizer.encode(chunks)
+    else:
+        tokens = tokenizer.encode(aligned.action)
+    cams = sorted(images)
+    for t in range(n):
+        sample: dict[str, bytes | str] = {"__key__": f"{aligned.episode_id}_{t:06d}"}
+        for cam in cams:
+            sample[f"{cam}.jpg"] = next(images[cam])
+        sample["state.npy"] = npy_bytes(aligned.state[t])
+        sample["action.npy"] = npy_bytes(aligned.action[t])
+        sample["tokens.npy"] = npy_bytes(tokens[t])
+        if horizon > 1:
+            sample["action_chunk.npy"] = npy_bytes(chunks[t])
+            sample["action_chunk_mask.npy"] = npy_bytes(masks[t])
+        sample["meta.json"] = json_bytes(
+            {
+                "episode": aligned.episode_id,
+                "step": t,
+                "num_steps": n,
+                "time": float(aligned.times[t]),
+                "instruction": aligned.instructions[t],
+                "embodiment": embodiment,
+                "is_first": t == 0,
+                "is_last": t == n - 1,
+            }
+        )
+        yield sample
+
+
+def sample_features(
+    cameras: list[str], image_size: int, state_dim: int, action_dim: int, horizon: int, token_range: list[int]
+) -> dict[str, dict]:
+    """The ``features`` of info.json: every member of a sample with dtype and shape."""
+    feats: dict[str, dict] = {
+        f"{c}.jpg": {"dtype": "uint8", "shape": [image_size, image_size, 3], "format": "JPEG", "mode": "RGB"}
+        for c in sorted(cameras)
+    }
+    tok_shape = [horizon, action_dim] if horizon > 1 else [action_dim]
+    feats["state.npy"] = {"dtype": "float32", "shape": [state_dim]}
+    feats["action.npy"] = {"dtype": "float32", "shape": [action_dim]}
+    feats["tokens.npy"] = {"dtype": "int32", "shape": tok_shape, "range": token_range}
+    if horizon > 1:
+        feats["action_chunk.npy"] = {"dtype": "float32", "shape": [horizon, action_dim]}
+        feats["action_chunk_mask.npy"] = {"dtype": "bool", "shape": [horizon]}
+    feats["meta.json"] = {"dtype": "json", "shape": []}
+    return feats

@@ -1,0 +1,190 @@
+"""Shard files: size-capped, reproducible tar parts, atomic metadata writes, reading samples back.
+
+A pass-2 task writes the samples of its episode group into parts
+``shards/<split>-g<group:06d>-p<part:04d>.tar.part``; each part is written to a temporary name and
+renamed when complete. At commit the driver renames the parts, in (group, part) order, to
+``shards/<split>-%06d.tar``. Tar members have a fixed mtime (0), owner and mode and the order
+``webdataset.TarWriter`` gives (sorted fields per sample), so bytes depend only on the samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import webdataset as wds
+
+BLOCK = 512
+RECORD = 20 * BLOCK
+TAR_OWNER = "trajshard"
+FILE_MODE = 0o644
+
+
+@dataclass
+class PartInfo:
+    name: str  # file name under shards/
+    samples: int = 0
+    bytes: int = 0
+    sha256: str = ""
+    episodes: list[str] = field(default_factory=list)
+
+
+def member_bytes(sample: dict[str, bytes | str]) -> int:
+    """Bytes a sample adds to a tar: a 512-byte header per member plus the data padded to 512."""
+    return sum(BLOCK + -(-len(v) // BLOCK) * BLOCK for k, v in sample.items() if not k.startswith("_"))
+
+
+class PartWriter:
+    """Writes samples into size-capped tar parts of one episode group."""
+
+    def __init__(self, shard_dir: str | os.PathLike, split: str, group: int, cap_bytes: int) -> None:
+        self.dir = Path(shard_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.prefix = f"{split}-g{group:06d}"
+        self.cap = cap_bytes
+        self.parts: list[PartInfo] = []
+        self._tmp: str | None = None
+        self._file = None
+        self._writer: wds.TarWriter | None = None
+        self._offset = 0
+
+    def write(self, sample: dict[str, bytes | str], episode_id: str) -> None:
+        size = member_bytes(sample)
+        if (
+            self._writer is not None
+            and self.parts[-1].samples
+            and _closed_size(self._offset + size) > self.cap
+        ):
+            self._close_part()
+        if self._writer is None:
+            self._open_part()
+        self._writer.write(sample)
+        self._offset += size
+        part = self.parts[-1]
+        part.samples += 1
+        if not part.episodes or part.episodes[-1] != episode_id:
+            part.episodes.append(episode_id)
+
+    def close(self) -> list[PartInfo]:
+        if self._writer is not None:
+            self._close_part()
+        return self.parts
+
+    def abort(self) -> None:
+        """Drop the part being written and every part already closed by this writer."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            os.unlink(self._tmp)
+        for p in self.parts:
+            if (self.dir / p.name).exists():
+                os.unlink(self.dir / p.name)
+        self.parts = []
+
+    def _open_part(self) -> None:
+        name = f"{self.prefix}-p{len(self.parts):04d}.tar.part"
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.dir)
+        os.fchmod(fd, FILE_MODE)
+        self._file = os.fdopen(fd, "wb")
+        self._writer = wds.TarWriter(
+            self._file,
+            user=TAR_OWNER,
+            group=TAR_OWNER,
+            mode=0o444,
+            mtime=0,
+            encoder=False,
+            format="PAX_FORMAT",
+        )
+        self._offset = 0
+        self.parts.append(PartInfo(name))
+
+    def _close_part(self) -> None:
+        self._writer.close()
+        self._file.close()
+        self._writer = None
+        part = self.parts[-1]
+        part.bytes, part.sha256 = file_digest(self._tmp)
+        os.replace(self._tmp, self.dir / part.name)
+
+
+def _closed_size(members: int) -> int:
+    """Size of a tar holding ``members`` bytes of headers and data, once closed (end blocks + record)."""
+    return -(-(members + 2 * BLOCK) // RECORD) * RECORD
+
+
+def file_digest(path: str | os.PathLike) -> tuple[int, str]:
+    h, n = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    return n, h.hexdigest()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike) -> object:
+    with open(path, "rb") as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def promote_parts(shard_dir: str | os.PathLike, split: str, parts: list[PartInfo]) -> list[PartInfo]:
+    """Rename parts (already in group, part order) to ``<split>-%06d.tar``; return them renamed."""
+    out = []
+    for i, p in enumerate(parts):
+        final = f"{split}-{i:06d}.tar"
+        os.replace(Path(shard_dir) / p.name, Path(shard_dir) / final)
+        out.append(PartInfo(final, p.samples, p.bytes, p.sha256, list(p.episodes)))
+    return out
+
+
+def clean_temporaries(shard_dir: str | os.PathLike) -> None:
+    """Remove temporary and part files left by attempts that did not finish."""
+    for p in Path(shard_dir).glob(".*.tmp"):
+        p.unlink()
+    for p in Path(shard_dir).glob("*.tar.part"):
+        p.unlink()
+
+
+def iter_tar_samples(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {field: bytes}) for each sample of a tar, in file order; members grouped by key prefix."""
+    key, members = None, {}
+    with tarfile.open(path, mode="r|") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            base = os.path.basename(info.name)
+            k, dot, fieldname = base.partition(".")
+            if not dot:
+                continue
+            data = tar.extractfile(info).read()
+            if k != key:
+                if key is not None:
+                    yield key, members
+                key, members = k, {}
+            members[fieldname] = data
+    if key is not None:
+        yield key, members

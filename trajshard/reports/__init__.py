@@ -1,0 +1,1 @@
+"""Reports over a dataset: validation, histograms, the dataset card."""

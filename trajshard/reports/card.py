@@ -1,0 +1,46 @@
+"""The generated dataset card, ``OUT/README.md``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+
+def dataset_card(info: dict, stats_streams: dict, quarantined: list) -> str:
+    c = info["counts"]
+    lines = [
+        "# trajshard dataset",
+        "",
+        f"Made by trajshard {info['trajshard_version']} (shard sample v{info['shard_sample_version']}) "
+        f"from a `{info['source']['format']}` source.",
+        "",
+        f"- episodes: {c['episodes_written']} written, {c['episodes_quarantined']} quarantined, "
+        f"{c['episodes_input']} in the source",
+        f"- samples: {c['samples']} in {c['shards']} shards, at {info['fps']} Hz",
+        f"- cameras: {', '.join(info['cameras'])}",
+        f"- embodiments: {', '.join(e or '(unset)' for e in info['embodiments'])}",
+        f"- actions: {info['action_source']}",
+        "",
+        "Read it with `webdataset.WebDataset(urls).decode()`; decode `tokens.npy` with `meta/tokenizer.json`",
+        "(`trajshard.tokenizers.decode`). Check it with `trajshard validate`, look at it with",
+        "`trajshard histogram`.",
+        "",
+        "## Action statistics",
+        "",
+        "| dim | name | min | q01 | mean | q99 | max | std |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    a = stats_streams["action"]
+    names = a.get("names") or [""] * len(a["mean"])
+    for d in range(len(a["mean"])):
+        vals = " | ".join(f"{a[k][d]:.4g}" for k in ("min", "q01", "mean", "q99", "max", "std"))
+        lines.append(f"| {d} | {names[d]} | {vals} |")
+    lines += ["", "## Quarantine", ""]
+    if quarantined:
+        by_reason = Counter(q.reason.split(":")[0] for q in quarantined)
+        lines += [f"- {n} x {reason}" for reason, n in by_reason.most_common()]
+        lines += ["", "Every rejected episode with its reason is in `meta/quarantine.jsonl`."]
+    else:
+        lines.append("No episode was quarantined.")
+    lines += ["", "## Job config", "", "```json", json.dumps(info["config"], indent=2, sort_keys=True), "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""``trajshard histogram OUT``: per-dimension action-bin occupancy, read from the shards (streaming).
+
+For each action dimension: occupancy of every bin (drawn as a bar line in the terminal), dead bins
+(never used), the share of samples in the two edge bins (clipped values land there), the entropy
+of the bin distribution in bits, and the round-trip RMSE of ``decode(tokens)`` against ``action.npy``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trajshard.pipelines.shards import iter_tar_samples, read_json
+from trajshard.schemas.sample import load_npy
+from trajshard.tokenizers import from_json
+
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class Histogram:
+    counts: np.ndarray  # int64 [D, bins]: counts[d, b] = samples of dim d in bin b (0-based)
+    sq_err: np.ndarray  # float64 [D]
+    names: list[str]
+    samples: int
+
+    def dim_summary(self, d: int) -> dict[str, object]:
+        c = self.counts[d]
+        total = max(int(c.sum()), 1)
+        p = c[c > 0] / total
+        return {
+            "dim": d,
+            "name": self.names[d] if d < len(self.names) else "",
+            "samples": int(c.sum()),
+            "used_bins": int((c > 0).sum()),
+            "dead_bins": int((c == 0).sum()),
+            "edge_share": float((c[0] + c[-1]) / total),
+            "entropy_bits": float(-(p * np.log2(p)).sum()),
+            "roundtrip_rmse": float(np.sqrt(self.sq_err[d] / max(self.samples, 1))),
+            "counts": [int(v) for v in c],
+        }
+
+
+def compute_histogram(out: str | Path) -> Histogram:
+    out = Path(out)
+    tok_doc = read_json(out / "meta" / "tokenizer.json")
+    tokenizer = from_json(tok_doc)
+    lo, hi = tok_doc["token_range"]
+    info = read_json(out / "meta" / "info.json")
+    names = list(info.get("action_names") or [])
+    manifest = read_json(out / "meta" / "manifest.json")
+    counts: np.ndarray | None = None
+    sq_err, samples = None, 0
+    for shard in manifest["shards"]:
+        for _key, members in iter_tar_samples(out / shard["name"]):
+            tokens = load_npy(members["tokens.npy"])
+            if tokens.ndim == 2:  # a chunk: the first row is this step's action
+                tokens = tokens[0]
+            if counts is None:
+                counts = np.zeros((len(tokens), hi - lo + 1), dtype=np.int64)
+                sq_err = np.zeros(len(tokens))
+            counts[np.arange(len(tokens)), np.clip(tokens, lo, hi) - lo] += 1
+            action = load_npy(members["action.npy"]).astype(np.float64)
+            sq_err += (tokenizer.decode(tokens) - action) ** 2
+            samples += 1
+    if counts is None:
+        raise ValueError(f"{out}: the shards hold no samples")
+    if tok_doc.get("mode") == "openvla":  # token == bins (y == +1 exactly) decodes into the last interval
+        counts[:, -2] += counts[:, -1]
+        counts = counts[:, :-1]
+    return Histogram(counts, sq_err, names, samples)
+
+
+def bar_line(counts: np.ndarray, width: int = 64) -> str:
+    """Occupancy as one line of block characters, ``width`` columns (bins summed per column)."""
+    cols = np.array_split(counts, min(width, len(counts)))
+    sums = np.array([c.sum() for c in cols], dtype=np.float64)
+    if sums.max() == 0:
+        return " " * len(sums)
+    levels = np.ceil(sums / sums.max() * (len(BARS) - 1)).astype(int)
+    return "".join(BARS[v] for v in levels)
+
+
+def render(h: Histogram, dim: int | None = None, width: int = 64) -> str:
+    dims = [dim] if dim is not None else range(h.counts.shape[0])
+    bins = h.counts.shape[1]
+    lines = [f"{h.samples} samples, {h.counts.shape[0]} action dims, {bins} bins "
+             f"(one column = {max(1, round(bins / width))} bins)", ""]
+    header = f"{'dim':>4} {'name':<20} |{'occupancy':^{min(width, bins)}}| {'dead':>5} {'edge%':>6} {'H(bits)':>7} {'rmse':>9}"
+    lines.append(header)
+    for d in dims:
+        s = h.dim_summary(d)
+        lines.append(f"{d:>4} {s['name'][:20]:<20} |{bar_line(h.counts[d], width)}| {s['dead_bins']:>5} "
+                     f"{100 * s['edge_share']:>6.2f} {s['entropy_bits']:>7.3f} {s['roundtrip_rmse']:>9.3g}")
+    if dim is not None:
+        lines.append("")
+        c = h.counts[dim]
+        top = max(int(c.max()), 1)
+        for b in range(bins):
+            lines.append(f"  bin {b + 1:>5} {int(c[b]):>8} {'#' * round(40 * c[b] / top)}")
+    return "\n".join(lines)

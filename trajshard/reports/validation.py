@@ -1,0 +1,180 @@
+"""``trajshard validate OUT``: check an output dataset against its own metadata, every problem reported.
+
+Checks: the metadata files (structure and versions); every shard against the manifest (presence,
+bytes, sha256, sample count, episodes); every sample against the features of info.json (members,
+dtypes, shapes, JPEG decodability and size, NaN/Inf, meta.json fields); tokens within the
+tokenizer's range and decoding back to the action within half a bin; every episode's steps present
+exactly once and in order; counts of input, written and quarantined episodes reconciling.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from trajshard.pipelines.shards import file_digest, iter_tar_samples, read_json
+from trajshard.schemas.metadata import validate_metadata, validate_quarantine_line
+from trajshard.schemas.problems import Problem
+from trajshard.schemas.sample import load_npy, split_key, validate_sample
+from trajshard.tokenizers import from_json
+
+META_FILES = ("info", "stats", "tokenizer", "manifest")
+
+
+@dataclass
+class ValidationReport:
+    problems: list[Problem] = field(default_factory=list)
+    shards: int = 0
+    samples: int = 0
+    episodes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, object]:
+        return {"ok": self.ok, "shards": self.shards, "samples": self.samples, "episodes": self.episodes,
+                "problems": [p.to_dict() for p in self.problems]}
+
+
+def validate_output(out: str | Path) -> ValidationReport:
+    out = Path(out)
+    report = ValidationReport()
+    problems = report.problems
+    docs = {}
+    for kind in META_FILES:
+        path = out / "meta" / f"{kind}.json"
+        try:
+            docs[kind] = read_json(path)
+        except (OSError, ValueError) as exc:
+            problems.append(Problem(f"meta/{kind}.json", "", f"cannot be read: {exc}"))
+            continue
+        problems += validate_metadata(kind, docs[kind])
+    if problems:
+        return report
+    info, manifest = docs["info"], docs["manifest"]
+    tokenizer = from_json(docs["tokenizer"])
+    quarantined = _quarantine(out, problems)
+    written = _episodes(out, problems)
+
+    steps_seen: dict[str, int] = {}
+    for shard in manifest["shards"]:
+        report.shards += 1
+        report.samples += _check_shard(out, shard, info["features"], tokenizer, steps_seen, problems)
+    listed = {s["name"] for s in manifest["shards"]}
+    for path in sorted((out / "shards").glob("*.tar")):
+        if f"shards/{path.name}" not in listed:
+            problems.append(Problem(f"shards/{path.name}", "", "shard is not in the manifest"))
+
+    for eid, steps in sorted(written.items()):
+        if eid not in steps_seen:
+            problems.append(Problem(eid, "episodes.parquet", "episode listed but no sample of it is in a shard"))
+        elif steps_seen[eid] != steps:
+            problems.append(Problem(eid, "episodes.parquet", f"{steps} steps listed, {steps_seen[eid]} in shards"))
+    for eid in sorted(set(steps_seen) - set(written)):
+        problems.append(Problem(eid, "episodes.parquet", "samples in shards but episode not listed"))
+    for eid in sorted(set(written) & set(quarantined)):
+        problems.append(Problem(eid, "quarantine.jsonl", "episode both written and quarantined"))
+    counts = info["counts"]
+    expect = {"episodes_written": len(written), "episodes_quarantined": len(quarantined),
+              "samples": report.samples, "shards": report.shards}
+    for key, actual in expect.items():
+        if counts.get(key) != actual:
+            problems.append(Problem("meta/info.json", f"counts.{key}", f"says {counts.get(key)}, found {actual}"))
+    report.episodes = len(steps_seen)
+    return report
+
+
+def _check_shard(out: Path, shard: dict, features: dict, tokenizer, steps_seen: dict[str, int],
+                 problems: list[Problem]) -> int:
+    name, path = shard["name"], out / shard["name"]
+    if not path.is_file():
+        problems.append(Problem(name, "", "missing"))
+        return 0
+    size, digest = file_digest(path)
+    if size != shard["bytes"]:
+        problems.append(Problem(name, "", f"{size} bytes, manifest says {shard['bytes']}"))
+    if digest != shard["sha256"]:
+        problems.append(Problem(name, "", "sha256 differs from the manifest"))
+    n, episodes = 0, []
+    try:
+        for key, members in iter_tar_samples(path):
+            n += 1
+            problems += [Problem(f"{name} {p.where}", p.field, p.message)
+                         for p in validate_sample(key, members, features)]
+            parsed = split_key(key)
+            if parsed is None:
+                continue
+            eid, step = parsed
+            if not episodes or episodes[-1] != eid:
+                episodes.append(eid)
+            expected = steps_seen.get(eid, 0)
+            if step != expected:
+                problems.append(Problem(f"{name} {key}", "__key__", f"step {step} where step {expected} was due "
+                                        "(steps must appear once each, in order)"))
+            steps_seen[eid] = max(expected, step + 1)
+            _check_tokens(f"{name} {key}", members, tokenizer, problems)
+    except Exception as exc:  # noqa: BLE001 - a broken tar is a finding, not a crash
+        problems.append(Problem(name, "", f"tar cannot be read after {n} samples: {exc}"))
+    if n != shard["samples"]:
+        problems.append(Problem(name, "", f"{n} samples, manifest says {shard['samples']}"))
+    if episodes != shard["episodes"]:
+        problems.append(Problem(name, "", f"holds episodes {episodes[:5]}..., manifest says "
+                                f"{shard['episodes'][:5]}..."))
+    return n
+
+
+def _check_tokens(where: str, members: dict[str, bytes], tokenizer, problems: list[Problem]) -> None:
+    """Tokens decode to the action within half a bin (after clipping the action to the bounds)."""
+    if "tokens.npy" not in members or "action.npy" not in members or not hasattr(tokenizer, "low"):
+        return
+    try:
+        tokens, action = load_npy(members["tokens.npy"]), load_npy(members["action.npy"])
+        if tokens.ndim == 2:
+            tokens = tokens[0]
+        decoded = tokenizer.decode(tokens)
+    except Exception:  # noqa: BLE001 - malformed members are reported by validate_sample
+        return
+    clipped = np.clip(action.astype(np.float64), tokenizer.low, tokenizer.high)
+    err = np.abs(decoded - clipped)
+    limit = tokenizer.bin_width() / 2 * (1 + 1e-4) + 1e-6
+    if np.any(err > limit):
+        d = int(np.argmax(err - limit))
+        problems.append(Problem(where, "tokens.npy", f"dim {d}: token decodes to {decoded[d]:.6g}, action is "
+                                f"{action[d]:.6g}: more than half a bin apart"))
+
+
+def _quarantine(out: Path, problems: list[Problem]) -> set[str]:
+    ids = set()
+    path = out / "meta" / "quarantine.jsonl"
+    if not path.is_file():
+        problems.append(Problem("meta/quarantine.jsonl", "", "missing"))
+        return ids
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            problems.append(Problem(f"meta/quarantine.jsonl line {i}", "", f"not JSON: {exc}"))
+            continue
+        problems += validate_quarantine_line(i, obj)
+        if isinstance(obj, dict) and isinstance(obj.get("episode"), str):
+            if obj["episode"] in ids:
+                problems.append(Problem(f"meta/quarantine.jsonl line {i}", "episode", "episode listed twice"))
+            ids.add(obj["episode"])
+    return ids
+
+
+def _episodes(out: Path, problems: list[Problem]) -> dict[str, int]:
+    try:
+        table = pq.read_table(out / "meta" / "episodes.parquet", columns=["episode", "steps"])
+    except Exception as exc:  # noqa: BLE001
+        problems.append(Problem("meta/episodes.parquet", "", f"cannot be read: {exc}"))
+        return {}
+    eps = table.column("episode").to_pylist()
+    if len(set(eps)) != len(eps):
+        problems.append(Problem("meta/episodes.parquet", "episode", "an episode is listed twice"))
+    return dict(zip(eps, table.column("steps").to_pylist(), strict=True))

@@ -1,0 +1,138 @@
+"""Episode v1: the in-memory form every source yields and every stage consumes.
+
+Numeric streams carry their samples (float64 seconds on the episode clock plus values); cameras
+are lazy handles (path plus frame timestamps), never decoded frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trajshard.schemas.problems import Problem
+
+EPISODE_SCHEMA_VERSION = 1
+
+
+class EpisodeError(ValueError):
+    """An episode cannot be used. The message names episode, file or stream, and the problem."""
+
+    def __init__(self, episode_id: str, where: str, message: str) -> None:
+        self.episode_id = episode_id
+        self.where = where
+        self.message = message
+        super().__init__(f"episode {episode_id!r}: {where}: {message}")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A numeric stream: ``values[i]`` was measured at ``timestamps[i]`` (seconds, episode clock)."""
+
+    name: str
+    timestamps: np.ndarray  # float64 [N], strictly increasing
+    values: np.ndarray  # float32 [N, D]
+    names: tuple[str, ...] = ()  # per-dimension names when known
+    source: str = ""  # file it came from, for messages
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A lazy video handle: frame ``i`` in presentation order is shown at ``timestamps[i]``.
+
+    ``pts`` holds the container presentation timestamps (stream time base units) in the same order,
+    so a decoder can recognise the frames a tick selects without counting.
+    """
+
+    name: str
+    path: str
+    timestamps: np.ndarray  # float64 [F], episode clock, non-decreasing
+    pts: np.ndarray  # int64 [F], presentation order
+    width: int
+    height: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class Segment:
+    """An instruction that holds from ``start`` (inclusive) to ``end`` (exclusive), in seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Episode:
+    episode_id: str
+    instructions: tuple[Segment, ...]
+    streams: dict[str, Stream]
+    cameras: dict[str, Camera]
+    embodiment: str = ""
+    success: bool | None = None
+    source: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def instruction_at(self, t: np.ndarray) -> list[str]:
+        """The instruction text of each time in ``t``.
+
+        A time inside a segment takes that segment's text; a time in no segment takes the text of
+        the last segment that started before it, or of the first segment when it precedes them all.
+        """
+        segs = sorted(self.instructions, key=lambda s: s.start)
+        if not segs:
+            return [""] * len(t)
+        starts = np.array([s.start for s in segs])
+        idx = np.clip(np.searchsorted(starts, t, side="right") - 1, 0, len(segs) - 1)
+        return [segs[i].text for i in idx]
+
+
+def validate_episode(ep: Episode) -> list[Problem]:
+    """Every problem with an Episode's shapes, dtypes and times."""
+    problems: list[Problem] = []
+
+    def bad(where: str, message: str) -> None:
+        problems.append(Problem(ep.episode_id, where, message))
+
+    if not ep.instructions or not any(s.text.strip() for s in ep.instructions):
+        bad("episode.json", "no instruction text")
+    for s in ep.instructions:
+        if np.isnan(s.start) or np.isnan(s.end) or s.end <= s.start:
+            bad("episode.json", f"instruction segment [{s.start}, {s.end}) is empty")
+    for name, st in ep.streams.items():
+        where = st.source or name
+        ts, vals = st.timestamps, st.values
+        if ts.ndim != 1 or vals.ndim != 2 or len(ts) != len(vals):
+            bad(where, f"stream {name!r}: timestamps {ts.shape} and values {vals.shape} do not match")
+            continue
+        if len(ts) < 2:
+            bad(where, f"stream {name!r}: {len(ts)} samples, need at least 2")
+            continue
+        if not np.all(np.isfinite(ts)):
+            bad(where, f"stream {name!r}: {int((~np.isfinite(ts)).sum())} timestamps are NaN or infinite")
+        elif np.any(np.diff(ts) <= 0):
+            i = int(np.argmax(np.diff(ts) <= 0))
+            bad(
+                where,
+                f"stream {name!r}: timestamps not strictly increasing at row {i + 1} "
+                f"({ts[i]!r} then {ts[i + 1]!r})",
+            )
+        nonfinite = ~np.isfinite(vals)
+        if nonfinite.any():
+            rows, cols = np.nonzero(nonfinite)
+            bad(
+                where,
+                f"stream {name!r}: {int(nonfinite.sum())} NaN/Inf values "
+                f"(first at row {rows[0]}, dim {cols[0]})",
+            )
+    for name, cam in ep.cameras.items():
+        ts = cam.timestamps
+        if len(ts) < 1:
+            bad(cam.path, f"camera {name!r}: no frames")
+        elif not np.all(np.isfinite(ts)):
+            bad(cam.path, f"camera {name!r}: frame timestamps are NaN or infinite")
+        elif np.any(np.diff(ts) < 0):
+            bad(cam.path, f"camera {name!r}: frame timestamps go backwards")
+        if len(cam.pts) != len(ts):
+            bad(cam.path, f"camera {name!r}: {len(ts)} timestamps for {len(cam.pts)} frames")
+    return problems

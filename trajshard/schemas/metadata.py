@@ -1,0 +1,104 @@
+"""Output metadata v1: the files under ``OUT/meta/`` (see docs/output-layout.md).
+
+- ``info.json``        schema versions, features, counts, the job's full config, package version
+- ``stats.json``       per-stream, per-dimension statistics and their content hash
+- ``tokenizer.json``   everything needed to decode tokens back to actions, formula included
+- ``manifest.json``    per shard: name, split, samples, bytes, sha256, episodes
+- ``episodes.parquet`` per episode: steps, shards, alignment error per stream
+- ``quarantine.jsonl`` one JSON object per rejected episode: episode, file, reason
+
+Each JSON file carries ``"schema"`` (its name) and ``"version"``. The validators here check
+structure; ``reports/validation.py`` checks the files against the shards.
+"""
+
+from __future__ import annotations
+
+from trajshard.schemas.problems import Problem
+
+INFO_VERSION = 1
+STATS_VERSION = 1
+TOKENIZER_VERSION = 1
+MANIFEST_VERSION = 1
+EPISODES_VERSION = 1
+QUARANTINE_VERSION = 1
+
+STAT_KEYS = ("min", "max", "mean", "std", "q01", "q10", "q50", "q90", "q99")
+EPISODES_COLUMNS = ("episode", "split", "steps", "shards", "start_time", "end_time", "align_error_max_s")
+
+_REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "info": {
+        "version": int,
+        "trajshard_version": str,
+        "shard_sample_version": int,
+        "config": dict,
+        "features": dict,
+        "counts": dict,
+        "splits": dict,
+        "cameras": list,
+        "fps": (int, float),
+    },
+    "stats": {"version": int, "hash": str, "streams": dict},
+    "tokenizer": {"version": int, "type": str},
+    "manifest": {"version": int, "shards": list},
+}
+_COUNTS = ("episodes_input", "episodes_written", "episodes_quarantined", "samples", "shards")
+_SHARD_KEYS = {"name": str, "split": str, "samples": int, "bytes": int, "sha256": str, "episodes": list}
+_QUARANTINE_KEYS = {"episode": str, "file": str, "reason": str}
+
+
+def validate_metadata(kind: str, obj: object) -> list[Problem]:
+    """Every structural problem of one metadata file (``kind`` is info, stats, tokenizer or manifest)."""
+    where = f"meta/{kind}.json"
+    if not isinstance(obj, dict):
+        return [Problem(where, "", "not a JSON object")]
+    problems = _check_keys(where, obj, _REQUIRED[kind])
+    if obj.get("schema") != f"trajshard.{kind}":
+        problems.append(Problem(where, "schema", f"expected 'trajshard.{kind}', got {obj.get('schema')!r}"))
+    if kind == "info" and isinstance(obj.get("counts"), dict):
+        counts = obj["counts"]
+        problems += _check_keys(where, counts, dict.fromkeys(_COUNTS, int))
+        if all(isinstance(counts.get(k), int) for k in _COUNTS[:3]):
+            if counts["episodes_written"] + counts["episodes_quarantined"] != counts["episodes_input"]:
+                problems.append(Problem(where, "counts", "written + quarantined != input episodes"))
+    if kind == "stats" and isinstance(obj.get("streams"), dict):
+        for name, st in obj["streams"].items():
+            problems += _check_stream_stats(where, name, st)
+    if kind == "manifest" and isinstance(obj.get("shards"), list):
+        for i, shard in enumerate(obj["shards"]):
+            problems += _check_keys(f"{where} shards[{i}]", shard, _SHARD_KEYS)
+    return problems
+
+
+def validate_quarantine_line(lineno: int, obj: object) -> list[Problem]:
+    where = f"meta/quarantine.jsonl line {lineno}"
+    if not isinstance(obj, dict):
+        return [Problem(where, "", "not a JSON object")]
+    return _check_keys(where, obj, _QUARANTINE_KEYS)
+
+
+def _check_stream_stats(where: str, name: str, st: object) -> list[Problem]:
+    if not isinstance(st, dict):
+        return [Problem(where, f"streams.{name}", "not an object")]
+    problems = _check_keys(where, st, {"count": int, **dict.fromkeys(STAT_KEYS, list)})
+    dims = {len(st[k]) for k in STAT_KEYS if isinstance(st.get(k), list)}
+    if len(dims) > 1:
+        problems.append(
+            Problem(where, f"streams.{name}", f"statistics have different lengths {sorted(dims)}")
+        )
+    return problems
+
+
+def _check_keys(where: str, obj: object, spec: dict[str, type | tuple[type, ...]]) -> list[Problem]:
+    if not isinstance(obj, dict):
+        return [Problem(where, "", "not a JSON object")]
+    problems = []
+    for key, typ in spec.items():
+        if key not in obj:
+            problems.append(Problem(where, key, "missing"))
+        elif not isinstance(obj[key], typ) or (typ is int and isinstance(obj[key], bool)):
+            problems.append(Problem(where, key, f"expected {_typename(typ)}, got {type(obj[key]).__name__}"))
+    return problems
+
+
+def _typename(typ: type | tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in typ) if isinstance(typ, tuple) else typ.__name__

@@ -1,0 +1,150 @@
+"""Shard sample v1: one training step in a WebDataset tar (see docs/shard-sample.md).
+
+A sample's key is ``<episode_id>_<step:06d>`` (no dots). Its members, each ``<key>.<field>``:
+
+- ``<camera>.jpg``           uint8 RGB [H, W, 3], JPEG (``<camera>.png`` for 16-bit depth, later)
+- ``state.npy``              float32 [S] proprio at the tick
+- ``action.npy``             float32 [D] continuous action at the tick
+- ``action_chunk.npy``       float32 [H, D] actions of ticks t..t+H-1 (only when horizon > 1)
+- ``action_chunk_mask.npy``  bool [H], False where the chunk ran past the episode end
+- ``tokens.npy``             int32 [D] (or [H, D] with a horizon) bin indices of the action tokenizer
+- ``meta.json``              episode, step, time, instruction, embodiment, is_first, is_last, ...
+
+The expected dtypes and shapes come from ``features`` in ``meta/info.json``; this module checks a
+sample against them. npy members are always read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import numpy as np
+
+from trajshard.schemas.problems import Problem
+
+SHARD_SAMPLE_VERSION = 1
+KEY_RE = re.compile(r"^(?P<episode>[A-Za-z0-9_-]+)_(?P<step>\d{6,})$")
+META_FIELDS = {
+    "episode": str,
+    "step": int,
+    "time": float,
+    "instruction": str,
+    "embodiment": str,
+    "is_first": bool,
+    "is_last": bool,
+}
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """Serialize an array as .npy without pickle."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def load_npy(data: bytes) -> np.ndarray:
+    """Read .npy bytes; object arrays (which would need pickle) are refused."""
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def json_bytes(obj: object) -> bytes:
+    """Canonical JSON: sorted keys, no spaces beyond separators, UTF-8."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def split_key(key: str) -> tuple[str, int] | None:
+    m = KEY_RE.match(key)
+    return (m["episode"], int(m["step"])) if m else None
+
+
+def validate_sample(key: str, members: dict[str, bytes], features: dict[str, dict]) -> list[Problem]:
+    """Every problem of one sample against the ``features`` of info.json.
+
+    ``members`` maps a field (``front.jpg``, ``state.npy``, ...) to its bytes. JPEGs are decoded.
+    """
+    problems: list[Problem] = []
+
+    def bad(fieldname: str, message: str) -> None:
+        problems.append(Problem(key, fieldname, message))
+
+    parsed = split_key(key)
+    if parsed is None:
+        bad("__key__", "key is not <episode>_<step:06d>")
+    missing = sorted(set(features) - set(members))
+    extra = sorted(set(members) - set(features))
+    for name in missing:
+        bad(name, "missing")
+    for name in extra:
+        bad(name, "not declared in info.json features")
+    for name in sorted(set(features) & set(members)):
+        spec, data = features[name], members[name]
+        if name.endswith(".npy"):
+            _check_array(name, data, spec, bad)
+        elif name.endswith(".jpg") or name.endswith(".png"):
+            _check_image(name, data, spec, bad)
+        elif name == "meta.json":
+            _check_meta(data, parsed, bad)
+    return problems
+
+
+def _check_array(name: str, data: bytes, spec: dict, bad) -> None:
+    try:
+        arr = load_npy(data)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is the problem we report
+        bad(name, f"not a readable pickle-free .npy: {exc}")
+        return
+    if str(arr.dtype) != spec["dtype"]:
+        bad(name, f"dtype {arr.dtype}, expected {spec['dtype']}")
+    if list(arr.shape) != list(spec["shape"]):
+        bad(name, f"shape {list(arr.shape)}, expected {list(spec['shape'])}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        bad(name, f"{int((~np.isfinite(arr)).sum())} NaN/Inf values")
+    if "range" in spec and arr.size:
+        lo, hi = spec["range"]
+        if arr.min() < lo or arr.max() > hi:
+            bad(name, f"values in [{arr.min()}, {arr.max()}], outside the range [{lo}, {hi}]")
+
+
+def _check_image(name: str, data: bytes, spec: dict, bad) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            size, mode, fmt = img.size, img.mode, img.format
+    except Exception as exc:  # noqa: BLE001
+        bad(name, f"does not decode as an image: {exc}")
+        return
+    h, w = spec["shape"][:2]
+    if size != (w, h):
+        bad(name, f"size {size[0]}x{size[1]}, expected {w}x{h}")
+    if fmt != spec.get("format", fmt):
+        bad(name, f"format {fmt}, expected {spec['format']}")
+    if spec.get("mode") and mode != spec["mode"]:
+        bad(name, f"mode {mode}, expected {spec['mode']}")
+
+
+def _check_meta(data: bytes, parsed: tuple[str, int] | None, bad) -> None:
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except Exception as exc:  # noqa: BLE001
+        bad("meta.json", f"not UTF-8 JSON: {exc}")
+        return
+    if not isinstance(meta, dict):
+        bad("meta.json", "not a JSON object")
+        return
+    for fieldname, typ in META_FIELDS.items():
+        value = meta.get(fieldname)
+        ok = (
+            isinstance(value, int | float) and not isinstance(value, bool)
+            if typ is float
+            else (isinstance(value, typ) and not (typ is int and isinstance(value, bool)))
+        )
+        if not ok:
+            bad("meta.json", f"{fieldname!r} must be {typ.__name__}, got {value!r}")
+    if isinstance(meta.get("instruction"), str) and not meta["instruction"].strip():
+        bad("meta.json", "empty instruction")
+    if parsed is not None and (meta.get("episode"), meta.get("step")) != parsed:
+        bad("meta.json", f"episode/step {meta.get('episode')!r}/{meta.get('step')!r} disagree with the key")

@@ -1,0 +1,172 @@
+"""Reader for raw layout v1 (see trajshard/schemas/raw_layout.py and docs/raw-layout.md).
+
+``RawSource(root).plan()`` lists episodes cheaply (names only); ``load(episode_id)`` reads one
+episode's low-dimensional streams and probes its videos (demux only, no decoding) into an
+:class:`Episode`, or raises :class:`EpisodeError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, validate_episode
+from trajshard.schemas.problems import Problem
+from trajshard.schemas.raw_layout import EPISODE_ID_RE, classify_files, validate_episode_json
+from trajshard.sources.tables import TableError, read_table, table_to_stream
+from trajshard.sources.video import VideoError, probe_video
+
+MAX_EPISODE_JSON_BYTES = 1 << 20
+MAX_TIMESTAMP_FILE_BYTES = 1 << 28
+
+
+class RawSource:
+    format = "raw"
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"raw source {root!s} is not a directory")
+
+    def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
+        """(episode ids to read, sorted; [(name, file, reason)] of entries quarantined by name)."""
+        ids, rejected = [], []
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if not entry.is_dir(follow_symlinks=True):
+                continue
+            name = entry.name
+            if not EPISODE_ID_RE.match(name):
+                rejected.append((name, name, "episode directory name must match [A-Za-z0-9_-]+"))
+            elif not self._inside(Path(entry.path)):
+                rejected.append((name, name, "episode directory is a link to a place outside the source"))
+            else:
+                ids.append(name)
+        return ids, rejected
+
+    def load(self, episode_id: str) -> Episode:
+        if not EPISODE_ID_RE.match(episode_id):
+            raise EpisodeError(episode_id, episode_id, "episode id must match [A-Za-z0-9_-]+")
+        ep_dir = self.root / episode_id
+        if not ep_dir.is_dir():
+            raise EpisodeError(episode_id, episode_id, "episode directory is missing")
+        names = [p.name for p in ep_dir.iterdir() if p.is_file() or p.is_symlink()]
+        files, problems = classify_files(episode_id, names)
+        if problems:
+            raise EpisodeError(episode_id, problems[0].field, "; ".join(p.message for p in problems))
+        meta = self._episode_json(episode_id, ep_dir / "episode.json")
+        offsets = {k: float(v) for k, v in meta.get("offsets", {}).items()}
+        unknown = sorted(set(offsets) - set(files.tables) - set(files.cameras))
+        if unknown:
+            raise EpisodeError(
+                episode_id, "episode.json", f"offsets name streams that do not exist: {unknown}"
+            )
+        streams = {}
+        for stream, fname in files.tables.items():
+            path = self._file(episode_id, ep_dir / fname)
+            try:
+                ts, values, dim_names = table_to_stream(read_table(str(path)), stream)
+            except TableError as exc:
+                raise EpisodeError(episode_id, fname, str(exc)) from exc
+            streams[stream] = Stream(stream, ts + offsets.get(stream, 0.0), values, dim_names, fname)
+        cameras = {
+            cam: self._camera(
+                episode_id, ep_dir, cam, fname, files.timestamps.get(cam), offsets.get(cam, 0.0)
+            )
+            for cam, fname in files.cameras.items()
+        }
+        ep = Episode(
+            episode_id=episode_id,
+            instructions=_segments(meta),
+            streams=streams,
+            cameras=cameras,
+            embodiment=str(meta.get("embodiment", "")),
+            success=meta.get("success"),
+            source=str(ep_dir),
+        )
+        problems = validate_episode(ep)
+        if problems:
+            raise EpisodeError(episode_id, problems[0].field, "; ".join(p.message for p in problems))
+        return ep
+
+    def check(self, episode_id: str) -> list[Problem]:
+        """Every layout problem of one episode (file roles, episode.json), then the first problem
+        reading it raises, if any. Cheap: videos are probed, not decoded."""
+        ep_dir = self.root / episode_id
+        if not ep_dir.is_dir():
+            return [Problem(episode_id, episode_id, "episode directory is missing")]
+        names = [p.name for p in ep_dir.iterdir() if p.is_file() or p.is_symlink()]
+        problems = classify_files(episode_id, names)[1]
+        if (ep_dir / "episode.json").is_file():
+            try:
+                meta = json.loads((ep_dir / "episode.json").read_bytes()[:MAX_EPISODE_JSON_BYTES].decode("utf-8"))
+                problems += validate_episode_json(episode_id, meta)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                problems.append(Problem(episode_id, "episode.json", f"not UTF-8 JSON: {exc}"))
+        if not problems:
+            try:
+                self.load(episode_id)
+            except EpisodeError as exc:
+                problems.append(Problem(episode_id, exc.where, exc.message))
+        return problems
+
+    def _inside(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self.root)
+
+    def _file(self, episode_id: str, path: Path) -> Path:
+        if not self._inside(path):
+            raise EpisodeError(episode_id, path.name, "is a link to a place outside the source")
+        return path
+
+    def _episode_json(self, episode_id: str, path: Path) -> dict:
+        path = self._file(episode_id, path)
+        size = path.stat().st_size
+        if size > MAX_EPISODE_JSON_BYTES:
+            raise EpisodeError(
+                episode_id, "episode.json", f"{size} bytes, more than {MAX_EPISODE_JSON_BYTES}"
+            )
+        try:
+            meta = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EpisodeError(episode_id, "episode.json", f"not UTF-8 JSON: {exc}") from exc
+        problems = validate_episode_json(episode_id, meta)
+        if problems:
+            raise EpisodeError(episode_id, "episode.json", "; ".join(p.message for p in problems))
+        return meta
+
+    def _camera(
+        self, episode_id: str, ep_dir: Path, cam: str, fname: str, ts_name: str | None, offset: float
+    ) -> Camera:
+        path = self._file(episode_id, ep_dir / fname)
+        try:
+            probe = probe_video(str(path))
+        except VideoError as exc:
+            raise EpisodeError(episode_id, fname, f"camera {cam!r}: {exc}") from exc
+        times = probe.seconds
+        if ts_name is not None:
+            times = self._frame_times(episode_id, ep_dir / ts_name, len(probe.pts))
+        return Camera(cam, str(path), times + offset, probe.pts, probe.width, probe.height, probe.codec)
+
+    def _frame_times(self, episode_id: str, path: Path, n_frames: int) -> np.ndarray:
+        path = self._file(episode_id, path)
+        if path.stat().st_size > MAX_TIMESTAMP_FILE_BYTES:
+            raise EpisodeError(episode_id, path.name, "timestamp file is too large")
+        try:
+            times = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise EpisodeError(episode_id, path.name, f"not a pickle-free .npy file: {exc}") from exc
+        if times.ndim != 1 or times.dtype.kind not in "fiu":
+            raise EpisodeError(
+                episode_id, path.name, f"expected a 1-D float64 array, got {times.dtype} {list(times.shape)}"
+            )
+        if len(times) != n_frames:
+            raise EpisodeError(episode_id, path.name, f"{len(times)} timestamps for {n_frames} video frames")
+        return times.astype(np.float64)
+
+
+def _segments(meta: dict) -> tuple[Segment, ...]:
+    if "instruction" in meta:
+        return (Segment(float("-inf"), float("inf"), meta["instruction"]),)
+    return tuple(Segment(float(s["start"]), float(s["end"]), s["text"]) for s in meta["instructions"])

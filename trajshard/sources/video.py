@@ -1,0 +1,74 @@
+"""Video files through PyAV: cheap probing (demux only, no decoding) and streaming decode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+MAX_FRAMES = 10_000_000  # a probe stops here: a header can not make us allocate without limit
+
+
+class VideoError(ValueError):
+    """A video file that cannot be used; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    pts: np.ndarray  # int64, presentation order
+    time_base: float
+    width: int
+    height: int
+    codec: str
+
+    @property
+    def seconds(self) -> np.ndarray:
+        return self.pts.astype(np.float64) * self.time_base
+
+
+def probe_video(path: str) -> VideoProbe:
+    """Read every packet's presentation time without decoding (demux only)."""
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, OSError) as exc:
+        raise VideoError(f"cannot open: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            raise VideoError("has no video stream")
+        stream = container.streams.video[0]
+        if stream.time_base is None:
+            raise VideoError("video stream has no time base")
+        pts = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                t = packet.pts if packet.pts is not None else packet.dts
+                if t is None:
+                    raise VideoError(f"packet {len(pts)} has neither PTS nor DTS")
+                pts.append(t)
+                if len(pts) > MAX_FRAMES:
+                    raise VideoError(f"more than {MAX_FRAMES} frames")
+        except av.FFmpegError as exc:
+            raise VideoError(f"demux failed after {len(pts)} packets: {exc}") from exc
+        ctx = stream.codec_context
+        width, height, codec = ctx.width, ctx.height, ctx.name
+        time_base = float(stream.time_base)
+    if not pts:
+        raise VideoError("has no frames")
+    if not width or not height:
+        raise VideoError("video stream declares no frame size")
+    arr = np.sort(np.asarray(pts, dtype=np.int64))
+    if np.any(np.diff(arr) == 0):
+        raise VideoError("two frames share one presentation timestamp")
+    return VideoProbe(arr, time_base, width, height, codec)
+
+
+def decode_frames(path: str) -> Iterator[av.VideoFrame]:
+    """Decoded frames in presentation order, one at a time (never a whole video in memory)."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        yield from container.decode(stream)

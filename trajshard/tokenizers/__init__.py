@@ -1,0 +1,40 @@
+"""Action tokenizers behind one small interface: ``fit``, ``encode``, ``decode``, ``to_json``, ``from_json``.
+
+``meta/tokenizer.json`` holds everything needed to decode; :func:`decode` needs nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from trajshard.tokenizers.uniform import UniformTokenizer
+
+
+class ActionTokenizer(Protocol):
+    def encode(self, actions: np.ndarray) -> np.ndarray: ...
+    def decode(self, tokens: np.ndarray) -> np.ndarray: ...
+    def to_json(self) -> dict[str, object]: ...
+
+
+TOKENIZERS = {"uniform": UniformTokenizer}
+
+
+def from_json(doc: dict[str, object]) -> ActionTokenizer:
+    kind = doc.get("type")
+    if kind not in TOKENIZERS:
+        raise ValueError(f"tokenizer.json: unknown tokenizer type {kind!r}; known: {sorted(TOKENIZERS)}")
+    return TOKENIZERS[kind].from_json(doc)
+
+
+def fit(kind: str, action_stats: dict[str, object], bins: int) -> ActionTokenizer:
+    """Fit a tokenizer of ``kind`` from the action statistics of stats.json."""
+    if kind not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {kind!r}; known: {sorted(TOKENIZERS)}")
+    return TOKENIZERS[kind].fit(action_stats, bins)
+
+
+def decode(tokens: np.ndarray, tokenizer_json: dict[str, object]) -> np.ndarray:
+    """Decode tokens back to continuous actions using only the contents of tokenizer.json."""
+    return from_json(tokenizer_json).decode(tokens)
