@@ -35,7 +35,7 @@ class JobConfig:
     address: str | None = None
     cameras: tuple[str, ...] = ()
     video_tolerance: float | None = None
-    task_steps: int = 2000
+    task_steps: int | None = None  # steps per pass-2 task; None: about one shard's worth
     extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -58,7 +58,7 @@ class JobConfig:
             problems.append(f"horizon must be at least 1, got {self.horizon}")
         if self.workers is not None and self.workers < 1:
             problems.append(f"workers must be at least 1, got {self.workers}")
-        if self.task_steps < 1:
+        if self.task_steps is not None and self.task_steps < 1:
             problems.append(f"task_steps must be at least 1, got {self.task_steps}")
         if not re.fullmatch(r"[A-Za-z0-9_]+", self.split):
             problems.append(f"split must match [A-Za-z0-9_]+, got {self.split!r}")

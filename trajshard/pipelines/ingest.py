@@ -2,7 +2,7 @@
 
 The only module that knows Ray. Without an address it starts an embedded local Ray; with
 ``--address auto``, ``ray://...`` or ``RAY_ADDRESS`` it joins a cluster. Tasks run the functions of
-``pipelines/passes.py``; at most ``2 * workers`` are in flight, and results are merged in episode
+``pipelines/passes.py``; at most ``workers`` are in flight, and results are merged in episode
 order, so the output does not depend on how many workers ran or in what order they finished.
 """
 
@@ -96,7 +96,7 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
         tokenizer = fit(cfg.tokenizer, stats_streams["action"], cfg.bins)
         tok_json = tokenizer.to_json()
 
-        groups = plan_groups(facts, cfg.task_steps)
+        groups = plan_groups(facts, cfg.task_steps or group_steps(cfg, len(facts[0].cameras)))
         group_results: list[GroupResult] = _run_bounded(
             [lambda g=g, i=i: _pass2_task.remote(src, fmt, g, cfg, tok_json, str(shard_dir), i)
              for i, g in enumerate(groups)], workers,
@@ -125,6 +125,14 @@ def plan_groups(facts: list[EpisodeFacts], task_steps: int) -> list[list[str]]:
     return groups
 
 
+def group_steps(cfg: JobConfig, n_cameras: int) -> int:
+    """Steps per pass-2 task when the config sets none: about one shard's worth, from an estimate of
+    the bytes a sample takes (a JPEG at this size and quality is roughly 12% of the raw RGB)."""
+    jpeg = cfg.image_size**2 * 3 * (0.06 + 0.0015 * cfg.jpeg_quality)
+    per_sample = n_cameras * jpeg + 4096 + 2048 * cfg.horizon
+    return max(1, int(cfg.shard_size_bytes / per_sample))
+
+
 def _init_ray(cfg: JobConfig) -> bool:
     """Join or start Ray; True when this call started it (and so must stop it)."""
     if ray.is_initialized():
@@ -140,7 +148,7 @@ def _init_ray(cfg: JobConfig) -> bool:
 
 def _run_bounded(submits: list[Callable[[], ray.ObjectRef]], limit: int, label: str, total: int,
                  count: Callable[[object], int], show: bool) -> list:
-    """Run tasks with at most ``2 * limit`` in flight; return results in submission order."""
+    """Run tasks with at most ``limit`` in flight; return results in submission order."""
     from tqdm import tqdm
 
     results: list = [None] * len(submits)
@@ -149,7 +157,7 @@ def _run_bounded(submits: list[Callable[[], ray.ObjectRef]], limit: int, label: 
     bar = tqdm(total=total, desc=label, unit="step" if "2" in label else "ep", disable=not show)
     try:
         while nxt < len(submits) or pending:
-            while nxt < len(submits) and len(pending) < 2 * limit:
+            while nxt < len(submits) and len(pending) < limit:
                 pending[submits[nxt]()] = nxt
                 nxt += 1
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -30,11 +30,13 @@ ep_006   (default)                                   ``front.timestamps.npy`` (j
 
 Output is byte-for-byte reproducible for the same arguments: single-threaded encoders, bitexact muxing,
 zstd parquet, and no wall-clock or random metadata. Every file is written to a hidden temporary name
-in its directory and moved into place with ``os.replace``.
+in its directory and moved into place with ``os.replace``; rewriting an episode also removes
+proprio/action files in the other formats and a stale ``front.timestamps.npy``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -46,7 +48,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from PIL import Image, ImageDraw
+from av.video.reformatter import VideoReformatter
+from PIL import Image, ImageDraw, ImageFont
 
 DIMS = ("joint0", "joint1", "joint2", "ee_x", "ee_y", "ee_z", "gripper")
 EMBODIMENT = "synthetic_2dof_arm"
@@ -60,7 +63,9 @@ TASKS = (
     "open the top drawer",
 )
 SEGMENTS = ("pick up the red block", "place the red block in the bowl")
-_X264 = {"threads": "1", "preset": "veryfast", "crf": "23"}
+# x264's AVX-512 kernels made output differ run to run on this machine even with threads=1; the pure-C
+# path ("no-asm") is reproducible, does not depend on the CPU's SIMD level, and is fast enough here.
+_X264 = {"threads": "1", "preset": "veryfast", "crf": "23", "x264-params": "no-asm=1"}
 _VP9 = {"threads": "1", "row-mt": "0", "deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0"}
 
 StateFn = Callable[[np.ndarray], np.ndarray]
@@ -158,23 +163,19 @@ def _make_state_fn(rng: np.random.Generator, seconds: float) -> StateFn:
 def _write_table(out: Path, name: str, fmt: str, t: np.ndarray, values: np.ndarray) -> None:
     values = values.astype(np.float32)
     ns = np.round(t * 1e9).astype(np.int64)
-    ext = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}[fmt.split("_")[0]]
+    ext = fmt.split("_")[0]
     for stale in ("csv", "jsonl", "parquet"):
         if stale != ext:
             _remove(out / f"{name}.{stale}")
     path = out / f"{name}.{ext}"
     if ext == "jsonl":
         ts = ns.tolist() if fmt.endswith("_ns") else t.tolist()
-        rows = (json.dumps({"timestamp": s, name: [float(x) for x in v]}) for s, v in zip(ts, values))
+        rows = (json.dumps({"timestamp": s, name: v}) for s, v in zip(ts, values.tolist(), strict=True))
         _atomic_write(path, lambda p: p.write_text("".join(r + "\n" for r in rows)))
         return
     ts_arr = pa.array(ns if fmt.endswith("_ns") else t, pa.int64() if fmt.endswith("_ns") else pa.float64())
     if fmt == "parquet_list":
-        cols = {
-            name: pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), len(DIMS)).cast(
-                pa.list_(pa.float32())
-            )
-        }
+        cols = {name: pa.array(values.tolist(), pa.list_(pa.float32()))}
     else:
         cols = {dim: pa.array(values[:, j]) for j, dim in enumerate(DIMS)}
     table = pa.table({"timestamp": ts_arr, **cols})
@@ -188,12 +189,12 @@ def _encode(
     path: Path, fmt: str, codec: str, fps: int, opts: dict, frames: Iterator, width: int, height: int
 ) -> None:
     with av.open(str(path), "w", format=fmt, options={"fflags": "+bitexact"}) as container:
-        container.flags |= av.container.Flags.bitexact.value
         stream = container.add_stream(codec, rate=fps, options=dict(opts))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
+        reformatter = VideoReformatter()  # reused so swscale's context is built once per stream
         for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            frame = reformatter.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p")
             frame.pts, frame.time_base = i, Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
@@ -204,8 +205,8 @@ def _draw_front(s: np.ndarray, t: float, seconds: float, width: int, height: int
     draw = ImageDraw.Draw(img)
     scale = min(0.78 * height, 0.46 * width) / sum(LINKS)
     base = (width / 2, height * 0.86)
-    to_px = lambda x, y: (base[0] + scale * x, base[1] - scale * y)  # noqa: E731
-    _draw_arm(draw, s, to_px, max(2, width // 40), (200, 200, 210), (120, 140, 170), 3 + 8 * s[5])
+    to_px = _mapper(base, scale, (0.0, 0.0))
+    _draw_arm(draw, s, to_px, max(2, width // 40), (200, 200, 210), (120, 140, 170), 5 + 10 * s[5])
     draw.rectangle([base[0] - 8, base[1], base[0] + 8, base[1] + 4], fill=(90, 90, 100))
     _draw_clock(draw, t, seconds, width, height, (80, 170, 255))
     return np.asarray(img)
@@ -216,7 +217,7 @@ def _draw_wrist(s: np.ndarray, t: float, seconds: float, width: int, height: int
     draw = ImageDraw.Draw(img)
     scale = 3 * min(0.78 * height, 0.46 * width) / sum(LINKS)
     cx, cy = width / 2, height / 2
-    to_px = lambda x, y: (cx + scale * (x - s[3]), cy - scale * (y - s[4]))  # noqa: E731
+    to_px = _mapper((cx, cy), scale, (s[3], s[4]))
     step = 0.1  # world-fixed grid, so the background scrolls as the end effector moves
     for g in np.arange(np.floor((s[3] - 2) / step), np.ceil((s[3] + 2) / step)) * step:
         draw.line([to_px(g, s[4] - 2), to_px(g, s[4] + 2)], fill=(95, 85, 65))
@@ -225,6 +226,15 @@ def _draw_wrist(s: np.ndarray, t: float, seconds: float, width: int, height: int
     _draw_arm(draw, s, to_px, max(4, width // 16), (240, 220, 150), (250, 160, 60), 6 + 20 * s[5])
     _draw_clock(draw, t, seconds, width, height, (250, 200, 60))
     return np.asarray(img)
+
+
+def _mapper(origin: tuple, scale: float, centre: tuple) -> Callable[[float, float], tuple]:
+    """World (x right, y up) -> pixel coordinates, with world point ``centre`` drawn at ``origin``."""
+
+    def to_px(x: float, y: float) -> tuple[float, float]:
+        return origin[0] + scale * (x - centre[0]), origin[1] - scale * (y - centre[1])
+
+    return to_px
 
 
 def _draw_arm(draw: ImageDraw.ImageDraw, s, to_px, lw: int, link, jaw, r: float) -> None:
@@ -248,7 +258,12 @@ def _draw_clock(draw: ImageDraw.ImageDraw, t: float, seconds: float, width: int,
     bar = max(3, height // 30)
     draw.rectangle([0, height - bar, width - 1, height - 1], fill=(50, 50, 50))
     draw.rectangle([0, height - bar, int((width - 1) * min(t / seconds, 1.0)), height - 1], fill=fill)
-    draw.text((3, 2), f"t={t:.2f}s", fill=(235, 235, 235))
+    draw.text((3, 2), f"t={t:.2f}s", fill=(235, 235, 235), font=_font())
+
+
+@functools.cache
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default()
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

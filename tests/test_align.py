@@ -1,0 +1,77 @@
+"""Alignment onto a target clock: span, interpolation, nearest frames, tolerance, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trajshard.pipelines.align import AlignConfig, align, interpolate, nearest_frames, target_clock
+from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream
+
+
+def make_episode(cam_times, proprio_t=None, action=True, segments=None) -> Episode:
+    pt = np.arange(0, 3.0, 0.01) if proprio_t is None else proprio_t
+    streams = {"proprio": Stream("proprio", pt, np.stack([pt, 2 * pt], 1).astype(np.float32))}
+    if action:
+        at = np.arange(0, 3.0, 0.05)
+        streams["action"] = Stream("action", at, np.stack([at, -at, at * 0], 1).astype(np.float32))
+    cams = {"front": Camera("front", "front.mp4", np.asarray(cam_times, float), np.arange(len(cam_times)),
+                            64, 48, "h264")}
+    segs = segments or (Segment(float("-inf"), float("inf"), "pick up the cup"),)
+    return Episode("ep", segs, streams, cams)
+
+
+def test_target_clock_covers_intersection():
+    ticks = target_clock({"a": (0.0, 2.0), "b": (0.25, 3.0)}, 10.0, "ep")
+    assert ticks[0] == 0.25 and ticks[-1] <= 2.0 + 1e-12 and len(ticks) == 18
+    with pytest.raises(EpisodeError, match="do not overlap"):
+        target_clock({"a": (0.0, 1.0), "b": (2.0, 3.0)}, 10.0, "ep")
+
+
+def test_interpolate_is_linear_and_reports_gap():
+    ts = np.array([0.0, 1.0, 2.0])
+    vals, gap = interpolate(ts, np.array([[0.0], [10.0], [0.0]]), np.array([0.5, 1.0, 1.75]))
+    np.testing.assert_allclose(vals[:, 0], [5.0, 10.0, 2.5])
+    assert gap == pytest.approx(0.5)
+
+
+def test_nearest_frames_prefers_earlier_on_ties():
+    idx, err = nearest_frames(np.array([0.0, 0.1, 0.2]), np.array([0.05, 0.16, 0.5]))
+    assert idx.tolist() == [0, 2, 2]
+    np.testing.assert_allclose(err, [0.05, 0.04, 0.3])
+
+
+def test_align_values_frames_and_errors():
+    cam = np.arange(0, 3.0, 1 / 30)
+    al = align(make_episode(cam), AlignConfig(fps=10))
+    assert al.times[0] == 0.0 and al.steps == 30
+    np.testing.assert_allclose(al.state[:, 0], al.times, atol=1e-6)
+    np.testing.assert_allclose(al.action[:, 1], -al.times, atol=1e-6)
+    np.testing.assert_array_equal(al.frames["front"], np.arange(0, 90, 3))
+    assert al.errors["front"] < 1e-9 and al.dropped_ticks == 0
+    assert set(al.errors) == {"front", "proprio", "action"}
+
+
+def test_ticks_without_frame_within_tolerance_are_dropped():
+    cam = np.concatenate([np.arange(0, 1.0, 0.1), np.arange(2.0, 3.0, 0.1)])  # a one-second gap
+    al = align(make_episode(cam), AlignConfig(fps=10))
+    assert al.dropped_ticks == 8 and al.steps == 22  # ticks 1.1 .. 1.8 have no frame within 0.1 s
+    assert al.errors["front"] <= 0.1 + 1e-9
+
+
+def test_missing_action_is_derived_from_next_state():
+    al = align(make_episode(np.arange(0, 3.0, 0.1), action=False), AlignConfig(fps=10))
+    np.testing.assert_array_equal(al.action[:-1], al.state[1:])
+    np.testing.assert_array_equal(al.action[-1], al.state[-1])
+    assert al.action_source.startswith("derived")
+
+
+def test_time_ranged_instructions_per_tick():
+    segs = (Segment(0.0, 1.5, "reach"), Segment(1.5, 3.0, "grasp"))
+    al = align(make_episode(np.arange(0, 3.0, 0.1), segments=segs), AlignConfig(fps=10))
+    assert al.instructions[0] == "reach" and al.instructions[14] == "reach" and al.instructions[15] == "grasp"
+
+
+def test_unknown_camera_is_an_error():
+    with pytest.raises(EpisodeError, match="configured cameras"):
+        align(make_episode(np.arange(0, 3.0, 0.1)), AlignConfig(cameras=("wrist",)))
