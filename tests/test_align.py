@@ -15,8 +15,11 @@ def make_episode(cam_times, proprio_t=None, action=True, segments=None) -> Episo
     if action:
         at = np.arange(0, 3.0, 0.05)
         streams["action"] = Stream("action", at, np.stack([at, -at, at * 0], 1).astype(np.float32))
-    cams = {"front": Camera("front", "front.mp4", np.asarray(cam_times, float), np.arange(len(cam_times)),
-                            64, 48, "h264")}
+    cams = {
+        "front": Camera(
+            "front", "front.mp4", np.asarray(cam_times, float), np.arange(len(cam_times)), 64, 48, "h264"
+        )
+    }
     segs = segments or (Segment(float("-inf"), float("inf"), "pick up the cup"),)
     return Episode("ep", segs, streams, cams)
 

@@ -21,8 +21,11 @@ EXPECTED_FIELDS = {"front.jpg", "wrist.jpg", "state.npy", "action.npy", "tokens.
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def shard_urls(out: Path) -> list[str]:
@@ -90,8 +93,9 @@ def test_byte_identical_across_runs_and_worker_counts(synthetic_raw, tmp_path, r
 
 def test_shard_size_cap_splits_shards(synthetic_raw, tmp_path, ray_session):
     out = tmp_path / "small"
-    run_ingest(str(synthetic_raw), str(out), JobConfig(workers=2, shard_size="400KB", image_size=96),
-               progress=False)
+    run_ingest(
+        str(synthetic_raw), str(out), JobConfig(workers=2, shard_size="400KB", image_size=96), progress=False
+    )
     manifest = json.loads((out / "meta" / "manifest.json").read_text())
     assert len(manifest["shards"]) > 2
     for s in manifest["shards"]:
@@ -105,10 +109,14 @@ def test_action_chunks_with_horizon(synthetic_raw, tmp_path, ray_session):
     out = tmp_path / "chunks"
     run_ingest(str(synthetic_raw), str(out), JobConfig(workers=2, horizon=4, image_size=64), progress=False)
     assert validate_output(out).ok
-    samples = [s for s in wds.WebDataset(shard_urls(out), shardshuffle=False).decode()
-               if s["meta.json"]["episode"] == "ep_000"]
+    samples = [
+        s
+        for s in wds.WebDataset(shard_urls(out), shardshuffle=False).decode()
+        if s["meta.json"]["episode"] == "ep_000"
+    ]
     last = samples[-1]
     assert last["action_chunk.npy"].shape == (4, 7) and last["tokens.npy"].shape == (4, 7)
     assert last["action_chunk_mask.npy"].tolist() == [True, False, False, False]
-    np.testing.assert_array_equal(samples[-3]["action_chunk.npy"][:3], np.stack(
-        [s["action.npy"] for s in samples[-3:]]))
+    np.testing.assert_array_equal(
+        samples[-3]["action_chunk.npy"][:3], np.stack([s["action.npy"] for s in samples[-3:]])
+    )

@@ -73,8 +73,9 @@ def test_missing_proprio_names_the_file(raw_copy):
 
 
 def test_episode_json_validator_reports_every_problem():
-    problems = validate_episode_json("e", {"instruction": "", "instructions": [], "success": "yes",
-                                           "offsets": {"front": "x"}, "colour": 1})
+    problems = validate_episode_json(
+        "e", {"instruction": "", "instructions": [], "success": "yes", "offsets": {"front": "x"}, "colour": 1}
+    )
     messages = " | ".join(p.message for p in problems)
     for fragment in ("unknown keys", "exactly one", '"success"', '"offsets"'):
         assert fragment in messages
@@ -82,8 +83,9 @@ def test_episode_json_validator_reports_every_problem():
 
 
 def test_classify_files_reports_duplicates_and_missing():
-    files, problems = classify_files("e", ["proprio.csv", "proprio.parquet", "front.mp4", "front.mkv",
-                                           "back.timestamps.npy"])
+    files, problems = classify_files(
+        "e", ["proprio.csv", "proprio.parquet", "front.mp4", "front.mkv", "back.timestamps.npy"]
+    )
     msgs = [str(p) for p in problems]
     assert any("second proprio" in m for m in msgs) and any("second video" in m for m in msgs)
     assert any("episode.json" in m for m in msgs) and any("no video" in m for m in msgs)
@@ -96,6 +98,8 @@ def test_detect_format(synthetic_raw, tmp_path):
 
 
 def test_bad_episode_json_is_reported(raw_copy):
-    (raw_copy / "ep_000" / "episode.json").write_text(json.dumps({"instruction": "x", "offsets": {"nope": 1}}))
+    (raw_copy / "ep_000" / "episode.json").write_text(
+        json.dumps({"instruction": "x", "offsets": {"nope": 1}})
+    )
     with pytest.raises(EpisodeError, match="offsets name streams"):
         RawSource(raw_copy).load("ep_000")

@@ -40,8 +40,9 @@ def test_endpoints_and_middle(tok):
     assert tok.encode(np.array([2.0, 1.0, 5.0])).tolist() == [256, 256, 128]
     assert tok.encode(np.array([0.0, 0.5, 5.0])).tolist() == [128, 128, 128]
     # token 256 decodes into the last interval, like OpenVLA
-    np.testing.assert_allclose(tok.decode(np.array([256, 256, 128]))[:2], HIGH[:2] - (HIGH - LOW)[:2] / 255 / 2,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        tok.decode(np.array([256, 256, 128]))[:2], HIGH[:2] - (HIGH - LOW)[:2] / 255 / 2, rtol=1e-6
+    )
 
 
 def test_just_inside_and_outside_bounds(tok):

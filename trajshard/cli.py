@@ -25,7 +25,9 @@ def main(verbose: bool) -> None:
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["auto", "raw"]), default=None, help="Source format.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML job config.")
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML job config."
+)
 @click.option("--fps", type=float, default=None, help="Target clock rate in Hz (default 10).")
 @click.option("--image-size", type=int, default=None, help="Square image side in pixels (default 224).")
 @click.option("--resize-mode", type=click.Choice(["stretch", "pad", "center-crop"]), default=None)
@@ -49,9 +51,11 @@ def ingest(source, out, fmt, config_path, progress, cameras, **flags) -> None:
         report = run_ingest(source, out, cfg, progress=progress)
     except (ValueError, IngestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"wrote {report.samples} samples of {report.episodes_written} episodes into {report.shards} "
-               f"shards in {report.seconds:.1f}s; quarantined {report.episodes_quarantined} of "
-               f"{report.episodes_input} (see {Path(out) / 'meta' / 'quarantine.jsonl'})")
+    click.echo(
+        f"wrote {report.samples} samples of {report.episodes_written} episodes into {report.shards} "
+        f"shards in {report.seconds:.1f}s; quarantined {report.episodes_quarantined} of "
+        f"{report.episodes_input} (see {Path(out) / 'meta' / 'quarantine.jsonl'})"
+    )
 
 
 @main.command()
@@ -74,10 +78,14 @@ def validate(path: str, fmt: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"kind": kind, **report.to_json()}, indent=2))
     elif report.ok:
-        click.echo(f"OK: {kind} {path}: {report.episodes} episodes, {report.samples} samples, "
-                   f"{report.shards} shards checked")
+        click.echo(
+            f"OK: {kind} {path}: {report.episodes} episodes, {report.samples} samples, "
+            f"{report.shards} shards checked"
+        )
     else:
-        click.echo(f"PROBLEMS: {kind} {path}: {len(report.problems)} found\n{format_problems(report.problems)}")
+        click.echo(
+            f"PROBLEMS: {kind} {path}: {len(report.problems)} found\n{format_problems(report.problems)}"
+        )
     sys.exit(0 if report.ok else 1)
 
 
@@ -95,7 +103,9 @@ def histogram(out: str, dim: int | None, as_json: bool, width: int) -> None:
     except (OSError, ValueError, KeyError) as exc:
         raise click.ClickException(f"cannot read {out}: {exc}") from exc
     if dim is not None and not 0 <= dim < h.counts.shape[0]:
-        raise click.BadParameter(f"dimension {dim} out of range 0..{h.counts.shape[0] - 1}", param_hint="--dim")
+        raise click.BadParameter(
+            f"dimension {dim} out of range 0..{h.counts.shape[0] - 1}", param_hint="--dim"
+        )
     if as_json:
         dims = [dim] if dim is not None else range(h.counts.shape[0])
         click.echo(json.dumps({"samples": h.samples, "dims": [h.dim_summary(d) for d in dims]}, indent=2))
@@ -122,15 +132,21 @@ def demo(out: str, episodes: int, seconds: float, workers: int | None) -> None:
     raw, dataset = root / "raw", root / "dataset"
     shutil.rmtree(dataset, ignore_errors=True)
     ids = write_synthetic_dataset(raw, n_episodes=episodes, seconds=seconds)
-    click.echo(f"[1/4] recorded {len(ids)} synthetic episodes (H.264 30 fps + VP9 15 fps, proprio ~100 Hz, "
-               f"actions 20 Hz) in {raw}")
+    click.echo(
+        f"[1/4] recorded {len(ids)} synthetic episodes (H.264 30 fps + VP9 15 fps, proprio ~100 Hz, "
+        f"actions 20 Hz) in {raw}"
+    )
     report = run_ingest(str(raw), str(dataset), load_config(workers=workers), progress=None)
-    click.echo(f"[2/4] ingested: {report.samples} samples, {report.shards} shards, "
-               f"{report.episodes_quarantined} quarantined, {report.seconds:.1f}s -> {dataset}")
+    click.echo(
+        f"[2/4] ingested: {report.samples} samples, {report.shards} shards, "
+        f"{report.episodes_quarantined} quarantined, {report.seconds:.1f}s -> {dataset}"
+    )
     v = validate_output(dataset)
     if not v.ok:
         click.echo(f"[3/4] validation FAILED:\n{format_problems(v.problems)}")
         sys.exit(1)
-    click.echo(f"[3/4] validated: {v.samples} samples in {v.shards} shards, {v.episodes} episodes, no problems")
+    click.echo(
+        f"[3/4] validated: {v.samples} samples in {v.shards} shards, {v.episodes} episodes, no problems"
+    )
     click.echo("[4/4] action-bin histogram:\n")
     click.echo(render(compute_histogram(dataset)))

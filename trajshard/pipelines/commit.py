@@ -23,9 +23,20 @@ from trajshard.schemas.raw_layout import RAW_LAYOUT_VERSION
 from trajshard.schemas.sample import SHARD_SAMPLE_VERSION, json_bytes
 
 
-def commit(out: Path, source: str, fmt: str, cfg: JobConfig, facts: list[EpisodeFacts],
-           quarantined: list[Quarantined], groups: list[GroupResult], stats_streams: dict, tok_json: dict,
-           n_input: int, seconds: float, report_type: type):
+def commit(
+    out: Path,
+    source: str,
+    fmt: str,
+    cfg: JobConfig,
+    facts: list[EpisodeFacts],
+    quarantined: list[Quarantined],
+    groups: list[GroupResult],
+    stats_streams: dict,
+    tok_json: dict,
+    n_input: int,
+    seconds: float,
+    report_type: type,
+):
     meta = out / "meta"
     quarantined = quarantined + [q for g in groups for q in g.quarantined]
     bad = {q.episode for q in quarantined}
@@ -33,9 +44,21 @@ def commit(out: Path, source: str, fmt: str, cfg: JobConfig, facts: list[Episode
     parts = promote_parts(out / "shards", cfg.split, [p for g in groups for p in g.parts])
     shard_names = [f"shards/{p.name}" for p in parts]
 
-    manifest = {"schema": "trajshard.manifest", "version": MANIFEST_VERSION, "shards": [
-        {"name": n, "split": cfg.split, "samples": p.samples, "bytes": p.bytes, "sha256": p.sha256,
-         "episodes": p.episodes} for n, p in zip(shard_names, parts, strict=True)]}
+    manifest = {
+        "schema": "trajshard.manifest",
+        "version": MANIFEST_VERSION,
+        "shards": [
+            {
+                "name": n,
+                "split": cfg.split,
+                "samples": p.samples,
+                "bytes": p.bytes,
+                "sha256": p.sha256,
+                "episodes": p.episodes,
+            }
+            for n, p in zip(shard_names, parts, strict=True)
+        ],
+    }
     write_json_atomic(meta / "manifest.json", manifest)
 
     shards_of: dict[str, list[str]] = {}
@@ -44,7 +67,9 @@ def commit(out: Path, source: str, fmt: str, cfg: JobConfig, facts: list[Episode
             shards_of.setdefault(e, []).append(n)
     write_bytes_atomic(meta / "episodes.parquet", _episodes_parquet(written, shards_of, cfg.split))
     quarantined.sort(key=lambda q: q.episode)
-    write_bytes_atomic(meta / "quarantine.jsonl", b"".join(json_bytes(q.to_json()) + b"\n" for q in quarantined))
+    write_bytes_atomic(
+        meta / "quarantine.jsonl", b"".join(json_bytes(q.to_json()) + b"\n" for q in quarantined)
+    )
     write_json_atomic(meta / "stats.json", stats_document(stats_streams))
     write_json_atomic(meta / "tokenizer.json", tok_json)
 
@@ -64,33 +89,54 @@ def commit(out: Path, source: str, fmt: str, cfg: JobConfig, facts: list[Episode
         "action_source": first.action_source,
         "state_names": list(first.state_names),
         "action_names": list(first.action_names),
-        "features": sample_features(list(first.cameras), cfg.image_size, first.state.dims, first.action.dims,
-                                    cfg.horizon, tok_json["token_range"]),
-        "counts": {"episodes_input": n_input, "episodes_written": len(written),
-                   "episodes_quarantined": len(quarantined), "samples": samples, "shards": len(parts)},
+        "features": sample_features(
+            list(first.cameras),
+            cfg.image_size,
+            first.state.dims,
+            first.action.dims,
+            cfg.horizon,
+            tok_json["token_range"],
+        ),
+        "counts": {
+            "episodes_input": n_input,
+            "episodes_written": len(written),
+            "episodes_quarantined": len(quarantined),
+            "samples": samples,
+            "shards": len(parts),
+        },
         "splits": {cfg.split: {"shards": shard_names, "samples": samples, "episodes": len(written)}},
         "stats_hash": stats_document(stats_streams)["hash"],
     }
     write_bytes_atomic(out / "README.md", dataset_card(info, stats_streams, quarantined).encode())
     write_json_atomic(meta / "info.json", info)
-    return report_type(str(out), n_input, len(written), len(quarantined), samples, len(parts),
-                       sum(g.frames_written for g in groups), seconds)
+    return report_type(
+        str(out),
+        n_input,
+        len(written),
+        len(quarantined),
+        samples,
+        len(parts),
+        sum(g.frames_written for g in groups),
+        seconds,
+    )
 
 
 def _episodes_parquet(written: list[EpisodeFacts], shards_of: dict[str, list[str]], split: str) -> bytes:
     errors_type = pa.map_(pa.string(), pa.float64())
-    table = pa.table({
-        "episode": pa.array([f.episode for f in written], pa.string()),
-        "split": pa.array([split] * len(written), pa.string()),
-        "steps": pa.array([f.steps for f in written], pa.int64()),
-        "shards": pa.array([shards_of.get(f.episode, []) for f in written], pa.list_(pa.string())),
-        "start_time": pa.array([f.start_time for f in written], pa.float64()),
-        "end_time": pa.array([f.end_time for f in written], pa.float64()),
-        "align_error_max_s": pa.array([max(f.errors.values()) for f in written], pa.float64()),
-        "align_errors_s": pa.array([sorted(f.errors.items()) for f in written], errors_type),
-        "dropped_ticks": pa.array([f.dropped_ticks for f in written], pa.int64()),
-        "embodiment": pa.array([f.embodiment for f in written], pa.string()),
-    })
+    table = pa.table(
+        {
+            "episode": pa.array([f.episode for f in written], pa.string()),
+            "split": pa.array([split] * len(written), pa.string()),
+            "steps": pa.array([f.steps for f in written], pa.int64()),
+            "shards": pa.array([shards_of.get(f.episode, []) for f in written], pa.list_(pa.string())),
+            "start_time": pa.array([f.start_time for f in written], pa.float64()),
+            "end_time": pa.array([f.end_time for f in written], pa.float64()),
+            "align_error_max_s": pa.array([max(f.errors.values()) for f in written], pa.float64()),
+            "align_errors_s": pa.array([sorted(f.errors.items()) for f in written], errors_type),
+            "dropped_ticks": pa.array([f.dropped_ticks for f in written], pa.int64()),
+            "embodiment": pa.array([f.embodiment for f in written], pa.string()),
+        }
+    )
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()

@@ -53,8 +53,9 @@ def _pass1_task(source: str, fmt: str, ids: list[str], cfg: JobConfig) -> list[E
 
 
 @ray.remote(num_cpus=1, max_retries=3)
-def _pass2_task(source: str, fmt: str, ids: list[str], cfg: JobConfig, tok: dict, shard_dir: str,
-                group: int) -> GroupResult:
+def _pass2_task(
+    source: str, fmt: str, ids: list[str], cfg: JobConfig, tok: dict, shard_dir: str, group: int
+) -> GroupResult:
     return pass2_group(source, fmt, ids, cfg, tok, shard_dir, group)
 
 
@@ -79,34 +80,61 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
         workers = cfg.workers or max(1, int(ray.available_resources().get("CPU", 1)))
         batches = [ids[i : i + PASS1_BATCH] for i in range(0, len(ids), PASS1_BATCH)]
         results = _run_bounded(
-            [lambda b=b: _pass1_task.remote(src, fmt, b, cfg) for b in batches], workers,
-            "pass 1: statistics", len(ids), lambda r: len(r), show)
+            [lambda b=b: _pass1_task.remote(src, fmt, b, cfg) for b in batches],
+            workers,
+            "pass 1: statistics",
+            len(ids),
+            lambda r: len(r),
+            show,
+        )
         facts = []
         for r in (x for batch in results for x in batch):
             (facts if isinstance(r, EpisodeFacts) else quarantined).append(r)
         facts, odd = split_by_shape(facts)
         quarantined += odd
         if not facts:
-            raise IngestError(f"no episode of {len(ids) + len(rejected)} could be read; "
-                              f"first reasons: {[q.reason for q in quarantined[:3]]}")
+            raise IngestError(
+                f"no episode of {len(ids) + len(rejected)} could be read; "
+                f"first reasons: {[q.reason for q in quarantined[:3]]}"
+            )
         action_stats = merge_all([f.action for f in facts])
         state_stats = merge_all([f.state for f in facts])
-        stats_streams = {"action": action_stats.to_json(facts[0].action_names),
-                         "state": state_stats.to_json(facts[0].state_names)}
+        stats_streams = {
+            "action": action_stats.to_json(facts[0].action_names),
+            "state": state_stats.to_json(facts[0].state_names),
+        }
         tokenizer = fit(cfg.tokenizer, stats_streams["action"], cfg.bins)
         tok_json = tokenizer.to_json()
 
         groups = plan_groups(facts, cfg.task_steps or group_steps(cfg, len(facts[0].cameras)))
         group_results: list[GroupResult] = _run_bounded(
-            [lambda g=g, i=i: _pass2_task.remote(src, fmt, g, cfg, tok_json, str(shard_dir), i)
-             for i, g in enumerate(groups)], workers,
-            "pass 2: shards", sum(f.steps for f in facts), lambda r: sum(p.samples for p in r.parts), show)
+            [
+                lambda g=g, i=i: _pass2_task.remote(src, fmt, g, cfg, tok_json, str(shard_dir), i)
+                for i, g in enumerate(groups)
+            ],
+            workers,
+            "pass 2: shards",
+            sum(f.steps for f in facts),
+            lambda r: sum(p.samples for p in r.parts),
+            show,
+        )
     finally:
         if owns_ray:
             ray.shutdown()
-    return commit.commit(out_path, src, fmt, cfg, facts, quarantined, group_results, stats_streams, tok_json,
-                         n_input=len(ids) + len(rejected), seconds=time.monotonic() - started,
-                         report_type=IngestReport)
+    return commit.commit(
+        out_path,
+        src,
+        fmt,
+        cfg,
+        facts,
+        quarantined,
+        group_results,
+        stats_streams,
+        tok_json,
+        n_input=len(ids) + len(rejected),
+        seconds=time.monotonic() - started,
+        report_type=IngestReport,
+    )
 
 
 def plan_groups(facts: list[EpisodeFacts], task_steps: int) -> list[list[str]]:
@@ -146,8 +174,14 @@ def _init_ray(cfg: JobConfig) -> bool:
     return True
 
 
-def _run_bounded(submits: list[Callable[[], ray.ObjectRef]], limit: int, label: str, total: int,
-                 count: Callable[[object], int], show: bool) -> list:
+def _run_bounded(
+    submits: list[Callable[[], ray.ObjectRef]],
+    limit: int,
+    label: str,
+    total: int,
+    count: Callable[[object], int],
+    show: bool,
+) -> list:
     """Run tasks with at most ``limit`` in flight; return results in submission order."""
     from tqdm import tqdm
 
@@ -168,8 +202,13 @@ def _run_bounded(submits: list[Callable[[], ray.ObjectRef]], limit: int, label: 
                 done_units += n
                 bar.update(n)
             if not show:
-                log.info("%s: %d/%d (%.1f/s)", label, done_units, total,
-                         done_units / max(time.monotonic() - t0, 1e-9))
+                log.info(
+                    "%s: %d/%d (%.1f/s)",
+                    label,
+                    done_units,
+                    total,
+                    done_units / max(time.monotonic() - t0, 1e-9),
+                )
     finally:
         bar.close()
     return results
@@ -177,6 +216,7 @@ def _run_bounded(submits: list[Callable[[], ray.ObjectRef]], limit: int, label: 
 
 def split_by_shape(facts: list[EpisodeFacts]) -> tuple[list[EpisodeFacts], list[Quarantined]]:
     """Keep the episodes of the most common (action dims, state dims, cameras); quarantine the rest."""
+
     def shape(f: EpisodeFacts) -> tuple:
         return f.action.dims, f.state.dims, f.cameras
 
@@ -185,7 +225,14 @@ def split_by_shape(facts: list[EpisodeFacts]) -> tuple[list[EpisodeFacts], list[
         return [], []
     best = max(counts, key=lambda k: (counts[k], -[shape(f) for f in facts].index(k)))
     kept = [f for f in facts if shape(f) == best]
-    odd = [Quarantined(f.episode, "streams", f"action {f.action.dims}-D, state {f.state.dims}-D, cameras "
-                       f"{list(f.cameras)} differ from the dataset's {best[0]}-D, {best[1]}-D, {list(best[2])}")
-           for f in facts if shape(f) != best]
+    odd = [
+        Quarantined(
+            f.episode,
+            "streams",
+            f"action {f.action.dims}-D, state {f.state.dims}-D, cameras "
+            f"{list(f.cameras)} differ from the dataset's {best[0]}-D, {best[1]}-D, {list(best[2])}",
+        )
+        for f in facts
+        if shape(f) != best
+    ]
     return kept, odd

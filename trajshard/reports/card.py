@@ -42,5 +42,13 @@ def dataset_card(info: dict, stats_streams: dict, quarantined: list) -> str:
         lines += ["", "Every rejected episode with its reason is in `meta/quarantine.jsonl`."]
     else:
         lines.append("No episode was quarantined.")
-    lines += ["", "## Job config", "", "```json", json.dumps(info["config"], indent=2, sort_keys=True), "```", ""]
+    lines += [
+        "",
+        "## Job config",
+        "",
+        "```json",
+        json.dumps(info["config"], indent=2, sort_keys=True),
+        "```",
+        "",
+    ]
     return "\n".join(lines)

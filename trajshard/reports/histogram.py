@@ -86,14 +86,19 @@ def bar_line(counts: np.ndarray, width: int = 64) -> str:
 def render(h: Histogram, dim: int | None = None, width: int = 64) -> str:
     dims = [dim] if dim is not None else range(h.counts.shape[0])
     bins = h.counts.shape[1]
-    lines = [f"{h.samples} samples, {h.counts.shape[0]} action dims, {bins} bins "
-             f"(one column = {max(1, round(bins / width))} bins)", ""]
+    lines = [
+        f"{h.samples} samples, {h.counts.shape[0]} action dims, {bins} bins "
+        f"(one column = {max(1, round(bins / width))} bins)",
+        "",
+    ]
     header = f"{'dim':>4} {'name':<20} |{'occupancy':^{min(width, bins)}}| {'dead':>5} {'edge%':>6} {'H(bits)':>7} {'rmse':>9}"
     lines.append(header)
     for d in dims:
         s = h.dim_summary(d)
-        lines.append(f"{d:>4} {s['name'][:20]:<20} |{bar_line(h.counts[d], width)}| {s['dead_bins']:>5} "
-                     f"{100 * s['edge_share']:>6.2f} {s['entropy_bits']:>7.3f} {s['roundtrip_rmse']:>9.3g}")
+        lines.append(
+            f"{d:>4} {s['name'][:20]:<20} |{bar_line(h.counts[d], width)}| {s['dead_bins']:>5} "
+            f"{100 * s['edge_share']:>6.2f} {s['entropy_bits']:>7.3f} {s['roundtrip_rmse']:>9.3g}"
+        )
     if dim is not None:
         lines.append("")
         c = h.counts[dim]

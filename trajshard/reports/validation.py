@@ -37,8 +37,13 @@ class ValidationReport:
         return not self.problems
 
     def to_json(self) -> dict[str, object]:
-        return {"ok": self.ok, "shards": self.shards, "samples": self.samples, "episodes": self.episodes,
-                "problems": [p.to_dict() for p in self.problems]}
+        return {
+            "ok": self.ok,
+            "shards": self.shards,
+            "samples": self.samples,
+            "episodes": self.episodes,
+            "problems": [p.to_dict() for p in self.problems],
+        }
 
 
 def validate_output(out: str | Path) -> ValidationReport:
@@ -72,25 +77,36 @@ def validate_output(out: str | Path) -> ValidationReport:
 
     for eid, steps in sorted(written.items()):
         if eid not in steps_seen:
-            problems.append(Problem(eid, "episodes.parquet", "episode listed but no sample of it is in a shard"))
+            problems.append(
+                Problem(eid, "episodes.parquet", "episode listed but no sample of it is in a shard")
+            )
         elif steps_seen[eid] != steps:
-            problems.append(Problem(eid, "episodes.parquet", f"{steps} steps listed, {steps_seen[eid]} in shards"))
+            problems.append(
+                Problem(eid, "episodes.parquet", f"{steps} steps listed, {steps_seen[eid]} in shards")
+            )
     for eid in sorted(set(steps_seen) - set(written)):
         problems.append(Problem(eid, "episodes.parquet", "samples in shards but episode not listed"))
     for eid in sorted(set(written) & set(quarantined)):
         problems.append(Problem(eid, "quarantine.jsonl", "episode both written and quarantined"))
     counts = info["counts"]
-    expect = {"episodes_written": len(written), "episodes_quarantined": len(quarantined),
-              "samples": report.samples, "shards": report.shards}
+    expect = {
+        "episodes_written": len(written),
+        "episodes_quarantined": len(quarantined),
+        "samples": report.samples,
+        "shards": report.shards,
+    }
     for key, actual in expect.items():
         if counts.get(key) != actual:
-            problems.append(Problem("meta/info.json", f"counts.{key}", f"says {counts.get(key)}, found {actual}"))
+            problems.append(
+                Problem("meta/info.json", f"counts.{key}", f"says {counts.get(key)}, found {actual}")
+            )
     report.episodes = len(steps_seen)
     return report
 
 
-def _check_shard(out: Path, shard: dict, features: dict, tokenizer, steps_seen: dict[str, int],
-                 problems: list[Problem]) -> int:
+def _check_shard(
+    out: Path, shard: dict, features: dict, tokenizer, steps_seen: dict[str, int], problems: list[Problem]
+) -> int:
     name, path = shard["name"], out / shard["name"]
     if not path.is_file():
         problems.append(Problem(name, "", "missing"))
@@ -104,8 +120,10 @@ def _check_shard(out: Path, shard: dict, features: dict, tokenizer, steps_seen: 
     try:
         for key, members in iter_tar_samples(path):
             n += 1
-            problems += [Problem(f"{name} {p.where}", p.field, p.message)
-                         for p in validate_sample(key, members, features)]
+            problems += [
+                Problem(f"{name} {p.where}", p.field, p.message)
+                for p in validate_sample(key, members, features)
+            ]
             parsed = split_key(key)
             if parsed is None:
                 continue
@@ -114,8 +132,13 @@ def _check_shard(out: Path, shard: dict, features: dict, tokenizer, steps_seen: 
                 episodes.append(eid)
             expected = steps_seen.get(eid, 0)
             if step != expected:
-                problems.append(Problem(f"{name} {key}", "__key__", f"step {step} where step {expected} was due "
-                                        "(steps must appear once each, in order)"))
+                problems.append(
+                    Problem(
+                        f"{name} {key}",
+                        "__key__",
+                        f"step {step} where step {expected} was due (steps must appear once each, in order)",
+                    )
+                )
             steps_seen[eid] = max(expected, step + 1)
             _check_tokens(f"{name} {key}", members, tokenizer, problems)
     except Exception as exc:  # noqa: BLE001 - a broken tar is a finding, not a crash
@@ -123,8 +146,9 @@ def _check_shard(out: Path, shard: dict, features: dict, tokenizer, steps_seen: 
     if n != shard["samples"]:
         problems.append(Problem(name, "", f"{n} samples, manifest says {shard['samples']}"))
     if episodes != shard["episodes"]:
-        problems.append(Problem(name, "", f"holds episodes {episodes[:5]}..., manifest says "
-                                f"{shard['episodes'][:5]}..."))
+        problems.append(
+            Problem(name, "", f"holds episodes {episodes[:5]}..., manifest says {shard['episodes'][:5]}...")
+        )
     return n
 
 
@@ -144,8 +168,14 @@ def _check_tokens(where: str, members: dict[str, bytes], tokenizer, problems: li
     limit = tokenizer.bin_width() / 2 * (1 + 1e-4) + 1e-6
     if np.any(err > limit):
         d = int(np.argmax(err - limit))
-        problems.append(Problem(where, "tokens.npy", f"dim {d}: token decodes to {decoded[d]:.6g}, action is "
-                                f"{action[d]:.6g}: more than half a bin apart"))
+        problems.append(
+            Problem(
+                where,
+                "tokens.npy",
+                f"dim {d}: token decodes to {decoded[d]:.6g}, action is "
+                f"{action[d]:.6g}: more than half a bin apart",
+            )
+        )
 
 
 def _quarantine(out: Path, problems: list[Problem]) -> set[str]:

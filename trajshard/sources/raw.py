@@ -101,7 +101,9 @@ class RawSource:
         problems = classify_files(episode_id, names)[1]
         if (ep_dir / "episode.json").is_file():
             try:
-                meta = json.loads((ep_dir / "episode.json").read_bytes()[:MAX_EPISODE_JSON_BYTES].decode("utf-8"))
+                meta = json.loads(
+                    (ep_dir / "episode.json").read_bytes()[:MAX_EPISODE_JSON_BYTES].decode("utf-8")
+                )
                 problems += validate_episode_json(episode_id, meta)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 problems.append(Problem(episode_id, "episode.json", f"not UTF-8 JSON: {exc}"))

@@ -1,0 +1,111 @@
+"""validate finds problems and names shard, key and field; the CLI commands and their exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+
+import numpy as np
+from click.testing import CliRunner
+
+from trajshard.cli import main
+from trajshard.reports.histogram import compute_histogram
+from trajshard.reports.validation import validate_output
+
+
+def rewrite_member(shard, member_suffix, new_bytes):
+    """Rewrite a shard with one member's content replaced (same names and order)."""
+    buf = io.BytesIO()
+    with tarfile.open(shard) as src, tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        done = False
+        for m in src.getmembers():
+            data = src.extractfile(m).read()
+            if not done and m.name.endswith(member_suffix):
+                data, done = new_bytes, True
+            info = tarfile.TarInfo(m.name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    shard.write_bytes(buf.getvalue())
+
+
+def test_clean_dataset_exit_0(ingested):
+    result = CliRunner().invoke(main, ["validate", str(ingested)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("OK: dataset")
+
+
+def test_tampered_shard_is_reported(ingested, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(ingested, out)
+    shard = out / "shards" / "train-000000.tar"
+    bad = io.BytesIO()
+    np.save(bad, np.full(7, 999, dtype=np.int32), allow_pickle=False)
+    rewrite_member(shard, ".tokens.npy", bad.getvalue())
+    report = validate_output(out)
+    text = [str(p) for p in report.problems]
+    assert any("sha256" in t for t in text)
+    assert any(
+        "shards/train-000000.tar ep_000_000000 [tokens.npy]" in t and "outside the range" in t for t in text
+    )
+    result = CliRunner().invoke(main, ["validate", str(out), "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["ok"] is False
+
+
+def test_missing_and_duplicated_steps_are_reported(ingested, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(ingested, out)
+    (out / "meta" / "quarantine.jsonl").write_text('{"episode": "ep_001", "file": "x", "reason": "y"}\n')
+    report = validate_output(out)
+    text = " | ".join(str(p) for p in report.problems)
+    assert "both written and quarantined" in text and "episodes_quarantined" in text
+
+
+def test_validate_source_lists_problems_and_exit_codes(raw_copy, tmp_path):
+    (raw_copy / "ep_001" / "episode.json").write_text('{"instruction": "", "success": 3}')
+    (raw_copy / "ep_002" / "wrist.webm").write_bytes(b"not a video")
+    result = CliRunner().invoke(main, ["validate", str(raw_copy)])
+    assert result.exit_code == 1
+    assert "ep_001 [episode.json]" in result.output and "ep_002 [wrist.webm]" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert CliRunner().invoke(main, ["validate", str(empty)]).exit_code == 2
+
+
+def test_histogram_cli(ingested):
+    h = compute_histogram(ingested)
+    assert h.counts.shape == (7, 255) and h.counts.sum(axis=1).tolist() == [h.samples] * 7
+    result = CliRunner().invoke(main, ["histogram", str(ingested)])
+    assert result.exit_code == 0 and "gripper" in result.output and "dead" in result.output
+    one = CliRunner().invoke(main, ["histogram", str(ingested), "--dim", "6", "--json"])
+    doc = json.loads(one.output)
+    assert doc["dims"][0]["name"] == "gripper" and sum(doc["dims"][0]["counts"]) == h.samples
+    assert CliRunner().invoke(main, ["histogram", str(ingested), "--dim", "99"]).exit_code != 0
+
+
+def test_ingest_cli_with_toml_config_and_refuses_existing_output(synthetic_raw, tmp_path, ray_session):
+    cfg = tmp_path / "job.toml"
+    cfg.write_text('fps = 5.0\nimage_size = 64\nresize_mode = "pad"\ncameras = ["front"]\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        ["ingest", str(synthetic_raw), str(out), "--config", str(cfg), "--image-size", "48", "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["config"]["fps"] == 5.0 and info["config"]["image_size"] == 48  # flags win over TOML
+    assert info["cameras"] == ["front"] and "wrist.jpg" not in info["features"]
+    again = CliRunner().invoke(main, ["ingest", str(synthetic_raw), str(out)])
+    assert again.exit_code != 0 and "already holds a dataset" in again.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("colour = 1\n")
+    r = CliRunner().invoke(main, ["ingest", str(synthetic_raw), str(tmp_path / "o2"), "--config", str(bad)])
+    assert r.exit_code != 0 and "unknown config keys" in r.output
+
+
+def test_demo_command(tmp_path, ray_session):
+    result = CliRunner().invoke(main, ["demo", str(tmp_path / "demo"), "--episodes", "2", "--seconds", "2"])
+    assert result.exit_code == 0, result.output
+    assert "validated" in result.output and "occupancy" in result.output
