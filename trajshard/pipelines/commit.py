@@ -92,8 +92,8 @@ def commit(
         "features": sample_features(
             list(first.cameras),
             cfg.image_size,
-            first.state.dims,
-            first.action.dims,
+            first.shape[1],
+            first.shape[0],
             cfg.horizon,
             tok_json["token_range"],
         ),

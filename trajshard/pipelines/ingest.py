@@ -14,7 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ray
@@ -23,7 +23,7 @@ from trajshard.config import JobConfig
 from trajshard.pipelines import commit
 from trajshard.pipelines.passes import EpisodeFacts, GroupResult, Quarantined, pass1_episode, pass2_group
 from trajshard.pipelines.shards import clean_temporaries
-from trajshard.pipelines.stats import merge_all
+from trajshard.pipelines.stats import StreamStats
 from trajshard.sources import open_source
 from trajshard.tokenizers import fit
 
@@ -79,30 +79,25 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
     try:
         workers = cfg.workers or max(1, int(ray.available_resources().get("CPU", 1)))
         batches = [ids[i : i + PASS1_BATCH] for i in range(0, len(ids), PASS1_BATCH)]
-        results = _run_bounded(
+        pass1 = Pass1Merger()
+        _run_bounded(
             [lambda b=b: _pass1_task.remote(src, fmt, b, cfg) for b in batches],
             workers,
             "pass 1: statistics",
+            "episode",
             len(ids),
             lambda r: len(r),
             show,
+            consume=pass1.add,
         )
-        facts = []
-        for r in (x for batch in results for x in batch):
-            (facts if isinstance(r, EpisodeFacts) else quarantined).append(r)
-        facts, odd = split_by_shape(facts)
+        quarantined += pass1.quarantined
+        facts, odd, stats_streams = pass1.finish()
         quarantined += odd
         if not facts:
             raise IngestError(
                 f"no episode of {len(ids) + len(rejected)} could be read; "
                 f"first reasons: {[q.reason for q in quarantined[:3]]}"
             )
-        action_stats = merge_all([f.action for f in facts])
-        state_stats = merge_all([f.state for f in facts])
-        stats_streams = {
-            "action": action_stats.to_json(facts[0].action_names),
-            "state": state_stats.to_json(facts[0].state_names),
-        }
         tokenizer = fit(cfg.tokenizer, stats_streams["action"], cfg.bins)
         tok_json = tokenizer.to_json()
 
@@ -114,6 +109,7 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
             ],
             workers,
             "pass 2: shards",
+            "step",
             sum(f.steps for f in facts),
             lambda r: sum(p.samples for p in r.parts),
             show,
@@ -178,9 +174,11 @@ def _run_bounded(
     submits: list[Callable[[], ray.ObjectRef]],
     limit: int,
     label: str,
+    unit: str,
     total: int,
     count: Callable[[object], int],
     show: bool,
+    consume: Callable[[int, object], None] | None = None,
 ) -> list:
     """Run tasks with at most ``limit`` in flight; return results in submission order."""
     from tqdm import tqdm
@@ -188,7 +186,7 @@ def _run_bounded(
     results: list = [None] * len(submits)
     pending: dict[ray.ObjectRef, int] = {}
     nxt, done_units, t0 = 0, 0, time.monotonic()
-    bar = tqdm(total=total, desc=label, unit="step" if "2" in label else "ep", disable=not show)
+    bar = tqdm(total=total, desc=label, unit=unit, disable=not show)
     try:
         while nxt < len(submits) or pending:
             while nxt < len(submits) and len(pending) < limit:
@@ -197,8 +195,12 @@ def _run_bounded(
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 i = pending.pop(ref)
-                results[i] = ray.get(ref)
-                n = count(results[i])
+                result = ray.get(ref)
+                n = count(result)
+                if consume is None:
+                    results[i] = result
+                else:
+                    consume(i, result)
                 done_units += n
                 bar.update(n)
             if not show:
@@ -214,25 +216,51 @@ def _run_bounded(
     return results
 
 
-def split_by_shape(facts: list[EpisodeFacts]) -> tuple[list[EpisodeFacts], list[Quarantined]]:
-    """Keep the episodes of the most common (action dims, state dims, cameras); quarantine the rest."""
+class Pass1Merger:
+    """Merges pass-1 results in episode order as they arrive, so the driver holds one merged summary
+    per (action dims, state dims, cameras) shape, never every episode's values. At the end the most
+    common shape wins (ties: the one seen first); episodes of other shapes are quarantined."""
 
-    def shape(f: EpisodeFacts) -> tuple:
-        return f.action.dims, f.state.dims, f.cameras
+    def __init__(self) -> None:
+        self.next = 0
+        self.waiting: dict[int, list] = {}
+        self.facts: list[EpisodeFacts] = []
+        self.quarantined: list[Quarantined] = []
+        self.merged: dict[tuple, dict[str, StreamStats]] = {}
 
-    counts = Counter(shape(f) for f in facts)
-    if not counts:
-        return [], []
-    best = max(counts, key=lambda k: (counts[k], -[shape(f) for f in facts].index(k)))
-    kept = [f for f in facts if shape(f) == best]
-    odd = [
-        Quarantined(
-            f.episode,
-            "streams",
-            f"action {f.action.dims}-D, state {f.state.dims}-D, cameras "
-            f"{list(f.cameras)} differ from the dataset's {best[0]}-D, {best[1]}-D, {list(best[2])}",
-        )
-        for f in facts
-        if shape(f) != best
-    ]
-    return kept, odd
+    def add(self, index: int, batch: list[EpisodeFacts | Quarantined]) -> None:
+        self.waiting[index] = batch
+        while self.next in self.waiting:
+            for r in self.waiting.pop(self.next):
+                if isinstance(r, Quarantined):
+                    self.quarantined.append(r)
+                    continue
+                have = self.merged.get(r.shape)
+                self.merged[r.shape] = (
+                    r.stats if have is None else {k: have[k].merge(v) for k, v in r.stats.items()}
+                )
+                self.facts.append(replace(r, stats=None))
+            self.next += 1
+
+    def finish(self) -> tuple[list[EpisodeFacts], list[Quarantined], dict[str, dict]]:
+        if not self.facts:
+            return [], [], {}
+        counts = Counter(f.shape for f in self.facts)
+        best = max(counts, key=lambda k: counts[k])  # Counter keeps first-seen order on ties
+        kept = [f for f in self.facts if f.shape == best]
+        odd = [
+            Quarantined(
+                f.episode,
+                "streams",
+                f"action {f.shape[0]}-D, state {f.shape[1]}-D, cameras {list(f.shape[2])} differ from "
+                f"the dataset's {best[0]}-D, {best[1]}-D, {list(best[2])}",
+            )
+            for f in self.facts
+            if f.shape != best
+        ]
+        stats = self.merged[best]
+        streams = {
+            "action": stats["action"].to_json(kept[0].action_names),
+            "state": stats["state"].to_json(kept[0].state_names),
+        }
+        return kept, odd, streams

@@ -44,8 +44,8 @@ class EpisodeFacts:
     end_time: float
     errors: dict[str, float]
     dropped_ticks: int
-    action: StreamStats
-    state: StreamStats
+    shape: tuple  # (action dims, state dims, cameras): one dataset has one shape
+    stats: dict[str, StreamStats] | None  # "action", "state"; dropped once merged on the driver
     state_names: tuple[str, ...]
     action_names: tuple[str, ...]
     cameras: tuple[str, ...]
@@ -83,8 +83,8 @@ def pass1_episode(source_path: str, fmt: str, episode_id: str, cfg: JobConfig) -
         end_time=float(al.times[-1]),
         errors=al.errors,
         dropped_ticks=al.dropped_ticks,
-        action=StreamStats.from_values(al.action),
-        state=StreamStats.from_values(al.state),
+        shape=(al.action.shape[1], al.state.shape[1], tuple(sorted(al.frames))),
+        stats={"action": StreamStats.from_values(al.action), "state": StreamStats.from_values(al.state)},
         state_names=ep.streams["proprio"].names,
         action_names=ep.streams["action"].names if "action" in ep.streams else ep.streams["proprio"].names,
         cameras=tuple(sorted(al.frames)),
