@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trajshard.pipelines.align import AlignConfig, align, interpolate, nearest_frames, target_clock
+from trajshard.pipelines.align import AlignConfig, target_clock
+from trajshard.pipelines.align import align as align_parts
+from trajshard.pipelines.resample import linear, nearest_frames
 from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream
 
 
@@ -24,6 +26,12 @@ def make_episode(cam_times, proprio_t=None, action=True, segments=None) -> Episo
     return Episode("ep", segs, streams, cams)
 
 
+def align(ep, cfg):
+    parts = align_parts(ep, cfg)
+    assert len(parts) == 1
+    return parts[0]
+
+
 def test_target_clock_covers_intersection():
     ticks = target_clock({"a": (0.0, 2.0), "b": (0.25, 3.0)}, 10.0, "ep")
     assert ticks[0] == 0.25 and ticks[-1] <= 2.0 + 1e-12 and len(ticks) == 18
@@ -33,9 +41,9 @@ def test_target_clock_covers_intersection():
 
 def test_interpolate_is_linear_and_reports_gap():
     ts = np.array([0.0, 1.0, 2.0])
-    vals, gap = interpolate(ts, np.array([[0.0], [10.0], [0.0]]), np.array([0.5, 1.0, 1.75]))
+    vals, dt = linear(ts, np.array([[0.0], [10.0], [0.0]]), np.array([0.5, 1.0, 1.75]))
     np.testing.assert_allclose(vals[:, 0], [5.0, 10.0, 2.5])
-    assert gap == pytest.approx(0.5)
+    np.testing.assert_allclose(dt, [0.5, 0.0, 0.25])
 
 
 def test_nearest_frames_prefers_earlier_on_ties():
@@ -46,7 +54,7 @@ def test_nearest_frames_prefers_earlier_on_ties():
 
 def test_align_values_frames_and_errors():
     cam = np.arange(0, 3.0, 1 / 30)
-    al = align(make_episode(cam), AlignConfig(fps=10))
+    al = align(make_episode(cam), AlignConfig(fps=10, action_policy="interpolate"))
     assert al.times[0] == 0.0 and al.steps == 30
     np.testing.assert_allclose(al.state[:, 0], al.times, atol=1e-6)
     np.testing.assert_allclose(al.action[:, 1], -al.times, atol=1e-6)
@@ -57,8 +65,9 @@ def test_align_values_frames_and_errors():
 
 def test_ticks_without_frame_within_tolerance_are_dropped():
     cam = np.concatenate([np.arange(0, 1.0, 0.1), np.arange(2.0, 3.0, 0.1)])  # a one-second gap
-    al = align(make_episode(cam), AlignConfig(fps=10))
+    al = align(make_episode(cam), AlignConfig(fps=10, max_gap=5.0))
     assert al.dropped_ticks == 8 and al.steps == 22  # ticks 1.1 .. 1.8 have no frame within 0.1 s
+    assert al.report["front"].dropped_ticks == 8 and al.report["front"].gaps == 0
     assert al.errors["front"] <= 0.1 + 1e-9
 
 

@@ -34,7 +34,15 @@ class JobConfig:
     workers: int | None = None
     address: str | None = None
     cameras: tuple[str, ...] = ()
+    clock: str = "fixed"
+    video_policy: str = "nearest"
     video_tolerance: float | None = None
+    on_missing_frame: str = "drop"
+    action_policy: str = "hold"
+    derive_action: str = "absolute"
+    max_gap: float = 1.0
+    on_gap: str = "split"
+    signals: dict[str, dict[str, list]] = field(default_factory=dict)
     task_steps: int | None = None  # steps per pass-2 task; None: about one shard's worth
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -56,6 +64,7 @@ class JobConfig:
             problems.append(f"bins must be in [3, 65536], got {self.bins}")
         if self.horizon < 1:
             problems.append(f"horizon must be at least 1, got {self.horizon}")
+        problems += _align_problems(self)
         if self.workers is not None and self.workers < 1:
             problems.append(f"workers must be at least 1, got {self.workers}")
         if self.task_steps is not None and self.task_steps < 1:
@@ -86,6 +95,45 @@ class JobConfig:
         for key in ("address", "workers"):
             d.pop(key)
         return d
+
+
+def _align_problems(c: JobConfig) -> list[str]:
+    from trajshard.pipelines.align import (
+        ACTION_POLICIES,
+        DERIVE_ACTIONS,
+        MISSING_FRAME,
+        ON_GAP,
+        VIDEO_POLICIES,
+    )
+
+    problems = []
+    for name, value, allowed in (
+        ("video_policy", c.video_policy, VIDEO_POLICIES),
+        ("on_missing_frame", c.on_missing_frame, MISSING_FRAME),
+        ("action_policy", c.action_policy, ACTION_POLICIES),
+        ("derive_action", c.derive_action, DERIVE_ACTIONS),
+        ("on_gap", c.on_gap, ON_GAP),
+    ):
+        if value not in allowed:
+            problems.append(f"{name} must be one of {allowed}, got {value!r}")
+    if c.clock != "fixed" and not (c.clock.startswith("camera:") and len(c.clock) > 7):
+        problems.append(f"clock must be 'fixed' or 'camera:<name>', got {c.clock!r}")
+    if c.video_tolerance is not None and not c.video_tolerance > 0:
+        problems.append(f"video_tolerance must be positive seconds, got {c.video_tolerance}")
+    if not c.max_gap > 0:
+        problems.append(f"max_gap must be positive seconds, got {c.max_gap}")
+    if not isinstance(c.signals, dict):
+        problems.append("signals must map stream names to {angles, quaternions, discrete}")
+    else:
+        for stream, spec in c.signals.items():
+            unknown = (
+                sorted(set(spec) - {"angles", "quaternions", "discrete"}) if isinstance(spec, dict) else []
+            )
+            if not isinstance(spec, dict) or unknown:
+                problems.append(f"signals.{stream} takes only angles, quaternions, discrete (got {spec!r})")
+            elif any(len(g) != 4 for g in spec.get("quaternions", [])):
+                problems.append(f"signals.{stream}.quaternions: each group must list 4 dimensions")
+    return problems
 
 
 def parse_size(text: str | int) -> int:

@@ -1,17 +1,18 @@
 """Resample every stream of an Episode onto one target clock (pure: numpy in, numpy out).
 
-The target clock ticks at ``fps`` over the span all required streams cover (the latest start to
-the earliest end). Per stream policy (the alignment issue adds more; the interface is ready):
+See docs/alignment.md for the policies and why the defaults are what they are. In short:
 
-- video: the nearest frame to each tick, within a tolerance (default: the camera's median frame
-  interval); a tick where some camera has no frame within tolerance is dropped and counted;
-- continuous signals (state, action): linear interpolation per dimension.
+- clock: ``fixed`` ticks ``start + k / fps`` over the span every required stream covers, or
+  ``camera:<name>``, one tick per frame of that camera inside the span;
+- video: ``nearest`` frame or ``causal`` (latest frame at or before the tick), within a tolerance
+  (default: the camera's median frame interval); a tick without a frame is dropped or fails the episode;
+- signals: linear interpolation; declared angles across the wrap; declared quaternions by slerp;
+  declared discrete dimensions by zero-order hold;
+- actions: ``hold`` (the command in force at the tick) or ``interpolate``; without an action stream,
+  the next tick's aligned state (``absolute``) or its difference to this tick's (``delta``);
+- gaps longer than ``max_gap`` in any required stream split the episode into parts or quarantine it.
 
-When the episode has no action stream, the action at a tick is the next tick's aligned state (an
-absolute target), and the last tick holds its own state.
-
-The alignment error of each stream is recorded: for video the time between tick and chosen frame,
-for signals the time from the tick to the nearest real sample.
+Every stream gets a report: samples, estimated rate, max and p95 of |dt|, ticks dropped, gaps.
 """
 
 from __future__ import annotations
@@ -20,14 +21,55 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trajshard.schemas.episode import Episode, EpisodeError
+from trajshard.pipelines import resample
+from trajshard.schemas.episode import Episode, EpisodeError, Stream
+
+VIDEO_POLICIES = ("nearest", "causal")
+ACTION_POLICIES = ("hold", "interpolate")
+DERIVE_ACTIONS = ("absolute", "delta")
+MISSING_FRAME = ("drop", "fail")
+ON_GAP = ("split", "quarantine")
+
+
+@dataclass(frozen=True)
+class SignalKinds:
+    """Which dimensions of a numeric stream are not plain continuous signals."""
+
+    angles: tuple[int, ...] = ()
+    quaternions: tuple[tuple[int, int, int, int], ...] = ()
+    discrete: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class AlignConfig:
     fps: float = 10.0
-    cameras: tuple[str, ...] = ()  # empty: every camera of the episode
-    video_tolerance: float | None = None  # seconds; None: the camera's median frame interval
+    clock: str = "fixed"
+    cameras: tuple[str, ...] = ()
+    video_policy: str = "nearest"
+    video_tolerance: float | None = None
+    on_missing_frame: str = "drop"
+    action_policy: str = "hold"
+    derive_action: str = "absolute"
+    max_gap: float = 1.0
+    on_gap: str = "split"
+    kinds: tuple[tuple[str, SignalKinds], ...] = ()
+
+    def kinds_of(self, stream: str) -> SignalKinds:
+        return dict(self.kinds).get(stream, SignalKinds())
+
+
+@dataclass
+class StreamReport:
+    samples: int
+    rate_hz: float
+    max_dt_s: float
+    p95_dt_s: float
+    dropped_ticks: int
+    gaps: int
+    max_gap_s: float
+
+    def to_row(self, stream: str) -> dict[str, object]:
+        return {"stream": stream, **self.__dict__}
 
 
 @dataclass
@@ -38,13 +80,21 @@ class AlignedEpisode:
     action: np.ndarray  # float32 [T, D]
     frames: dict[str, np.ndarray]  # camera -> int64 [T] frame index (presentation order)
     instructions: list[str]
-    errors: dict[str, float] = field(default_factory=dict)  # stream -> max alignment error (s)
-    dropped_ticks: int = 0
+    report: dict[str, StreamReport] = field(default_factory=dict)
+    source_episode: str = ""
     action_source: str = "action"
 
     @property
     def steps(self) -> int:
         return len(self.times)
+
+    @property
+    def errors(self) -> dict[str, float]:
+        return {k: r.max_dt_s for k, r in self.report.items()}
+
+    @property
+    def dropped_ticks(self) -> int:
+        return sum(r.dropped_ticks for r in self.report.values())
 
 
 def target_clock(spans: dict[str, tuple[float, float]], fps: float, episode_id: str) -> np.ndarray:
@@ -58,27 +108,44 @@ def target_clock(spans: dict[str, tuple[float, float]], fps: float, episode_id: 
     return start + np.arange(n, dtype=np.float64) / fps
 
 
-def interpolate(ts: np.ndarray, values: np.ndarray, ticks: np.ndarray) -> tuple[np.ndarray, float]:
-    """Linear interpolation of each column at ``ticks``; returns (values, max time to nearest sample)."""
-    out = np.empty((len(ticks), values.shape[1]), dtype=np.float32)
-    for d in range(values.shape[1]):
-        out[:, d] = np.interp(ticks, ts, values[:, d].astype(np.float64))
-    idx = np.clip(np.searchsorted(ts, ticks), 1, len(ts) - 1)
-    gap = np.minimum(np.abs(ts[idx] - ticks), np.abs(ticks - ts[idx - 1]))
-    return out, float(gap.max(initial=0.0))
+def resample_stream(st: Stream, ticks: np.ndarray, kinds: SignalKinds, hold_all: bool = False):
+    """Values of a numeric stream at the ticks, each dimension by its kind; returns (values, dt)."""
+    ts, vals = st.timestamps, st.values
+    if hold_all:
+        return resample.hold(ts, vals, ticks)
+    out, dt = resample.linear(ts, vals, ticks)
+    if kinds.angles:
+        cols = list(kinds.angles)
+        out[:, cols] = resample.angular(ts, vals[:, cols], ticks)[0]
+    for group in kinds.quaternions:
+        out[:, list(group)] = resample.slerp(ts, vals[:, list(group)], ticks)[0]
+    if kinds.discrete:
+        cols = list(kinds.discrete)
+        out[:, cols] = resample.hold(ts, vals[:, cols], ticks)[0]
+    return out, dt
 
 
-def nearest_frames(frame_times: np.ndarray, ticks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the nearest frame to each tick (ties go to the earlier frame) and its distance."""
-    right = np.clip(np.searchsorted(frame_times, ticks, side="left"), 0, len(frame_times) - 1)
-    left = np.clip(right - 1, 0, len(frame_times) - 1)
-    take_left = np.abs(ticks - frame_times[left]) <= np.abs(frame_times[right] - ticks)
-    idx = np.where(take_left, left, right)
-    return idx.astype(np.int64), np.abs(frame_times[idx] - ticks)
+def _check_kinds(ep: Episode, name: str, kinds: SignalKinds) -> None:
+    dims = ep.streams[name].values.shape[1]
+    used = list(kinds.angles) + list(kinds.discrete) + [i for g in kinds.quaternions for i in g]
+    bad = [i for i in used if not 0 <= i < dims]
+    if bad or len(used) != len(set(used)):
+        raise EpisodeError(
+            ep.episode_id,
+            ep.streams[name].source or name,
+            f"declared angle/quaternion/discrete dims {used} do not fit {dims} dims once each",
+        )
 
 
-def align(ep: Episode, cfg: AlignConfig) -> AlignedEpisode:
-    """Resample ``ep`` onto the target clock; raise EpisodeError when it cannot be done."""
+def _rate(ts: np.ndarray) -> float:
+    d = np.diff(ts)
+    return float(1.0 / np.median(d)) if len(d) and np.median(d) > 0 else 0.0
+
+
+def align(ep: Episode, cfg: AlignConfig) -> list[AlignedEpisode]:
+    """Resample ``ep`` onto the target clock: one AlignedEpisode, or several parts when gaps split it.
+
+    Raises EpisodeError (naming stream and problem) when the episode cannot be aligned."""
     eid = ep.episode_id
     if "proprio" not in ep.streams:
         raise EpisodeError(eid, "proprio", "no proprio stream")
@@ -92,43 +159,112 @@ def align(ep: Episode, cfg: AlignConfig) -> AlignedEpisode:
         )
     if not cams:
         raise EpisodeError(eid, "cameras", "the episode has no camera")
-    spans = {name: (float(s.timestamps[0]), float(s.timestamps[-1])) for name, s in ep.streams.items()}
-    spans.update({c: (float(ep.cameras[c].timestamps[0]), float(ep.cameras[c].timestamps[-1])) for c in cams})
-    ticks = target_clock(spans, cfg.fps, eid)
+    times = {n: s.timestamps for n, s in ep.streams.items()}
+    times.update({c: ep.cameras[c].timestamps for c in cams})
+    files = {n: s.source or n for n, s in ep.streams.items()}
+    files.update({c: ep.cameras[c].path.rsplit("/", 1)[-1] for c in cams})
+    for name in ep.streams:
+        _check_kinds(ep, name, cfg.kinds_of(name))
 
-    frames, keep, errors = {}, np.ones(len(ticks), dtype=bool), {}
+    spans = {n: (float(t[0]), float(t[-1])) for n, t in times.items()}
+    if cfg.clock == "fixed":
+        ticks = target_clock(spans, cfg.fps, eid)
+    else:
+        ref = cfg.clock.split(":", 1)[1]
+        if ref not in cams:
+            raise EpisodeError(eid, "cameras", f"clock follows camera {ref!r}, which is not among {cams}")
+        target_clock(spans, cfg.fps, eid)  # only to report streams that do not overlap
+        lo, hi = max(s for s, _ in spans.values()), min(e for _, e in spans.values())
+        ticks = times[ref][(times[ref] >= lo - 1e-9) & (times[ref] <= hi + 1e-9)]
+
+    # gaps: split points (or quarantine) from every required stream
+    keep = np.ones(len(ticks), dtype=bool)
+    dropped = dict.fromkeys(times, 0)
+    gap_info, cuts = {}, []
+    for name, t in times.items():
+        g = resample.gaps(t, cfg.max_gap)
+        gap_info[name] = (len(g), float(np.diff(t)[g].max()) if len(g) else 0.0)
+        if len(g) and cfg.on_gap == "quarantine":
+            i = g[0]
+            raise EpisodeError(
+                eid,
+                files[name],
+                f"stream {name!r} has a gap of {t[i + 1] - t[i]:.3f} s at "
+                f"t={t[i]:.3f} s, more than max_gap {cfg.max_gap} s ({len(g)} such gaps)",
+            )
+        for i in g:
+            inside = (ticks > t[i] + 1e-9) & (ticks < t[i + 1] - 1e-9)
+            dropped[name] += int((inside & keep).sum())
+            keep &= ~inside
+            cuts.append(float(t[i + 1]))
+
+    frames, dts = {}, {}
     for c in cams:
-        ft = ep.cameras[c].timestamps
-        idx, err = nearest_frames(ft, ticks)
+        ft = times[c]
+        pick = resample.causal_frames if cfg.video_policy == "causal" else resample.nearest_frames
+        idx, dt = pick(ft, ticks)
         tol = cfg.video_tolerance
         if tol is None:
             tol = float(np.median(np.diff(ft))) if len(ft) > 1 else 1.0 / cfg.fps
-        keep &= err <= tol + 1e-9
-        frames[c] = idx
-        errors[c] = err
+        bad = keep & (dt > tol + 1e-9)
+        if bad.any() and cfg.on_missing_frame == "fail":
+            k = int(np.argmax(bad))
+            raise EpisodeError(
+                eid,
+                files[c],
+                f"camera {c!r}: no frame within {tol:.4f} s of tick "
+                f"t={ticks[k]:.3f} s ({int(bad.sum())} such ticks; policy {cfg.video_policy})",
+            )
+        dropped[c] += int(bad.sum())
+        keep &= ~bad
+        frames[c], dts[c] = idx, dt
     if not keep.any():
-        raise EpisodeError(eid, "cameras", "no tick has a video frame within tolerance from every camera")
-    ticks = ticks[keep]
-    frames = {c: idx[keep] for c, idx in frames.items()}
-    errors = {c: float(err[keep].max()) for c, err in errors.items()}
+        raise EpisodeError(eid, "streams", "no tick is left after dropping ticks without frames or in gaps")
 
-    proprio = ep.streams["proprio"]
-    state, errors["proprio"] = interpolate(proprio.timestamps, proprio.values, ticks)
-    if "action" in ep.streams:
-        act = ep.streams["action"]
-        action, errors["action"] = interpolate(act.timestamps, act.values, ticks)
-        source = "action"
-    else:
-        action = np.concatenate([state[1:], state[-1:]], axis=0)
-        source = "derived: next aligned proprio (absolute)"
-    return AlignedEpisode(
-        episode_id=eid,
-        times=ticks,
-        state=state,
-        action=action,
-        frames=frames,
-        instructions=ep.instruction_at(ticks),
-        errors=errors,
-        dropped_ticks=int((~keep).sum()),
-        action_source=source,
+    values, sdt = {}, {}
+    for name, st in ep.streams.items():
+        hold_all = name == "action" and cfg.action_policy == "hold"
+        values[name], sdt[name] = resample_stream(st, ticks, cfg.kinds_of(name), hold_all)
+    dts.update(sdt)
+
+    part_of = (
+        np.searchsorted(np.sort(np.array(cuts)), ticks, side="right") if cuts else np.zeros(len(ticks), int)
     )
+    part_ids = sorted(set(part_of[keep].tolist()))
+    parts = []
+    for n, p in enumerate(part_ids):
+        sel = keep & (part_of == p)
+        pid = eid if len(part_ids) == 1 else f"{eid}_part{n:02d}"
+        report = {
+            name: StreamReport(
+                samples=len(times[name]),
+                rate_hz=_rate(times[name]),
+                max_dt_s=float(dts[name][sel].max()),
+                p95_dt_s=float(np.percentile(dts[name][sel], 95)),
+                dropped_ticks=dropped[name] if n == 0 else 0,
+                gaps=gap_info[name][0],
+                max_gap_s=gap_info[name][1],
+            )
+            for name in times
+        }
+        state = values["proprio"][sel]
+        if "action" in values:
+            action, source = values["action"][sel], f"action ({cfg.action_policy})"
+        else:
+            nxt = np.concatenate([state[1:], state[-1:]], axis=0)
+            action = nxt if cfg.derive_action == "absolute" else nxt - state
+            source = f"derived from proprio: next aligned state ({cfg.derive_action})"
+        parts.append(
+            AlignedEpisode(
+                episode_id=pid,
+                times=ticks[sel],
+                state=state.astype(np.float32),
+                action=action.astype(np.float32),
+                frames={c: frames[c][sel] for c in cams},
+                instructions=ep.instruction_at(ticks[sel]),
+                report=report,
+                source_episode=eid,
+                action_source=source,
+            )
+        )
+    return parts

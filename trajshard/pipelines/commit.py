@@ -40,7 +40,8 @@ def commit(
     meta = out / "meta"
     quarantined = quarantined + [q for g in groups for q in g.quarantined]
     bad = {q.episode for q in quarantined}
-    written = [f for f in facts if f.episode not in bad]
+    written = [f for f in facts if f.source_episode not in bad]
+    n_written = len({f.source_episode for f in written})
     parts = promote_parts(out / "shards", cfg.split, [p for g in groups for p in g.parts])
     shard_names = [f"shards/{p.name}" for p in parts]
 
@@ -99,7 +100,8 @@ def commit(
         ),
         "counts": {
             "episodes_input": n_input,
-            "episodes_written": len(written),
+            "episodes_written": n_written,
+            "parts": len(written),
             "episodes_quarantined": len(quarantined),
             "samples": samples,
             "shards": len(parts),
@@ -112,7 +114,7 @@ def commit(
     return report_type(
         str(out),
         n_input,
-        len(written),
+        n_written,
         len(quarantined),
         samples,
         len(parts),
@@ -122,7 +124,20 @@ def commit(
 
 
 def _episodes_parquet(written: list[EpisodeFacts], shards_of: dict[str, list[str]], split: str) -> bytes:
-    errors_type = pa.map_(pa.string(), pa.float64())
+    report_type = pa.list_(
+        pa.struct(
+            [
+                ("stream", pa.string()),
+                ("samples", pa.int64()),
+                ("rate_hz", pa.float64()),
+                ("max_dt_s", pa.float64()),
+                ("p95_dt_s", pa.float64()),
+                ("dropped_ticks", pa.int64()),
+                ("gaps", pa.int64()),
+                ("max_gap_s", pa.float64()),
+            ]
+        )
+    )
     table = pa.table(
         {
             "episode": pa.array([f.episode for f in written], pa.string()),
@@ -131,9 +146,16 @@ def _episodes_parquet(written: list[EpisodeFacts], shards_of: dict[str, list[str
             "shards": pa.array([shards_of.get(f.episode, []) for f in written], pa.list_(pa.string())),
             "start_time": pa.array([f.start_time for f in written], pa.float64()),
             "end_time": pa.array([f.end_time for f in written], pa.float64()),
-            "align_error_max_s": pa.array([max(f.errors.values()) for f in written], pa.float64()),
-            "align_errors_s": pa.array([sorted(f.errors.items()) for f in written], errors_type),
-            "dropped_ticks": pa.array([f.dropped_ticks for f in written], pa.int64()),
+            "source_episode": pa.array([f.source_episode for f in written], pa.string()),
+            "align_error_max_s": pa.array(
+                [max(r.max_dt_s for r in f.report.values()) for f in written], pa.float64()
+            ),
+            "dropped_ticks": pa.array(
+                [sum(r.dropped_ticks for r in f.report.values()) for f in written], pa.int64()
+            ),
+            "alignment": pa.array(
+                [[r.to_row(k) for k, r in sorted(f.report.items())] for f in written], report_type
+            ),
             "embodiment": pa.array([f.embodiment for f in written], pa.string()),
         }
     )

@@ -48,7 +48,9 @@ class IngestReport:
 
 
 @ray.remote(num_cpus=1)
-def _pass1_task(source: str, fmt: str, ids: list[str], cfg: JobConfig) -> list[EpisodeFacts | Quarantined]:
+def _pass1_task(
+    source: str, fmt: str, ids: list[str], cfg: JobConfig
+) -> list[list[EpisodeFacts] | Quarantined]:
     return [pass1_episode(source, fmt, eid, cfg) for eid in ids]
 
 
@@ -134,16 +136,17 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
 
 
 def plan_groups(facts: list[EpisodeFacts], task_steps: int) -> list[list[str]]:
-    """Consecutive episodes (in id order) grouped until each group holds ``task_steps`` steps.
+    """Consecutive source episodes (in id order) grouped until each group holds ``task_steps`` steps.
 
     Depends only on the episodes and the config, never on the number of workers."""
     groups, current, steps = [], [], 0
     for f in facts:
-        current.append(f.episode)
+        if not current or current[-1] != f.source_episode:
+            if steps >= task_steps:
+                groups.append(current)
+                current, steps = [], 0
+            current.append(f.source_episode)
         steps += f.steps
-        if steps >= task_steps:
-            groups.append(current)
-            current, steps = [], 0
     if current:
         groups.append(current)
     return groups
@@ -228,18 +231,19 @@ class Pass1Merger:
         self.quarantined: list[Quarantined] = []
         self.merged: dict[tuple, dict[str, StreamStats]] = {}
 
-    def add(self, index: int, batch: list[EpisodeFacts | Quarantined]) -> None:
+    def add(self, index: int, batch: list[list[EpisodeFacts] | Quarantined]) -> None:
         self.waiting[index] = batch
         while self.next in self.waiting:
-            for r in self.waiting.pop(self.next):
-                if isinstance(r, Quarantined):
-                    self.quarantined.append(r)
+            for episode in self.waiting.pop(self.next):
+                if isinstance(episode, Quarantined):
+                    self.quarantined.append(episode)
                     continue
-                have = self.merged.get(r.shape)
-                self.merged[r.shape] = (
-                    r.stats if have is None else {k: have[k].merge(v) for k, v in r.stats.items()}
-                )
-                self.facts.append(replace(r, stats=None))
+                for r in episode:  # the parts of one source episode
+                    have = self.merged.get(r.shape)
+                    self.merged[r.shape] = (
+                        r.stats if have is None else {k: have[k].merge(v) for k, v in r.stats.items()}
+                    )
+                    self.facts.append(replace(r, stats=None))
             self.next += 1
 
     def finish(self) -> tuple[list[EpisodeFacts], list[Quarantined], dict[str, dict]]:
@@ -248,15 +252,15 @@ class Pass1Merger:
         counts = Counter(f.shape for f in self.facts)
         best = max(counts, key=lambda k: counts[k])  # Counter keeps first-seen order on ties
         kept = [f for f in self.facts if f.shape == best]
+        odd_facts = {f.source_episode: f for f in self.facts if f.shape != best}
         odd = [
             Quarantined(
-                f.episode,
+                f.source_episode,
                 "streams",
                 f"action {f.shape[0]}-D, state {f.shape[1]}-D, cameras {list(f.shape[2])} differ from "
                 f"the dataset's {best[0]}-D, {best[1]}-D, {list(best[2])}",
             )
-            for f in self.facts
-            if f.shape != best
+            for f in odd_facts.values()
         ]
         stats = self.merged[best]
         streams = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import av
 
 from trajshard.config import JobConfig
-from trajshard.pipelines.align import AlignConfig, AlignedEpisode, align
+from trajshard.pipelines.align import AlignConfig, AlignedEpisode, SignalKinds, StreamReport, align
 from trajshard.pipelines.frames import FrameError, tick_images
 from trajshard.pipelines.samples import episode_samples
 from trajshard.pipelines.shards import PartInfo, PartWriter
@@ -38,12 +38,12 @@ class Quarantined:
 class EpisodeFacts:
     """What pass 1 learns about a good episode (no video decoded)."""
 
-    episode: str
+    episode: str  # the part's id: the source episode id, or <id>_partNN when gaps split it
+    source_episode: str
     steps: int
     start_time: float
     end_time: float
-    errors: dict[str, float]
-    dropped_ticks: int
+    report: dict[str, StreamReport]
     shape: tuple  # (action dims, state dims, cameras): one dataset has one shape
     stats: dict[str, StreamStats] | None  # "action", "state"; dropped once merged on the driver
     state_names: tuple[str, ...]
@@ -61,36 +61,71 @@ class GroupResult:
 
 
 def align_config(cfg: JobConfig) -> AlignConfig:
-    return AlignConfig(fps=cfg.fps, cameras=tuple(cfg.cameras), video_tolerance=cfg.video_tolerance)
+    return AlignConfig(
+        fps=cfg.fps,
+        clock=cfg.clock,
+        cameras=tuple(cfg.cameras),
+        video_policy=cfg.video_policy,
+        video_tolerance=cfg.video_tolerance,
+        on_missing_frame=cfg.on_missing_frame,
+        action_policy=cfg.action_policy,
+        derive_action=cfg.derive_action,
+        max_gap=cfg.max_gap,
+        on_gap=cfg.on_gap,
+        kinds=signal_kinds(cfg.signals),
+    )
 
 
-def load_aligned(source, episode_id: str, cfg: JobConfig) -> tuple[Episode, AlignedEpisode]:
+def signal_kinds(signals: dict) -> tuple[tuple[str, SignalKinds], ...]:
+    """``{"proprio": {"angles": [..], "quaternions": [[..]], "discrete": [..]}}`` as SignalKinds."""
+    return tuple(
+        (
+            stream,
+            SignalKinds(
+                angles=tuple(int(i) for i in spec.get("angles", ())),
+                quaternions=tuple(tuple(int(i) for i in g) for g in spec.get("quaternions", ())),
+                discrete=tuple(int(i) for i in spec.get("discrete", ())),
+            ),
+        )
+        for stream, spec in sorted(signals.items())
+    )
+
+
+def load_aligned(source, episode_id: str, cfg: JobConfig) -> tuple[Episode, list[AlignedEpisode]]:
     ep = source.load(episode_id)
     return ep, align(ep, align_config(cfg))
 
 
-def pass1_episode(source_path: str, fmt: str, episode_id: str, cfg: JobConfig) -> EpisodeFacts | Quarantined:
+def pass1_episode(
+    source_path: str, fmt: str, episode_id: str, cfg: JobConfig
+) -> list[EpisodeFacts] | Quarantined:
+    """The facts of each aligned part of one episode, or why it is quarantined."""
     try:
-        ep, al = load_aligned(open_source(source_path, fmt), episode_id, cfg)
+        ep, parts = load_aligned(open_source(source_path, fmt), episode_id, cfg)
     except EpisodeError as exc:
         return Quarantined(episode_id, exc.where, exc.message)
     except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
         return Quarantined(episode_id, "", _unexpected(exc))
-    return EpisodeFacts(
-        episode=episode_id,
-        steps=al.steps,
-        start_time=float(al.times[0]),
-        end_time=float(al.times[-1]),
-        errors=al.errors,
-        dropped_ticks=al.dropped_ticks,
-        shape=(al.action.shape[1], al.state.shape[1], tuple(sorted(al.frames))),
-        stats={"action": StreamStats.from_values(al.action), "state": StreamStats.from_values(al.state)},
-        state_names=ep.streams["proprio"].names,
-        action_names=ep.streams["action"].names if "action" in ep.streams else ep.streams["proprio"].names,
-        cameras=tuple(sorted(al.frames)),
-        embodiment=ep.embodiment,
-        action_source=al.action_source,
-    )
+    return [
+        EpisodeFacts(
+            episode=al.episode_id,
+            source_episode=episode_id,
+            steps=al.steps,
+            start_time=float(al.times[0]),
+            end_time=float(al.times[-1]),
+            report=al.report,
+            shape=(al.action.shape[1], al.state.shape[1], tuple(sorted(al.frames))),
+            stats={"action": StreamStats.from_values(al.action), "state": StreamStats.from_values(al.state)},
+            state_names=ep.streams["proprio"].names,
+            action_names=ep.streams["action"].names
+            if "action" in ep.streams
+            else ep.streams["proprio"].names,
+            cameras=tuple(sorted(al.frames)),
+            embodiment=ep.embodiment,
+            action_source=al.action_source,
+        )
+        for al in parts
+    ]
 
 
 def pass2_group(
@@ -121,11 +156,12 @@ def _write_episodes(source, todo: list[str], cfg: JobConfig, tokenizer, writer: 
     frames = 0
     for eid in todo:
         try:
-            ep, al = load_aligned(source, eid, cfg)
-            images = {c: _camera_images(ep, al, c, cfg) for c in al.frames}
-            for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment):
-                writer.write(sample, eid)
-            frames += al.steps * len(al.frames)
+            ep, parts = load_aligned(source, eid, cfg)
+            for al in parts:
+                images = {c: _camera_images(ep, al, c, cfg) for c in al.frames}
+                for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment):
+                    writer.write(sample, al.episode_id)
+                frames += al.steps * len(al.frames)
         except EpisodeError as exc:
             return Quarantined(eid, exc.where, exc.message), frames
         except Exception as exc:  # noqa: BLE001

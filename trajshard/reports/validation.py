@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from trajshard.pipelines.shards import file_digest, iter_tar_samples, read_json
-from trajshard.schemas.metadata import validate_metadata, validate_quarantine_line
+from trajshard.schemas.metadata import EPISODES_COLUMNS, validate_metadata, validate_quarantine_line
 from trajshard.schemas.problems import Problem
 from trajshard.schemas.sample import load_npy, split_key, validate_sample
 from trajshard.tokenizers import from_json
@@ -64,7 +64,7 @@ def validate_output(out: str | Path) -> ValidationReport:
     info, manifest = docs["info"], docs["manifest"]
     tokenizer = from_json(docs["tokenizer"])
     quarantined = _quarantine(out, problems)
-    written = _episodes(out, problems)
+    written, source_of = _episodes(out, problems)
 
     steps_seen: dict[str, int] = {}
     for shard in manifest["shards"]:
@@ -86,11 +86,13 @@ def validate_output(out: str | Path) -> ValidationReport:
             )
     for eid in sorted(set(steps_seen) - set(written)):
         problems.append(Problem(eid, "episodes.parquet", "samples in shards but episode not listed"))
-    for eid in sorted(set(written) & set(quarantined)):
+    sources = set(source_of.values())
+    for eid in sorted(sources & set(quarantined)):
         problems.append(Problem(eid, "quarantine.jsonl", "episode both written and quarantined"))
     counts = info["counts"]
     expect = {
-        "episodes_written": len(written),
+        "episodes_written": len(sources),
+        "parts": len(written),
         "episodes_quarantined": len(quarantined),
         "samples": report.samples,
         "shards": report.shards,
@@ -198,13 +200,19 @@ def _quarantine(out: Path, problems: list[Problem]) -> set[str]:
     return ids
 
 
-def _episodes(out: Path, problems: list[Problem]) -> dict[str, int]:
+def _episodes(out: Path, problems: list[Problem]) -> tuple[dict[str, int], dict[str, str]]:
+    """({episode part: steps}, {episode part: source episode}) from episodes.parquet."""
     try:
-        table = pq.read_table(out / "meta" / "episodes.parquet", columns=["episode", "steps"])
+        table = pq.read_table(out / "meta" / "episodes.parquet")
     except Exception as exc:  # noqa: BLE001
         problems.append(Problem("meta/episodes.parquet", "", f"cannot be read: {exc}"))
-        return {}
+        return {}, {}
+    missing = [c for c in EPISODES_COLUMNS if c not in table.column_names]
+    if missing:
+        problems.append(Problem("meta/episodes.parquet", "", f"missing columns {missing}"))
+        return {}, {}
     eps = table.column("episode").to_pylist()
     if len(set(eps)) != len(eps):
         problems.append(Problem("meta/episodes.parquet", "episode", "an episode is listed twice"))
-    return dict(zip(eps, table.column("steps").to_pylist(), strict=True))
+    steps = dict(zip(eps, table.column("steps").to_pylist(), strict=True))
+    return steps, dict(zip(eps, table.column("source_episode").to_pylist(), strict=True))

@@ -25,7 +25,7 @@ def validate_source(path: str, fmt: str = "auto", cfg: JobConfig | None = None) 
         problems = source.check(eid)
         if not problems:
             try:
-                report.samples += align(source.load(eid), align_config(cfg)).steps
+                report.samples += sum(p.steps for p in align(source.load(eid), align_config(cfg)))
             except EpisodeError as exc:
                 problems.append(Problem(eid, exc.where, exc.message))
         report.problems += problems

@@ -23,7 +23,19 @@ EPISODES_VERSION = 1
 QUARANTINE_VERSION = 1
 
 STAT_KEYS = ("min", "max", "mean", "std", "q01", "q10", "q50", "q90", "q99")
-EPISODES_COLUMNS = ("episode", "split", "steps", "shards", "start_time", "end_time", "align_error_max_s")
+EPISODES_COLUMNS = (
+    "episode",
+    "source_episode",
+    "split",
+    "steps",
+    "shards",
+    "start_time",
+    "end_time",
+    "align_error_max_s",
+    "dropped_ticks",
+    "alignment",
+    "embodiment",
+)
 
 _REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
     "info": {
@@ -41,7 +53,7 @@ _REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
     "tokenizer": {"version": int, "type": str},
     "manifest": {"version": int, "shards": list},
 }
-_COUNTS = ("episodes_input", "episodes_written", "episodes_quarantined", "samples", "shards")
+_COUNTS = ("episodes_input", "episodes_written", "episodes_quarantined", "parts", "samples", "shards")
 _SHARD_KEYS = {"name": str, "split": str, "samples": int, "bytes": int, "sha256": str, "episodes": list}
 _QUARANTINE_KEYS = {"episode": str, "file": str, "reason": str}
 

@@ -1,0 +1,404 @@
+"""Ingest throughput and memory against the PyAV decode-only limit, on real and synthetic data.
+
+    python bench/ingest.py [--quick] [--out-dir DIR] [--keep] [--no-warmup]
+
+Prints one markdown table (one row per dataset and worker count), a scaling line per dataset and a
+header with the machine's facts. See bench/README.md for how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
+from trajshard import __version__ as trajshard_version
+from trajshard.config import JobConfig
+from trajshard.pipelines.ingest import IngestReport, run_ingest
+from trajshard.schemas.raw_layout import VIDEO_EXTS
+from trajshard.sources.synthetic import write_synthetic_dataset
+from trajshard.sources.video import probe_video
+
+SHARED_DATA = Path(os.environ.get("TRAJSHARD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SAMPLE_PERIOD_S = 0.05
+MIB = 1 << 20
+RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")  # Ray's own helpers, not task workers
+
+
+# ----------------------------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class LeRobotSpec:
+    """Which LeRobot dataset to convert, and which of its columns become which raw-layout stream."""
+
+    folder: str
+    video_key: str
+    camera: str
+    episodes: tuple[int, ...]
+    state_column: str = "observation.state"
+    action_column: str = "action"
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One dataset and the worker counts it is ingested with."""
+
+    name: str
+    workers: tuple[int, ...]
+    prepare: Callable[[Path], Path | None]  # writes the raw-layout source under a dir; None: skip
+
+
+G1 = LeRobotSpec("g1_lerobot_v21", "observation.images.cam_high", "cam_high", (28, 29, 30, 31, 59, 82))
+GR00T = LeRobotSpec("gr00t_pnp_lerobot_v20", "observation.images.ego_view", "ego_view", (0, 1, 2, 3, 4))
+
+
+def lerobot_file(root: Path, template: str, index: int, chunks_size: int, video_key: str = "") -> Path:
+    """A file named by an info.json path template; found by its name when the template is wrong
+    (the GR00T info.json formats the chunk with the episode index)."""
+    path = root / template.format(episode_chunk=index // chunks_size, episode_index=index, video_key=video_key)
+    if path.exists():
+        return path
+    top = template.split("/", 1)[0]
+    matches = sorted((root / top).rglob(path.name))
+    if video_key:
+        matches = [m for m in matches if video_key in m.parts]
+    if not matches:
+        raise FileNotFoundError(f"{path} (from {template!r}) does not exist")
+    return matches[0]
+
+
+def list_float32(column: pa.ChunkedArray) -> pa.ListArray:
+    """A (fixed-size) list column of any float type as list<float32>."""
+    values = np.asarray(column.to_pylist(), dtype=np.float32)
+    n, d = values.shape
+    offsets = pa.array(np.arange(0, n * d + 1, d, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def convert_lerobot_episode(root: Path, spec: LeRobotSpec, info: dict, tasks: dict[int, str], index: int,
+                            dest: Path) -> None:
+    """One LeRobot episode as a raw-layout-v1 episode directory (files copied, never linked)."""
+    chunks = int(info.get("chunks_size", 1000))
+    table = pq.read_table(lerobot_file(root, info["data_path"], index, chunks))
+    dest.mkdir(parents=True)
+    shutil.copyfile(lerobot_file(root, info["video_path"], index, chunks, spec.video_key),
+                    dest / f"{spec.camera}.mp4")
+    ts = pa.array(table.column("timestamp").to_numpy().astype(np.float64))
+    pq.write_table(pa.table({"timestamp": ts, "proprio": list_float32(table.column(spec.state_column))}),
+                   dest / "proprio.parquet")
+    pq.write_table(pa.table({"timestamp": ts, "action": list_float32(table.column(spec.action_column))}),
+                   dest / "action.parquet")
+    task = tasks[int(table.column("task_index")[0].as_py())]
+    meta = {"instruction": task, "embodiment": str(info.get("robot_type", ""))}
+    (dest / "episode.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def prepare_lerobot(spec: LeRobotSpec, work: Path) -> Path | None:
+    root = SHARED_DATA / spec.folder
+    if not root.is_dir():
+        print(f"note: {root} is absent; skipping {spec.folder}")
+        return None
+    info = json.loads((root / "meta" / "info.json").read_text())
+    tasks = {int(t["task_index"]): t["task"] for t in read_jsonl(root / "meta" / "tasks.jsonl")}
+    out = work / "src" / spec.folder
+    for index in spec.episodes:
+        convert_lerobot_episode(root, spec, info, tasks, index, out / f"episode_{index:06d}")
+    return out
+
+
+def prepare_synthetic(seconds: float, work: Path) -> Path:
+    out = work / "src" / f"synthetic_{seconds:g}s"
+    write_synthetic_dataset(out, n_episodes=8, seconds=seconds, seed=0)
+    return out
+
+
+def row_groups(quick: bool) -> list[RowGroup]:
+    groups = [
+        RowGroup("g1-real", (1, 2), lambda w: prepare_lerobot(G1, w)),
+        RowGroup("gr00t-real", (2,), lambda w: prepare_lerobot(GR00T, w)),
+        RowGroup("synthetic", (1, 2), lambda w: prepare_synthetic(4.0, w)),
+    ]
+    if not quick:
+        groups.append(RowGroup("synthetic-10x", (2,), lambda w: prepare_synthetic(40.0, w)))
+    return groups
+
+
+# ----------------------------------------------------------------------------------------------- memory
+
+
+@dataclass
+class RssSampler:
+    """Samples the driver's RSS and every Ray worker's RSS (descendants of this process) every 50 ms."""
+
+    period: float = SAMPLE_PERIOD_S
+    driver_peak: int = 0
+    worker_peak: int = 0
+    workers_seen: set[int] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _is_worker: dict[int, bool] = field(default_factory=dict)
+
+    def __enter__(self) -> RssSampler:
+        self._ru_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+        self._sample()
+        ru_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if ru_after > self._ru_before:  # the lifetime peak rose during the ingest: it is this run's peak
+            self.driver_peak = max(self.driver_peak, ru_after * 1024)  # ru_maxrss is in KiB on Linux
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        try:
+            self.driver_peak = max(self.driver_peak, me.memory_info().rss)
+            children = me.children(recursive=True)
+        except psutil.Error:
+            return
+        for proc in children:
+            try:
+                if self._worker(proc):
+                    self.worker_peak = max(self.worker_peak, proc.memory_info().rss)
+                    self.workers_seen.add(proc.pid)
+            except psutil.Error:
+                continue
+
+    def _worker(self, proc: psutil.Process) -> bool:
+        if proc.pid not in self._is_worker:
+            cmd = " ".join(proc.cmdline())
+            self._is_worker[proc.pid] = ("ray::" in cmd or "default_worker.py" in cmd) and not cmd.startswith(
+                RAY_AGENTS)
+        return self._is_worker[proc.pid]
+
+
+# ----------------------------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Row:
+    dataset: str
+    workers: int
+    report: IngestReport
+    src_frames: int
+    wall: float
+    decode_frames: int
+    decode_seconds: float
+    driver_peak: int
+    worker_peak: int
+
+    @property
+    def ingest_fps(self) -> float:
+        return self.src_frames / self.wall
+
+    @property
+    def decode_fps(self) -> float:
+        return self.decode_frames / self.decode_seconds
+
+    def cells(self) -> list[str]:
+        r = self.report
+        episodes = f"{r.episodes_written}" + (f" (+{r.episodes_quarantined} quarantined)"
+                                              if r.episodes_quarantined else "")
+        return [self.dataset, str(self.workers), episodes, f"{self.src_frames:,}", f"{r.samples:,}",
+                f"{self.wall:.2f}", f"{self.ingest_fps:,.0f}", f"{self.decode_fps:,.0f}",
+                f"{self.ingest_fps / self.decode_fps:.2f}", f"{self.driver_peak / MIB:,.0f}",
+                f"{self.worker_peak / MIB:,.0f}"]
+
+
+def written_videos(source: Path, out: Path) -> list[Path]:
+    """The video files of the episodes the ingest wrote (from its meta/episodes.parquet)."""
+    episodes = pq.read_table(out / "meta" / "episodes.parquet", columns=["episode"]).column("episode")
+    return [p for e in episodes.to_pylist() for p in sorted((source / e).iterdir())
+            if p.suffix.lower() in VIDEO_EXTS]
+
+
+def decode_only(paths: Iterable[Path]) -> tuple[int, float]:
+    """(frames, seconds) decoding the files one after another in this process, as PyAV does by default."""
+    frames, started = 0, time.perf_counter()
+    for path in paths:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for _ in container.decode(stream):
+                frames += 1
+    return frames, time.perf_counter() - started
+
+
+def start_ray(workers: int, warm_source: Path | None, scratch: Path) -> None:
+    """A fresh local Ray with ``workers`` CPUs, its workers warmed up when ``warm_source`` is given: a tiny
+    ingest with one pass-2 task per episode (so each worker imports and runs the whole path once)."""
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
+    if warm_source is not None:
+        run_ingest(str(warm_source), str(scratch), JobConfig(workers=workers, task_steps=1), progress=False)
+
+
+def measure(dataset: str, source: Path, workers: int, work: Path, warm_source: Path | None) -> Row:
+    out = work / "out" / f"{dataset}-w{workers}"
+    start_ray(workers, warm_source, work / "scratch" / out.name)
+    try:
+        with RssSampler() as mem:
+            started = time.perf_counter()
+            report = run_ingest(str(source), str(out), JobConfig(workers=workers), progress=False)
+            wall = time.perf_counter() - started
+    finally:
+        ray.shutdown()
+    videos = written_videos(source, out)
+    src_frames = sum(len(probe_video(str(p)).pts) for p in videos)
+    decode_frames, decode_seconds = decode_only(videos)
+    if decode_frames != src_frames:
+        print(f"note: {dataset}: PyAV decoded {decode_frames} frames, the containers hold {src_frames}")
+    return Row(dataset, workers, report, src_frames, wall, decode_frames, decode_seconds, mem.driver_peak,
+               mem.worker_peak)
+
+
+# ----------------------------------------------------------------------------------------------- output
+
+
+COLUMNS = ["dataset", "workers", "episodes", "src frames", "samples", "wall s", "ingest frames/s",
+           "PyAV decode-only frames/s", "ratio", "driver peak MiB", "worker peak MiB"]
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 8) + "|"]
+    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def scaling_lines(rows: list[Row]) -> list[str]:
+    lines = []
+    for dataset in dict.fromkeys(r.dataset for r in rows):
+        by_workers = {r.workers: r for r in rows if r.dataset == dataset}
+        if 1 in by_workers and 2 in by_workers:
+            factor = by_workers[2].ingest_fps / by_workers[1].ingest_fps
+            lines.append(f"- {dataset}: 2 workers / 1 worker = {factor:.2f}x ingest frames/s")
+        else:
+            lines.append(f"- {dataset}: only workers={sorted(by_workers)}, no scaling factor")
+    return lines
+
+
+def machine_facts() -> list[str]:
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    libs = ", ".join(f"{k} {'.'.join(map(str, v))}" for k, v in sorted(av.library_versions.items())
+                     if k in ("libavcodec", "libavformat", "libswscale"))
+    return [
+        f"- CPU: {cpu_model()}, os.cpu_count() = {os.cpu_count()}, usable by this process = {affinity}",
+        f"- RAM: {psutil.virtual_memory().total / (1 << 30):.1f} GiB",
+        f"- Python {platform.python_version()} on {platform.platform()}",
+        f"- PyAV {av.__version__}, FFmpeg {getattr(av, 'ffmpeg_version_info', '?')} ({libs})",
+        f"- Ray {ray.__version__}, trajshard {trajshard_version}",
+    ]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="skip the synthetic-10x row")
+    p.add_argument("--out-dir", help="where sources and outputs go (default: a new temporary directory)")
+    p.add_argument("--keep", action="store_true", help="keep the sources and outputs")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="do not warm the Ray workers up before each timed ingest (then their first-task "
+                        "imports are in the timing)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = Path(args.out_dir) if args.out_dir else None
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="trajshard-bench-", dir=base))
+    started, failures = time.perf_counter(), ["not run"]
+    try:
+        print("## trajshard ingest benchmark\n")
+        print("\n".join(machine_facts()) + "\n", flush=True)
+        warm = None if args.no_warmup else write_warm_source(work)
+        rows, failures = run_rows(row_groups(args.quick), work, warm)
+        print(markdown_table(rows) + "\n")
+        print("Scaling (ingest frames/s):")
+        print("\n".join(scaling_lines(rows)))
+        if failures:
+            print("\nFailed rows:\n" + "\n".join(failures))
+        print(f"\nwhole benchmark: {time.perf_counter() - started:.0f} s; work dir {work}"
+              + (" (kept)" if args.keep else " (removed)"))
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 1 if failures else 0
+
+
+def write_warm_source(work: Path) -> Path:
+    warm = work / "src" / "warmup"
+    write_synthetic_dataset(warm, n_episodes=2, seconds=1.0, seed=1)
+    return warm
+
+
+def run_rows(groups: list[RowGroup], work: Path, warm: Path | None) -> tuple[list[Row], list[str]]:
+    """The measured rows, and a line for each row that failed (the others still run)."""
+    rows, failures = [], []
+    for group in groups:
+        t0 = time.perf_counter()
+        source = group.prepare(work)
+        if source is None:
+            continue
+        print(f"[{group.name}] source ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        for workers in group.workers:
+            try:
+                row = measure(group.name, source, workers, work, warm)
+            except Exception as exc:  # noqa: BLE001 - one broken row must not hide the others
+                failures.append(f"- {group.name} workers={workers}: FAILED: {type(exc).__name__}: "
+                                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}")
+                print(failures[-1], file=sys.stderr, flush=True)
+                continue
+            print(f"[{group.name}] workers={workers}: {row.wall:.2f} s", file=sys.stderr, flush=True)
+            rows.append(row)
+    return rows, failures
+
+
+if __name__ == "__main__":
+    sys.exit(main())
