@@ -29,6 +29,9 @@ ACTION_POLICIES = ("hold", "interpolate")
 DERIVE_ACTIONS = ("absolute", "delta")
 MISSING_FRAME = ("drop", "fail")
 ON_GAP = ("split", "quarantine")
+# Slack when matching the ends of stream spans: float32 timestamps (LeRobot writes them) put 9.2 s at
+# 9.19999981 s, which must not cost the last tick.
+SPAN_EPS = 1e-4
 
 
 @dataclass(frozen=True)
@@ -101,10 +104,10 @@ def target_clock(spans: dict[str, tuple[float, float]], fps: float, episode_id: 
     """Ticks ``start + k / fps`` over the intersection of all spans."""
     start = max(s for s, _ in spans.values())
     end = min(e for _, e in spans.values())
-    if end < start:
+    if end < start - SPAN_EPS:
         desc = ", ".join(f"{k} [{s:.3f}, {e:.3f}]" for k, (s, e) in sorted(spans.items()))
         raise EpisodeError(episode_id, "streams", f"the streams do not overlap in time: {desc}")
-    n = int(np.floor((end - start) * fps + 1e-9)) + 1
+    n = int(np.floor(max(end - start + SPAN_EPS, 0.0) * fps)) + 1
     return start + np.arange(n, dtype=np.float64) / fps
 
 
@@ -175,7 +178,7 @@ def align(ep: Episode, cfg: AlignConfig) -> list[AlignedEpisode]:
             raise EpisodeError(eid, "cameras", f"clock follows camera {ref!r}, which is not among {cams}")
         target_clock(spans, cfg.fps, eid)  # only to report streams that do not overlap
         lo, hi = max(s for s, _ in spans.values()), min(e for _, e in spans.values())
-        ticks = times[ref][(times[ref] >= lo - 1e-9) & (times[ref] <= hi + 1e-9)]
+        ticks = times[ref][(times[ref] >= lo - SPAN_EPS) & (times[ref] <= hi + SPAN_EPS)]
 
     # gaps: split points (or quarantine) from every required stream
     keep = np.ones(len(ticks), dtype=bool)
