@@ -155,6 +155,8 @@ class RssSampler:
     period: float = SAMPLE_PERIOD_S
     driver_peak: int = 0
     worker_peak: int = 0
+    driver_start: int = 0  # the first sample, taken as the sampler starts
+    worker_start: int = 0
     workers_seen: set[int] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -162,6 +164,8 @@ class RssSampler:
 
     def __enter__(self) -> RssSampler:
         self._ru_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self._sample()
+        self.driver_start, self.worker_start = self.driver_peak, self.worker_peak
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._thread.start()
         return self
@@ -216,6 +220,8 @@ class Row:
     decode_seconds: float
     driver_peak: int
     worker_peak: int
+    driver_start: int  # RSS as the first ingest started (Ray up, workers warmed)
+    worker_start: int
 
     @property
     def ingest_fps(self) -> float:
@@ -264,23 +270,34 @@ def start_ray(workers: int, warm_source: Path | None, scratch: Path) -> None:
         run_ingest(str(warm_source), str(scratch), JobConfig(workers=workers, task_steps=1), progress=False)
 
 
-def measure(dataset: str, source: Path, workers: int, work: Path, warm_source: Path | None) -> Row:
-    out = work / "out" / f"{dataset}-w{workers}"
-    start_ray(workers, warm_source, work / "scratch" / out.name)
+def timed_ingest(source: Path, out: Path, workers: int) -> tuple[IngestReport, float, RssSampler]:
+    with RssSampler() as mem:
+        started = time.perf_counter()
+        report = run_ingest(str(source), str(out), JobConfig(workers=workers), progress=False)
+        wall = time.perf_counter() - started
+    return report, wall, mem
+
+
+def measure(dataset: str, source: Path, workers: int, work: Path, warm_source: Path | None,
+            repeat: int) -> Row:
+    """Ingest ``repeat`` times on one fresh Ray (best wall time, largest peaks), then decode-only
+    ``repeat`` times with Ray shut down (best time)."""
+    name = f"{dataset}-w{workers}"
+    start_ray(workers, warm_source, work / "scratch" / name)
     try:
-        with RssSampler() as mem:
-            started = time.perf_counter()
-            report = run_ingest(str(source), str(out), JobConfig(workers=workers), progress=False)
-            wall = time.perf_counter() - started
+        runs = [timed_ingest(source, work / "out" / f"{name}-r{i}", workers) for i in range(repeat)]
     finally:
         ray.shutdown()
-    videos = written_videos(source, out)
+    report, wall = runs[0][0], min(r[1] for r in runs)
+    videos = written_videos(source, Path(report.out))
     src_frames = sum(len(probe_video(str(p)).pts) for p in videos)
-    decode_frames, decode_seconds = decode_only(videos)
+    decode_frames, decode_seconds = min((decode_only(videos) for _ in range(repeat)), key=lambda d: d[1])
     if decode_frames != src_frames:
         print(f"note: {dataset}: PyAV decoded {decode_frames} frames, the containers hold {src_frames}")
-    return Row(dataset, workers, report, src_frames, wall, decode_frames, decode_seconds, mem.driver_peak,
-               mem.worker_peak)
+    first = runs[0][2]
+    return Row(dataset, workers, report, src_frames, wall, decode_frames, decode_seconds,
+               max(r[2].driver_peak for r in runs), max(r[2].worker_peak for r in runs),
+               first.driver_start, first.worker_start)
 
 
 # ----------------------------------------------------------------------------------------------- output
@@ -308,13 +325,19 @@ def scaling_lines(rows: list[Row]) -> list[str]:
     return lines
 
 
+def baseline_lines(rows: list[Row]) -> list[str]:
+    return [f"- {r.dataset} workers={r.workers}: driver {r.driver_start / MIB:,.0f} MiB, largest worker "
+            f"{r.worker_start / MIB:,.0f} MiB" for r in rows]
+
+
 def machine_facts() -> list[str]:
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     libs = ", ".join(f"{k} {'.'.join(map(str, v))}" for k, v in sorted(av.library_versions.items())
                      if k in ("libavcodec", "libavformat", "libswscale"))
     return [
         f"- CPU: {cpu_model()}, os.cpu_count() = {os.cpu_count()}, usable by this process = {affinity}",
-        f"- RAM: {psutil.virtual_memory().total / (1 << 30):.1f} GiB",
+        f"- RAM: {psutil.virtual_memory().total / (1 << 30):.1f} GiB; load average at start "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         f"- Python {platform.python_version()} on {platform.platform()}",
         f"- PyAV {av.__version__}, FFmpeg {getattr(av, 'ffmpeg_version_info', '?')} ({libs})",
         f"- Ray {ray.__version__}, trajshard {trajshard_version}",
@@ -339,6 +362,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="skip the synthetic-10x row")
     p.add_argument("--out-dir", help="where sources and outputs go (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the sources and outputs")
+    p.add_argument("--repeat", type=int, default=2,
+                   help="timed ingests (and decode-only passes) per row; the best time is reported (default 2)")
     p.add_argument("--no-warmup", action="store_true",
                    help="do not warm the Ray workers up before each timed ingest (then their first-task "
                         "imports are in the timing)")
@@ -355,11 +380,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("## trajshard ingest benchmark\n")
         print("\n".join(machine_facts()) + "\n", flush=True)
+        print(f"Each row: fresh Ray (num_cpus = workers), workers {'cold' if args.no_warmup else 'warmed up'}, "
+              f"best of {args.repeat} ingest(s) and of {args.repeat} decode-only pass(es).\n", flush=True)
         warm = None if args.no_warmup else write_warm_source(work)
-        rows, failures = run_rows(row_groups(args.quick), work, warm)
+        rows, failures = run_rows(row_groups(args.quick), work, warm, args.repeat)
         print(markdown_table(rows) + "\n")
         print("Scaling (ingest frames/s):")
         print("\n".join(scaling_lines(rows)))
+        print("\nRSS as the ingest started (Ray up, workers warmed): the floor under the peak columns")
+        print("\n".join(baseline_lines(rows)))
         if failures:
             print("\nFailed rows:\n" + "\n".join(failures))
         print(f"\nwhole benchmark: {time.perf_counter() - started:.0f} s; work dir {work}"
@@ -378,7 +407,7 @@ def write_warm_source(work: Path) -> Path:
     return warm
 
 
-def run_rows(groups: list[RowGroup], work: Path, warm: Path | None) -> tuple[list[Row], list[str]]:
+def run_rows(groups: list[RowGroup], work: Path, warm: Path | None, repeat: int) -> tuple[list[Row], list[str]]:
     """The measured rows, and a line for each row that failed (the others still run)."""
     rows, failures = [], []
     for group in groups:
@@ -389,7 +418,7 @@ def run_rows(groups: list[RowGroup], work: Path, warm: Path | None) -> tuple[lis
         print(f"[{group.name}] source ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         for workers in group.workers:
             try:
-                row = measure(group.name, source, workers, work, warm)
+                row = measure(group.name, source, workers, work, warm, repeat)
             except Exception as exc:  # noqa: BLE001 - one broken row must not hide the others
                 failures.append(f"- {group.name} workers={workers}: FAILED: {type(exc).__name__}: "
                                 f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}")

@@ -109,3 +109,14 @@ def test_demo_command(tmp_path, ray_session):
     result = CliRunner().invoke(main, ["demo", str(tmp_path / "demo"), "--episodes", "2", "--seconds", "2"])
     assert result.exit_code == 0, result.output
     assert "validated" in result.output and "occupancy" in result.output
+
+
+def test_stats_cli_reports_counts_statistics_alignment(ingested):
+    result = CliRunner().invoke(main, ["stats", str(ingested)])
+    assert result.exit_code == 0, result.output
+    assert "8 written" in result.output and "alignment" in result.output and "wrist" in result.output
+    doc = json.loads(CliRunner().invoke(main, ["stats", str(ingested), "--json"]).output)
+    assert doc["alignment"]["front"]["max_dt_s"] <= 1 / 60 + 1e-3  # nearest frame of a 30 fps camera
+    assert doc["alignment"]["wrist"]["max_dt_s"] <= 1 / 30 + 1e-3  # of a 15 fps camera
+    assert doc["alignment"]["proprio"]["rate_hz_min"] > 90
+    assert len(doc["streams"]["action"]["q99"]) == 7 and doc["quarantine"] == {}

@@ -90,11 +90,36 @@ def validate(path: str, fmt: str, as_json: bool) -> None:
             f"OK: {kind} {path}: {report.episodes} episodes, {report.samples} samples, "
             f"{report.shards} shards checked"
         )
+        if kind == "dataset":
+            click.echo(_alignment_lines(path))
     else:
         click.echo(
             f"PROBLEMS: {kind} {path}: {len(report.problems)} found\n{format_problems(report.problems)}"
         )
     sys.exit(0 if report.ok else 1)
+
+
+def _alignment_lines(out: str) -> str:
+    from trajshard.reports.summary import alignment_summary
+
+    return "alignment: " + "; ".join(
+        f"{k} max|dt| {a['max_dt_s'] * 1000:.1f} ms, {a['dropped_ticks']} ticks dropped, {a['gaps']} gaps"
+        for k, a in alignment_summary(out).items()
+    )
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def stats(out: str, as_json: bool) -> None:
+    """Counts, per-dimension statistics, alignment report and quarantine summary of a dataset."""
+    from trajshard.reports.summary import render_stats, stats_report
+
+    try:
+        rep = stats_report(out)
+    except (OSError, ValueError, KeyError) as exc:
+        raise click.ClickException(f"cannot read {out}/meta: {exc}") from exc
+    click.echo(json.dumps(rep, indent=2) if as_json else render_stats(rep))
 
 
 @main.command()

@@ -1,0 +1,96 @@
+"""``trajshard stats OUT``: counts, per-dimension statistics, the alignment report, the quarantine summary.
+
+Reads only ``meta/`` (no shard is opened), so it answers in a moment on any size of dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from trajshard.pipelines.shards import read_json
+
+
+def alignment_summary(out: str | Path) -> dict[str, dict[str, float]]:
+    """Per stream over all episodes: worst and median max |dt|, worst p95, ticks dropped, gaps, rates."""
+    rows = pq.read_table(Path(out) / "meta" / "episodes.parquet", columns=["alignment"]).column(0).to_pylist()
+    per: dict[str, list[dict]] = {}
+    for report in rows:
+        for r in report:
+            per.setdefault(r["stream"], []).append(r)
+    summary = {}
+    for stream, rs in sorted(per.items()):
+        max_dt = sorted(r["max_dt_s"] for r in rs)
+        rates = sorted(r["rate_hz"] for r in rs)
+        summary[stream] = {
+            "episodes": len(rs),
+            "max_dt_s": max_dt[-1],
+            "median_max_dt_s": max_dt[len(max_dt) // 2],
+            "p95_dt_s": max(r["p95_dt_s"] for r in rs),
+            "dropped_ticks": sum(r["dropped_ticks"] for r in rs),
+            "gaps": sum(r["gaps"] for r in rs),
+            "rate_hz_min": rates[0],
+            "rate_hz_max": rates[-1],
+        }
+    return summary
+
+
+def quarantine_summary(out: str | Path) -> dict[str, int]:
+    """Quarantined episodes counted by the kind of reason (the text before its first colon)."""
+    path = Path(out) / "meta" / "quarantine.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return dict(Counter(f"{q['file'] or '-'}: {q['reason'].split(':')[0]}" for q in map(json.loads, lines)))
+
+
+def stats_report(out: str | Path) -> dict[str, object]:
+    out = Path(out)
+    info, stats = read_json(out / "meta" / "info.json"), read_json(out / "meta" / "stats.json")
+    return {
+        "counts": info["counts"],
+        "fps": info["fps"],
+        "cameras": info["cameras"],
+        "action_source": info["action_source"],
+        "stats_hash": stats["hash"],
+        "streams": stats["streams"],
+        "alignment": alignment_summary(out),
+        "quarantine": quarantine_summary(out),
+    }
+
+
+def render_stats(rep: dict) -> str:
+    c = rep["counts"]
+    lines = [
+        f"episodes: {c['episodes_written']} written ({c.get('parts', c['episodes_written'])} parts), "
+        f"{c['episodes_quarantined']} quarantined, {c['episodes_input']} in the source",
+        f"samples: {c['samples']} in {c['shards']} shards at {rep['fps']} Hz; cameras: "
+        f"{', '.join(rep['cameras'])}; actions: {rep['action_source']}",
+        f"statistics {rep['stats_hash']}",
+    ]
+    for stream, st in rep["streams"].items():
+        names = st.get("names") or [""] * len(st["mean"])
+        lines += ["", f"{stream} ({st['count']} values per dim, quantiles {st['quantile_method']})"]
+        lines.append(
+            f"{'dim':>4} {'name':<22}"
+            + "".join(f"{k:>11}" for k in ("min", "q01", "mean", "std", "q99", "max"))
+        )
+        for d in range(len(st["mean"])):
+            vals = "".join(f"{st[k][d]:>11.4g}" for k in ("min", "q01", "mean", "std", "q99", "max"))
+            lines.append(f"{d:>4} {names[d][:22]:<22}{vals}")
+    lines += ["", "alignment (per stream, over all episodes)"]
+    lines.append(
+        f"{'stream':<16}{'max|dt| s':>11}{'median':>11}{'p95 s':>10}{'dropped':>9}{'gaps':>6}{'rate Hz':>16}"
+    )
+    for stream, a in rep["alignment"].items():
+        rate = f"{a['rate_hz_min']:.1f}-{a['rate_hz_max']:.1f}"
+        lines.append(
+            f"{stream:<16}{a['max_dt_s']:>11.4f}{a['median_max_dt_s']:>11.4f}{a['p95_dt_s']:>10.4f}"
+            f"{a['dropped_ticks']:>9}{a['gaps']:>6}{rate:>16}"
+        )
+    lines += ["", "quarantine"]
+    lines += [f"  {n:>5} x {reason}" for reason, n in sorted(rep["quarantine"].items(), key=lambda x: -x[1])]
+    if not rep["quarantine"]:
+        lines.append("  none")
+    return "\n".join(lines)
