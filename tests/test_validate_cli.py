@@ -116,7 +116,8 @@ def test_stats_cli_reports_counts_statistics_alignment(ingested):
     assert result.exit_code == 0, result.output
     assert "8 written" in result.output and "alignment" in result.output and "wrist" in result.output
     doc = json.loads(CliRunner().invoke(main, ["stats", str(ingested), "--json"]).output)
-    assert doc["alignment"]["front"]["max_dt_s"] <= 1 / 60 + 1e-3  # nearest frame of a 30 fps camera
+    # nearest frame of a 30 fps camera; ep_006 has per-frame timestamps with up to 8 ms of jitter
+    assert doc["alignment"]["front"]["max_dt_s"] <= 1 / 60 + 0.008
     assert doc["alignment"]["wrist"]["max_dt_s"] <= 1 / 30 + 1e-3  # of a 15 fps camera
     assert doc["alignment"]["proprio"]["rate_hz_min"] > 90
     assert len(doc["streams"]["action"]["q99"]) == 7 and doc["quarantine"] == {}
