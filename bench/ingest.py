@@ -1,6 +1,6 @@
 """Ingest throughput and memory against the PyAV decode-only limit, on real and synthetic data.
 
-    python bench/ingest.py [--quick] [--out-dir DIR] [--keep] [--no-warmup]
+    python bench/ingest.py [--quick] [--out-dir DIR] [--keep] [--repeat N] [--no-warmup]
 
 Prints one markdown table (one row per dataset and worker count), a scaling line per dataset and a
 header with the machine's facts. See bench/README.md for how to read it.
@@ -157,7 +157,6 @@ class RssSampler:
     worker_peak: int = 0
     driver_start: int = 0  # the first sample, taken as the sampler starts
     worker_start: int = 0
-    workers_seen: set[int] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _is_worker: dict[int, bool] = field(default_factory=dict)
@@ -194,7 +193,6 @@ class RssSampler:
             try:
                 if self._worker(proc):
                     self.worker_peak = max(self.worker_peak, proc.memory_info().rss)
-                    self.workers_seen.add(proc.pid)
             except psutil.Error:
                 continue
 
@@ -367,7 +365,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-warmup", action="store_true",
                    help="do not warm the Ray workers up before each timed ingest (then their first-task "
                         "imports are in the timing)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

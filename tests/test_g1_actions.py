@@ -32,7 +32,7 @@ def test_g1_round_trip_within_half_bin():
     tok_json = fit("uniform", doc, 256).to_json()
     tokens = fit("uniform", doc, 256).encode(actions)
     decoded = decode(tokens, tok_json)  # only tokenizer.json is needed
-    low, high = np.array(tok_json["low"]), np.array(tok_json["high"])
+    low, high = np.array(tok_json["normalization"]["low"]), np.array(tok_json["normalization"]["high"])
     half_bin = (high - low) / 255 / 2
     inside = (actions >= low) & (actions <= high)
     err = np.abs(decoded - actions)

@@ -63,7 +63,7 @@ def test_shards_open_with_webdataset_and_tarfile(ingested):
 
 def test_tokens_decode_to_actions_with_tokenizer_json_only(ingested):
     tok = json.loads((ingested / "meta" / "tokenizer.json").read_text())
-    low, high = np.array(tok["low"]), np.array(tok["high"])
+    low, high = np.array(tok["normalization"]["low"]), np.array(tok["normalization"]["high"])
     half_bin = (high - low) / (tok["bins"] - 1) / 2
     for s in wds.WebDataset(shard_urls(ingested), shardshuffle=False).decode():
         action = s["action.npy"].astype(np.float64)

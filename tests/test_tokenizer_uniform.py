@@ -31,7 +31,7 @@ HIGH = np.array([2.0, 1.0, 5.0])  # third dimension is constant
 
 @pytest.fixture
 def tok():
-    return UniformTokenizer(LOW, HIGH, 256)
+    return UniformTokenizer.fit({"q01": LOW, "q99": HIGH}, 256)
 
 
 def test_endpoints_and_middle(tok):
@@ -80,6 +80,7 @@ def test_round_trip_within_half_bin_inside_bounds(tok):
 def test_json_round_trip_and_decode_from_json_only(tok):
     doc = tok.to_json()
     assert doc["type"] == "uniform" and doc["bins"] == 256 and "digitize" in doc["formula"]
+    assert doc["normalization"]["mode"] == "bounds_q99" and "q01" in doc["normalization"]["formula"]
     tokens = tok.encode(np.array([[0.3, 0.7, 5.0]]))
     assert np.array_equal(decode(tokens, doc), tok.decode(tokens))
 

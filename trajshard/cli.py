@@ -32,7 +32,17 @@ def main(verbose: bool) -> None:
 @click.option("--image-size", type=int, default=None, help="Square image side in pixels (default 224).")
 @click.option("--resize-mode", type=click.Choice(["stretch", "pad", "center-crop"]), default=None)
 @click.option("--jpeg-quality", type=int, default=None, help="JPEG quality 1-100 (default 95).")
-@click.option("--tokenizer", type=click.Choice(["uniform"]), default=None, help="Action tokenizer.")
+@click.option(
+    "--tokenizer", type=click.Choice(["uniform", "quantile"]), default=None, help="Action tokenizer."
+)
+@click.option(
+    "--uniform-mode", type=click.Choice(["openvla", "bins"]), default=None, help="Uniform bin layout."
+)
+@click.option(
+    "--normalization", type=click.Choice(["bounds_q99", "min_max", "mean_std", "none"]), default=None
+)
+@click.option("--vocab", default=None, help="Token ids in a VLM vocabulary: openvla:V, offset:K, list:FILE.")
+@click.option("--vocab-file", default=None, help="HF tokenizer.json to check the ids against.")
 @click.option("--bins", type=int, default=None, help="Tokenizer bins (default 256).")
 @click.option("--horizon", type=int, default=None, help="Action chunk length (default 1: no chunk).")
 @click.option("--shard-size", default=None, help="Shard size cap, e.g. 1GB, 256MB (default 1GB).")

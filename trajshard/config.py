@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RESIZE_MODES = ("stretch", "pad", "center-crop")
-TOKENIZERS = ("uniform",)
+TOKENIZERS = ("uniform", "quantile")
 FORMATS = ("auto", "raw")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 
@@ -27,6 +27,12 @@ class JobConfig:
     jpeg_quality: int = 95
     tokenizer: str = "uniform"
     bins: int = 256
+    uniform_mode: str = "openvla"
+    normalization: str = "bounds_q99"
+    normalization_mask: tuple[bool, ...] = ()
+    gripper: dict[str, object] = field(default_factory=dict)
+    vocab: str | None = None
+    vocab_file: str | None = None
     horizon: int = 1
     shard_size: str = "1GB"
     seed: int = 0
@@ -60,6 +66,7 @@ class JobConfig:
             problems.append(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
         if self.tokenizer not in TOKENIZERS:
             problems.append(f"tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        problems += _token_problems(self)
         if not 3 <= self.bins <= 65536:
             problems.append(f"bins must be in [3, 65536], got {self.bins}")
         if self.horizon < 1:
@@ -86,6 +93,7 @@ class JobConfig:
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
         d["cameras"] = list(self.cameras)
+        d["normalization_mask"] = list(self.normalization_mask)
         return d
 
     def output_dict(self) -> dict[str, object]:
@@ -95,6 +103,28 @@ class JobConfig:
         for key in ("address", "workers"):
             d.pop(key)
         return d
+
+
+def _token_problems(c: JobConfig) -> list[str]:
+    from trajshard.pipelines.actions import gripper_convention
+    from trajshard.tokenizers.normalize import MODES
+    from trajshard.tokenizers.uniform import MODES as UNIFORM_MODES
+
+    problems = []
+    if c.normalization not in MODES:
+        problems.append(f"normalization must be one of {MODES}, got {c.normalization!r}")
+    if c.uniform_mode not in UNIFORM_MODES:
+        problems.append(f"uniform_mode must be one of {UNIFORM_MODES}, got {c.uniform_mode!r}")
+    if c.gripper:
+        try:
+            gripper_convention(c.gripper)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if c.vocab is not None and c.vocab.partition(":")[0] not in ("openvla", "offset", "list"):
+        problems.append(f"vocab must be openvla:V, offset:K or list:FILE, got {c.vocab!r}")
+    if c.vocab_file is not None and c.vocab is None:
+        problems.append("vocab_file is given without vocab")
+    return problems
 
 
 def _align_problems(c: JobConfig) -> list[str]:
@@ -160,6 +190,7 @@ def load_config(path: str | Path | None = None, **overrides: object) -> JobConfi
         if unknown:
             raise ValueError(f"{path}: unknown config keys {unknown}; known: {sorted(known)}")
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if "cameras" in values:
-        values["cameras"] = tuple(values["cameras"])
+    for key in ("cameras", "normalization_mask"):
+        if key in values:
+            values[key] = tuple(values[key])
     return JobConfig(**values)

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from trajshard import __version__
 from trajshard.config import JobConfig
+from trajshard.pipelines.actions import gripper_convention
 from trajshard.pipelines.passes import EpisodeFacts, GroupResult, Quarantined
 from trajshard.pipelines.samples import sample_features
 from trajshard.pipelines.shards import promote_parts, write_bytes_atomic, write_json_atomic
@@ -33,6 +34,7 @@ def commit(
     groups: list[GroupResult],
     stats_streams: dict,
     tok_json: dict,
+    vocab_json: dict | None,
     n_input: int,
     seconds: float,
     report_type: type,
@@ -73,6 +75,13 @@ def commit(
     )
     write_json_atomic(meta / "stats.json", stats_document(stats_streams))
     write_json_atomic(meta / "tokenizer.json", tok_json)
+    roundtrip = None
+    for g in groups:
+        if g.roundtrip is not None and g.roundtrip.count:
+            roundtrip = g.roundtrip if roundtrip is None else roundtrip.merge(g.roundtrip)
+    if roundtrip is not None:
+        names = list(written[0].action_names) if written else None
+        write_json_atomic(meta / "roundtrip.json", roundtrip.to_json(names))
 
     first = written[0] if written else facts[0]
     samples = sum(p.samples for p in parts)
@@ -97,7 +106,15 @@ def commit(
             first.shape[0],
             cfg.horizon,
             tok_json["token_range"],
+            [min(vocab_json["ids"]), max(vocab_json["ids"])] if vocab_json else None,
         ),
+        "tokenizer": {
+            "type": tok_json["type"],
+            "bins": tok_json["bins"],
+            "token_range": tok_json["token_range"],
+        },
+        "vocab": vocab_json,
+        "gripper": gripper_convention(cfg.gripper) if cfg.gripper else None,
         "counts": {
             "episodes_input": n_input,
             "episodes_written": n_written,

@@ -26,9 +26,12 @@ from trajshard.pipelines.shards import clean_temporaries
 from trajshard.pipelines.stats import StreamStats
 from trajshard.sources import open_source
 from trajshard.tokenizers import fit
+from trajshard.tokenizers.vocab import VocabMap
 
 log = logging.getLogger("trajshard.ingest")
 PASS1_BATCH = 8
+MIN_GROUPS = 64  # pass-2 tasks a dataset is cut into at least (when it has the steps for it)
+MIN_GROUP_STEPS = 200  # but no task smaller than this, to amortize task overhead
 
 
 class IngestError(RuntimeError):
@@ -56,9 +59,16 @@ def _pass1_task(
 
 @ray.remote(num_cpus=1, max_retries=3)
 def _pass2_task(
-    source: str, fmt: str, ids: list[str], cfg: JobConfig, tok: dict, shard_dir: str, group: int
+    source: str,
+    fmt: str,
+    ids: list[str],
+    cfg: JobConfig,
+    tok: dict,
+    shard_dir: str,
+    group: int,
+    vocab: dict | None,
 ) -> GroupResult:
-    return pass2_group(source, fmt, ids, cfg, tok, shard_dir, group)
+    return pass2_group(source, fmt, ids, cfg, tok, shard_dir, group, vocab)
 
 
 def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None = None) -> IngestReport:
@@ -100,13 +110,28 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
                 f"no episode of {len(ids) + len(rejected)} could be read; "
                 f"first reasons: {[q.reason for q in quarantined[:3]]}"
             )
-        tokenizer = fit(cfg.tokenizer, stats_streams["action"], cfg.bins)
+        tokenizer = fit(
+            cfg.tokenizer,
+            stats_streams["action"],
+            cfg.bins,
+            normalization=cfg.normalization,
+            mask=list(cfg.normalization_mask) or None,
+            mode=cfg.uniform_mode,
+            sketch=pass1.sketch,
+        )
         tok_json = tokenizer.to_json()
+        vocab_json = None
+        if cfg.vocab:
+            vocab = VocabMap.build(cfg.vocab, tokenizer.token_range)
+            if cfg.vocab_file:
+                vocab.check_against(cfg.vocab_file)
+            vocab_json = vocab.to_json()
 
-        groups = plan_groups(facts, cfg.task_steps or group_steps(cfg, len(facts[0].cameras)))
+        total = sum(f.steps for f in facts)
+        groups = plan_groups(facts, cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total))
         group_results: list[GroupResult] = _run_bounded(
             [
-                lambda g=g, i=i: _pass2_task.remote(src, fmt, g, cfg, tok_json, str(shard_dir), i)
+                lambda g=g, i=i: _pass2_task.remote(src, fmt, g, cfg, tok_json, str(shard_dir), i, vocab_json)
                 for i, g in enumerate(groups)
             ],
             workers,
@@ -129,6 +154,7 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
         group_results,
         stats_streams,
         tok_json,
+        vocab_json,
         n_input=len(ids) + len(rejected),
         seconds=time.monotonic() - started,
         report_type=IngestReport,
@@ -152,12 +178,15 @@ def plan_groups(facts: list[EpisodeFacts], task_steps: int) -> list[list[str]]:
     return groups
 
 
-def group_steps(cfg: JobConfig, n_cameras: int) -> int:
-    """Steps per pass-2 task when the config sets none: about one shard's worth, from an estimate of
-    the bytes a sample takes (a JPEG at this size and quality is roughly 12% of the raw RGB)."""
+def group_steps(cfg: JobConfig, n_cameras: int, total_steps: int) -> int:
+    """Steps per pass-2 task when the config sets none: about one shard's worth (from an estimate of
+    a sample's bytes: a JPEG at this size and quality is roughly 12% of the raw RGB), but small
+    enough that the dataset makes at least ``MIN_GROUPS`` tasks, so workers have work to share and a
+    loader has shards to spread. Depends on the data and the config only, never on the workers."""
     jpeg = cfg.image_size**2 * 3 * (0.06 + 0.0015 * cfg.jpeg_quality)
     per_sample = n_cameras * jpeg + 4096 + 2048 * cfg.horizon
-    return max(1, int(cfg.shard_size_bytes / per_sample))
+    shard_steps = max(1, int(cfg.shard_size_bytes / per_sample))
+    return max(1, min(shard_steps, max(MIN_GROUP_STEPS, -(-total_steps // MIN_GROUPS))))
 
 
 def _init_ray(cfg: JobConfig) -> bool:
@@ -230,6 +259,7 @@ class Pass1Merger:
         self.facts: list[EpisodeFacts] = []
         self.quarantined: list[Quarantined] = []
         self.merged: dict[tuple, dict[str, StreamStats]] = {}
+        self.sketch: StreamStats | None = None
 
     def add(self, index: int, batch: list[list[EpisodeFacts] | Quarantined]) -> None:
         self.waiting[index] = batch
@@ -263,6 +293,7 @@ class Pass1Merger:
             for f in odd_facts.values()
         ]
         stats = self.merged[best]
+        self.sketch = stats["action"]
         streams = {
             "action": stats["action"].to_json(kept[0].action_names),
             "state": stats["state"].to_json(kept[0].state_names),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import av
 
 from trajshard.config import JobConfig
+from trajshard.pipelines.actions import binarize_gripper
 from trajshard.pipelines.align import AlignConfig, AlignedEpisode, SignalKinds, StreamReport, align
 from trajshard.pipelines.frames import FrameError, tick_images
 from trajshard.pipelines.samples import episode_samples
@@ -22,6 +23,8 @@ from trajshard.schemas.episode import Episode, EpisodeError
 from trajshard.sources import open_source
 from trajshard.sources.video import VideoError, decode_frames
 from trajshard.tokenizers import from_json
+from trajshard.tokenizers.report import RoundTrip
+from trajshard.tokenizers.vocab import VocabMap
 
 
 @dataclass
@@ -58,6 +61,7 @@ class GroupResult:
     parts: list[PartInfo] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     frames_written: int = 0
+    roundtrip: RoundTrip | None = None
 
 
 def align_config(cfg: JobConfig) -> AlignConfig:
@@ -93,7 +97,11 @@ def signal_kinds(signals: dict) -> tuple[tuple[str, SignalKinds], ...]:
 
 def load_aligned(source, episode_id: str, cfg: JobConfig) -> tuple[Episode, list[AlignedEpisode]]:
     ep = source.load(episode_id)
-    return ep, align(ep, align_config(cfg))
+    parts = align(ep, align_config(cfg))
+    if cfg.gripper:
+        for al in parts:
+            al.action = binarize_gripper(al.action, cfg.gripper, ep.episode_id)
+    return ep, parts
 
 
 def pass1_episode(
@@ -102,10 +110,14 @@ def pass1_episode(
     """The facts of each aligned part of one episode, or why it is quarantined."""
     try:
         ep, parts = load_aligned(open_source(source_path, fmt), episode_id, cfg)
+        return _facts(episode_id, ep, parts)
     except EpisodeError as exc:
         return Quarantined(episode_id, exc.where, exc.message)
     except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
         return Quarantined(episode_id, "", _unexpected(exc))
+
+
+def _facts(episode_id: str, ep: Episode, parts: list[AlignedEpisode]) -> list[EpisodeFacts]:
     return [
         EpisodeFacts(
             episode=al.episode_id,
@@ -136,37 +148,42 @@ def pass2_group(
     tokenizer_json: dict,
     shard_dir: str,
     group: int,
+    vocab_json: dict | None = None,
 ) -> GroupResult:
     """Write one group's episodes into tar parts. An episode that fails while its frames are decoded
     is quarantined and the group is written again without it, so no part holds half an episode."""
     source = open_source(source_path, fmt)
     tokenizer = from_json(tokenizer_json)
+    vocab = VocabMap(vocab_json["spec"], vocab_json["ids"], vocab_json["token_lo"]) if vocab_json else None
     todo, quarantined = list(episode_ids), []
     while True:
         writer = PartWriter(shard_dir, cfg.split, group, cfg.shard_size_bytes)
-        failed, frames = _write_episodes(source, todo, cfg, tokenizer, writer)
+        failed, frames, roundtrip = _write_episodes(source, todo, cfg, (tokenizer, vocab), writer)
         if failed is None:
-            return GroupResult(writer.close(), quarantined, frames)
+            return GroupResult(writer.close(), quarantined, frames, roundtrip)
         writer.abort()
         quarantined.append(failed)
         todo.remove(failed.episode)
 
 
-def _write_episodes(source, todo: list[str], cfg: JobConfig, tokenizer, writer: PartWriter):
+def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, writer: PartWriter):
+    tokenizer, vocab = tokens
+    roundtrip = RoundTrip.empty(tokenizer.dims)
     frames = 0
     for eid in todo:
         try:
             ep, parts = load_aligned(source, eid, cfg)
             for al in parts:
                 images = {c: _camera_images(ep, al, c, cfg) for c in al.frames}
-                for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment):
+                for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment, vocab):
                     writer.write(sample, al.episode_id)
+                roundtrip = roundtrip.merge(RoundTrip.measure(al.action, tokenizer))
                 frames += al.steps * len(al.frames)
         except EpisodeError as exc:
-            return Quarantined(eid, exc.where, exc.message), frames
+            return Quarantined(eid, exc.where, exc.message), frames, roundtrip
         except Exception as exc:  # noqa: BLE001
-            return Quarantined(eid, "", _unexpected(exc)), frames
-    return None, frames
+            return Quarantined(eid, "", _unexpected(exc)), frames, roundtrip
+    return None, frames, roundtrip
 
 
 def _camera_images(ep: Episode, al: AlignedEpisode, cam: str, cfg: JobConfig):

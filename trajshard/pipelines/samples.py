@@ -29,6 +29,7 @@ def episode_samples(
     tokenizer: ActionTokenizer,
     horizon: int,
     embodiment: str,
+    vocab=None,
 ) -> Iterator[dict[str, bytes | str]]:
     """Yield one sample dict per tick: ``__key__`` plus ``<field>: bytes``."""
     n = aligned.steps
@@ -45,6 +46,8 @@ def episode_samples(
         sample["state.npy"] = npy_bytes(aligned.state[t])
         sample["action.npy"] = npy_bytes(aligned.action[t])
         sample["tokens.npy"] = npy_bytes(tokens[t])
+        if vocab is not None:
+            sample["token_ids.npy"] = npy_bytes(vocab(tokens[t]).astype(np.int64))
         if horizon > 1:
             sample["action_chunk.npy"] = npy_bytes(chunks[t])
             sample["action_chunk_mask.npy"] = npy_bytes(masks[t])
@@ -64,7 +67,13 @@ def episode_samples(
 
 
 def sample_features(
-    cameras: list[str], image_size: int, state_dim: int, action_dim: int, horizon: int, token_range: list[int]
+    cameras: list[str],
+    image_size: int,
+    state_dim: int,
+    action_dim: int,
+    horizon: int,
+    token_range: list[int],
+    id_range: list[int] | None = None,
 ) -> dict[str, dict]:
     """The ``features`` of info.json: every member of a sample with dtype and shape."""
     feats: dict[str, dict] = {
@@ -75,6 +84,8 @@ def sample_features(
     feats["state.npy"] = {"dtype": "float32", "shape": [state_dim]}
     feats["action.npy"] = {"dtype": "float32", "shape": [action_dim]}
     feats["tokens.npy"] = {"dtype": "int32", "shape": tok_shape, "range": token_range}
+    if id_range is not None:
+        feats["token_ids.npy"] = {"dtype": "int64", "shape": tok_shape, "range": id_range}
     if horizon > 1:
         feats["action_chunk.npy"] = {"dtype": "float32", "shape": [horizon, action_dim]}
         feats["action_chunk_mask.npy"] = {"dtype": "bool", "shape": [horizon]}

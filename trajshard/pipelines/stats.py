@@ -68,18 +68,25 @@ class StreamStats:
         )
 
     def quantiles(self) -> dict[str, np.ndarray]:
+        qs = self.quantile_at(np.array(list(QUANTILES.values())))
+        return {k: qs[i] for i, k in enumerate(QUANTILES)}
+
+    def quantile_at(self, levels: np.ndarray) -> np.ndarray:
+        """[L, D] quantiles at ``levels`` in [0, 1]: numpy's linear method when exact, else the
+        sketch's weighted inverse CDF."""
+        levels = np.asarray(levels, dtype=np.float64)
         if self.exact:
-            qs = np.quantile(self.levels[0].astype(np.float64), list(QUANTILES.values()), axis=0)
-            return {k: qs[i] for i, k in enumerate(QUANTILES)}
+            return np.quantile(self.levels[0].astype(np.float64), levels, axis=0).reshape(
+                len(levels), self.dims
+            )
         values = np.concatenate(self.levels, axis=0).astype(np.float64)
         weights = np.concatenate([np.full(len(lv), 2.0**i) for i, lv in enumerate(self.levels)])
-        out = {k: np.empty(self.dims) for k in QUANTILES}
+        out = np.empty((len(levels), self.dims))
         for d in range(self.dims):
             order = np.argsort(values[:, d], kind="stable")
             cum = np.cumsum(weights[order])
-            for k, q in QUANTILES.items():
-                pos = min(int(np.searchsorted(cum, q * cum[-1], side="left")), len(cum) - 1)
-                out[k][d] = values[order[pos], d]
+            pos = np.searchsorted(cum, levels * cum[-1], side="left")
+            out[:, d] = values[order[np.minimum(pos, len(cum) - 1)], d]
         return out
 
     def to_json(self, names: tuple[str, ...] = ()) -> dict[str, object]:

@@ -69,7 +69,9 @@ def validate_output(out: str | Path) -> ValidationReport:
     steps_seen: dict[str, int] = {}
     for shard in manifest["shards"]:
         report.shards += 1
-        report.samples += _check_shard(out, shard, info["features"], tokenizer, steps_seen, problems)
+        report.samples += _check_shard(
+            out, shard, info["features"], tokenizer, info.get("vocab"), steps_seen, problems
+        )
     listed = {s["name"] for s in manifest["shards"]}
     for path in sorted((out / "shards").glob("*.tar")):
         if f"shards/{path.name}" not in listed:
@@ -107,7 +109,13 @@ def validate_output(out: str | Path) -> ValidationReport:
 
 
 def _check_shard(
-    out: Path, shard: dict, features: dict, tokenizer, steps_seen: dict[str, int], problems: list[Problem]
+    out: Path,
+    shard: dict,
+    features: dict,
+    tokenizer,
+    vocab,
+    steps_seen: dict[str, int],
+    problems: list[Problem],
 ) -> int:
     name, path = shard["name"], out / shard["name"]
     if not path.is_file():
@@ -142,7 +150,7 @@ def _check_shard(
                     )
                 )
             steps_seen[eid] = max(expected, step + 1)
-            _check_tokens(f"{name} {key}", members, tokenizer, problems)
+            _check_tokens(f"{name} {key}", members, tokenizer, vocab, problems)
     except Exception as exc:  # noqa: BLE001 - a broken tar is a finding, not a crash
         problems.append(Problem(name, "", f"tar cannot be read after {n} samples: {exc}"))
     if n != shard["samples"]:
@@ -154,30 +162,43 @@ def _check_shard(
     return n
 
 
-def _check_tokens(where: str, members: dict[str, bytes], tokenizer, problems: list[Problem]) -> None:
-    """Tokens decode to the action within half a bin (after clipping the action to the bounds)."""
-    if "tokens.npy" not in members or "action.npy" not in members or not hasattr(tokenizer, "low"):
+def _check_tokens(
+    where: str, members: dict[str, bytes], tokenizer, vocab: dict | None, problems: list[Problem]
+) -> None:
+    """Tokens decode to the action within the tokenizer's tolerance (after clipping to its bounds),
+    and token ids are the vocabulary mapping of the tokens."""
+    if "tokens.npy" not in members or "action.npy" not in members:
         return
     try:
         tokens, action = load_npy(members["tokens.npy"]), load_npy(members["action.npy"])
-        if tokens.ndim == 2:
-            tokens = tokens[0]
-        decoded = tokenizer.decode(tokens)
+        step_tokens = tokens[0] if tokens.ndim == 2 else tokens
+        decoded = tokenizer.decode(step_tokens)
     except Exception:  # noqa: BLE001 - malformed members are reported by validate_sample
         return
-    clipped = np.clip(action.astype(np.float64), tokenizer.low, tokenizer.high)
+    lo, hi = tokenizer.bounds()
+    clipped = np.clip(action.astype(np.float64), lo, hi)
     err = np.abs(decoded - clipped)
-    limit = tokenizer.bin_width() / 2 * (1 + 1e-4) + 1e-6
+    limit = tokenizer.tolerance() * (1 + 1e-4) + 1e-6
     if np.any(err > limit):
         d = int(np.argmax(err - limit))
         problems.append(
             Problem(
                 where,
                 "tokens.npy",
-                f"dim {d}: token decodes to {decoded[d]:.6g}, action is "
-                f"{action[d]:.6g}: more than half a bin apart",
+                f"dim {d}: token decodes to {decoded[d]:.6g}, action is {action[d]:.6g}: "
+                f"more than the tokenizer's tolerance {limit[d]:.3g} apart (tokenizer.json does not match?)",
             )
         )
+    if vocab is not None and "token_ids.npy" in members:
+        try:
+            ids = load_npy(members["token_ids.npy"])
+            expected = np.asarray(vocab["ids"])[tokens.astype(np.int64) - vocab["token_lo"]]
+        except Exception:  # noqa: BLE001
+            return
+        if ids.shape != expected.shape or np.any(ids != expected):
+            problems.append(
+                Problem(where, "token_ids.npy", f"ids are not the vocabulary mapping {vocab['spec']}")
+            )
 
 
 def _quarantine(out: Path, problems: list[Problem]) -> set[str]:

@@ -9,16 +9,26 @@ from typing import Protocol
 
 import numpy as np
 
+from trajshard.tokenizers.quantile import QuantileTokenizer
 from trajshard.tokenizers.uniform import UniformTokenizer
 
 
 class ActionTokenizer(Protocol):
+    bins: int
+
+    @property
+    def dims(self) -> int: ...
+
+    @property
+    def token_range(self) -> list[int]: ...
     def encode(self, actions: np.ndarray) -> np.ndarray: ...
     def decode(self, tokens: np.ndarray) -> np.ndarray: ...
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def tolerance(self) -> np.ndarray: ...
     def to_json(self) -> dict[str, object]: ...
 
 
-TOKENIZERS = {"uniform": UniformTokenizer}
+TOKENIZERS = {"uniform": UniformTokenizer, "quantile": QuantileTokenizer}
 
 
 def from_json(doc: dict[str, object]) -> ActionTokenizer:
@@ -28,11 +38,12 @@ def from_json(doc: dict[str, object]) -> ActionTokenizer:
     return TOKENIZERS[kind].from_json(doc)
 
 
-def fit(kind: str, action_stats: dict[str, object], bins: int) -> ActionTokenizer:
-    """Fit a tokenizer of ``kind`` from the action statistics of stats.json."""
+def fit(kind: str, action_stats: dict[str, object], bins: int, **options: object) -> ActionTokenizer:
+    """Fit a tokenizer of ``kind`` from the action statistics of stats.json (and, for ``quantile``,
+    ``sketch=`` the merged distribution). Options: normalization, mask, mode."""
     if kind not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer {kind!r}; known: {sorted(TOKENIZERS)}")
-    return TOKENIZERS[kind].fit(action_stats, bins)
+    return TOKENIZERS[kind].fit(action_stats, bins, **options)
 
 
 def decode(tokens: np.ndarray, tokenizer_json: dict[str, object]) -> np.ndarray:

@@ -1,15 +1,19 @@
-"""Uniform bins over [q01, q99], the RT-2 / OpenVLA action tokenizer, OpenVLA-exact.
+"""Uniform bins over the normalized range [-1, 1]: the RT-2 / OpenVLA action tokenizer.
 
-    y     = clip(2 * (x - q01) / (q99 - q01) - 1, -1, 1)      (y = 0 where q01 == q99)
-    edges = linspace(-1, 1, bins)
-    token = digitize(y, edges)                                  in [1, bins]
-    x'    = q01 + (centers[clip(token - 1, 0, bins - 2)] + 1) * (q99 - q01) / 2
-    centers = (edges[:-1] + edges[1:]) / 2                      (bins - 1 centres)
+Mode ``openvla`` (the default) is OpenVLA's ``ActionTokenizer`` exactly, with ``bins`` edges:
 
-This is OpenVLA's ``ActionTokenizer`` (prismatic/vla/action_tokenizer.py) with its
-``bounds_q99`` normalisation: ``bins`` edges make ``bins - 1`` intervals, ``token == bins`` only
-when y == +1 exactly (x >= q99), and it decodes into the last interval. OpenVLA's vocabulary id is
-``vocab_size - token``. Values inside [q01, q99] decode within half a bin width, (q99 - q01) / (bins - 1) / 2.
+    y      = normalize(x)                       (bounds_q99 by default: 2 (x - q01) / (q99 - q01) - 1)
+    edges  = linspace(-1, 1, bins)
+    token  = digitize(y, edges)                 in [1, bins]
+    centers = (edges[:-1] + edges[1:]) / 2      (bins - 1 intervals)
+    x'     = denormalize(centers[clip(token - 1, 0, bins - 2)])
+
+``token == bins`` only when y == +1 exactly and decodes into the last interval; OpenVLA's vocabulary
+id is ``vocab_size - token``. Mode ``bins`` has ``bins`` equal intervals and tokens in [0, bins - 1]:
+
+    token = clip(floor((y + 1) / 2 * bins), 0, bins - 1);   x' = denormalize(-1 + (token + 0.5) * 2 / bins)
+
+Values inside the normalization bounds decode within half a bin width.
 """
 
 from __future__ import annotations
@@ -17,76 +21,99 @@ from __future__ import annotations
 import numpy as np
 
 from trajshard.schemas.metadata import TOKENIZER_VERSION
+from trajshard.tokenizers.normalize import Normalizer
 
-FORMULA = (
-    "y = clip(2*(x - low)/(high - low) - 1, -1, 1), y = 0 where high == low; "
-    "edges = linspace(-1, 1, bins); token = digitize(y, edges) in [1, bins]; "
-    "decode: centers = (edges[:-1] + edges[1:]) / 2; "
-    "x = low + (centers[clip(token - 1, 0, bins - 2)] + 1) * (high - low) / 2"
-)
+MODES = ("openvla", "bins")
+FORMULAS = {
+    "openvla": "edges = linspace(-1, 1, bins); token = digitize(y, edges) in [1, bins]; "
+    "decode: centers = (edges[:-1] + edges[1:]) / 2; y = centers[clip(token - 1, 0, bins - 2)]; x = denormalize(y)",
+    "bins": "token = clip(floor((y + 1) / 2 * bins), 0, bins - 1); decode: y = -1 + (token + 0.5) * 2 / bins; "
+    "x = denormalize(y)",
+}
 
 
 class UniformTokenizer:
-    def __init__(self, low: np.ndarray, high: np.ndarray, bins: int = 256) -> None:
-        self.low = np.asarray(low, dtype=np.float64)
-        self.high = np.asarray(high, dtype=np.float64)
-        if self.low.shape != self.high.shape or self.low.ndim != 1:
-            raise ValueError(f"low {self.low.shape} and high {self.high.shape} must be matching vectors")
-        if np.any(self.high < self.low):
-            raise ValueError("high must be >= low in every dimension")
+    def __init__(self, norm: Normalizer, bins: int = 256, mode: str = "openvla") -> None:
+        if mode not in MODES:
+            raise ValueError(f"uniform tokenizer mode must be one of {MODES}, got {mode!r}")
+        self.norm = norm
         self.bins = int(bins)
-        self.edges = np.linspace(-1.0, 1.0, self.bins)
-        self.centers = (self.edges[:-1] + self.edges[1:]) / 2.0
+        self.mode = mode
+        if mode == "openvla":
+            self.edges = np.linspace(-1.0, 1.0, self.bins)
+            self.centers = (self.edges[:-1] + self.edges[1:]) / 2.0
+        else:
+            self.edges = np.linspace(-1.0, 1.0, self.bins + 1)
+            self.centers = (self.edges[:-1] + self.edges[1:]) / 2.0
 
     @classmethod
-    def fit(cls, action_stats: dict[str, object], bins: int = 256) -> UniformTokenizer:
-        return cls(np.asarray(action_stats["q01"]), np.asarray(action_stats["q99"]), bins)
+    def fit(
+        cls,
+        action_stats: dict,
+        bins: int = 256,
+        normalization: str = "bounds_q99",
+        mask: list[bool] | None = None,
+        mode: str = "openvla",
+        **_: object,
+    ) -> UniformTokenizer:
+        return cls(Normalizer.fit(normalization, action_stats, mask), bins, mode)
 
     @property
     def dims(self) -> int:
-        return len(self.low)
+        return self.norm.dims
 
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        span = self.high - self.low
-        safe = np.where(span > 0, span, 1.0)
-        y = np.clip(2.0 * (x - self.low) / safe - 1.0, -1.0, 1.0)
-        return np.where(span > 0, y, 0.0)
+    @property
+    def token_range(self) -> list[int]:
+        return [1, self.bins] if self.mode == "openvla" else [0, self.bins - 1]
+
+    def _check(self, a: np.ndarray, what: str) -> np.ndarray:
+        a = np.asarray(a)
+        if a.shape[-1:] != (self.dims,):
+            raise ValueError(f"{what} have shape {list(a.shape)}, expected [..., {self.dims}]")
+        return a
 
     def encode(self, actions: np.ndarray) -> np.ndarray:
-        """[..., D] continuous actions -> [..., D] int32 tokens in [1, bins]."""
-        actions = np.asarray(actions)
-        if actions.shape[-1:] != (self.dims,):
-            raise ValueError(f"actions have shape {actions.shape}, expected [..., {self.dims}]")
-        return np.digitize(self.normalize(actions), self.edges).astype(np.int32)
+        """[..., D] continuous actions -> [..., D] int32 tokens."""
+        y = self.norm.normalize(self._check(actions, "actions"))
+        if self.mode == "openvla":
+            return np.digitize(y, self.edges).astype(np.int32)
+        return np.clip(np.floor((y + 1.0) / 2.0 * self.bins), 0, self.bins - 1).astype(np.int32)
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """[..., D] tokens -> [..., D] float32 actions at the centre of each bin."""
-        tokens = np.asarray(tokens)
-        if tokens.shape[-1:] != (self.dims,):
-            raise ValueError(f"tokens have shape {tokens.shape}, expected [..., {self.dims}]")
-        y = self.centers[np.clip(tokens.astype(np.int64) - 1, 0, self.bins - 2)]
-        return (self.low + (y + 1.0) * (self.high - self.low) / 2.0).astype(np.float32)
+        t = self._check(tokens, "tokens").astype(np.int64)
+        lo, hi = self.token_range
+        if t.size and (t.min() < lo or t.max() > hi):
+            raise ValueError(f"tokens outside [{lo}, {hi}]: min {t.min()}, max {t.max()}")
+        idx = np.clip(t - 1, 0, self.bins - 2) if self.mode == "openvla" else t
+        return self.norm.denormalize(self.centers[idx]).astype(np.float32)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Action values outside [low, high] are clipped before binning."""
+        return self.norm.low_high()
+
+    def tolerance(self) -> np.ndarray:
+        """Largest |decode(encode(x)) - x| for x inside the bounds, per dimension (half a bin)."""
+        width = 2.0 / (self.bins - 1 if self.mode == "openvla" else self.bins)
+        _, half = self.norm._scale()
+        return width / 2 * half
 
     def bin_width(self) -> np.ndarray:
-        """Width of one bin in action units, per dimension."""
-        return (self.high - self.low) / (self.bins - 1)
+        return 2 * self.tolerance()
 
     def to_json(self) -> dict[str, object]:
         return {
             "schema": "trajshard.tokenizer",
             "version": TOKENIZER_VERSION,
             "type": "uniform",
-            "mode": "openvla",
-            "normalization": "bounds_q99",
+            "mode": self.mode,
             "bins": self.bins,
-            "token_range": [1, self.bins],
-            "low": [float(v) for v in self.low],
-            "high": [float(v) for v in self.high],
-            "formula": FORMULA,
-            "openvla_vocab_id": "vocab_size - token",
+            "token_range": self.token_range,
+            "normalization": self.norm.to_json(),
+            "formula": FORMULAS[self.mode],
+            "openvla_vocab_id": "vocab_size - token" if self.mode == "openvla" else None,
         }
 
     @classmethod
-    def from_json(cls, doc: dict[str, object]) -> UniformTokenizer:
-        return cls(np.asarray(doc["low"]), np.asarray(doc["high"]), int(doc["bins"]))
+    def from_json(cls, doc: dict) -> UniformTokenizer:
+        return cls(Normalizer.from_json(doc["normalization"]), int(doc["bins"]), doc.get("mode", "openvla"))
