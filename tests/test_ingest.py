@@ -120,3 +120,25 @@ def test_action_chunks_with_horizon(synthetic_raw, tmp_path, ray_session):
     np.testing.assert_array_equal(
         samples[-3]["action_chunk.npy"][:3], np.stack([s["action.npy"] for s in samples[-3:]])
     )
+
+
+def test_quantile_tokenizer_vocab_and_gripper_end_to_end(synthetic_raw, tmp_path, ray_session):
+    out = tmp_path / "q"
+    cfg = JobConfig(
+        workers=2,
+        tokenizer="quantile",
+        bins=32,
+        vocab="openvla:32000",
+        image_size=64,
+        gripper={"dim": 6, "threshold": 0.5},
+    )
+    run_ingest(str(synthetic_raw), str(out), cfg, progress=False)
+    assert validate_output(out).ok
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["gripper"]["closed_when"] == "above" and info["vocab"]["spec"] == "openvla:32000"
+    rt = json.loads((out / "meta" / "roundtrip.json").read_text())
+    assert rt["count"] == info["counts"]["samples"] and len(rt["dims"]) == 7
+    for s in wds.WebDataset(shard_urls(out), shardshuffle=False).decode():
+        assert s["action.npy"][6] in (0.0, 1.0)
+        np.testing.assert_array_equal(s["token_ids.npy"], 31999 - s["tokens.npy"])  # tokens from 0
+        assert s["tokens.npy"].max() <= 31

@@ -2,8 +2,8 @@
 
 Specs (``--vocab``):
 
-- ``openvla:V``  the last ids of a vocabulary of size V, reversed: ``id = V - token`` (OpenVLA; with
-  the uniform tokenizer's openvla mode, tokens 1..256 take ids V-1 .. V-256);
+- ``openvla:V``  the last ids of a vocabulary of size V, reversed: ``id = V - 1 - (token - token_lo)``;
+  with the uniform tokenizer's openvla mode (tokens 1..256) that is OpenVLA's ``id = V - token``;
 - ``offset:K``   ``id = K + token - token_lo``;
 - ``list:FILE``  a JSON list of ids, one per token value (``ids[token - token_lo]``).
 
@@ -32,7 +32,7 @@ class VocabMap:
         tokens = np.arange(lo, hi + 1)
         kind, _, arg = spec.partition(":")
         if kind == "openvla":
-            ids = int(arg) - tokens
+            ids = int(arg) - 1 - (tokens - lo)
         elif kind == "offset":
             ids = int(arg) + tokens - lo
         elif kind == "list":
