@@ -142,3 +142,17 @@ def test_quantile_tokenizer_vocab_and_gripper_end_to_end(synthetic_raw, tmp_path
         assert s["action.npy"][6] in (0.0, 1.0)
         np.testing.assert_array_equal(s["token_ids.npy"], 31999 - s["tokens.npy"])  # tokens from 0
         assert s["tokens.npy"].max() <= 31
+
+
+def test_fast_tokenizer_end_to_end(synthetic_raw, tmp_path, ray_session):
+    out = tmp_path / "fast"
+    cfg = JobConfig(workers=2, tokenizer="fast", horizon=8, bins=300, image_size=48)
+    run_ingest(str(synthetic_raw), str(out), cfg, progress=False)
+    report = validate_output(out)
+    assert report.ok, report.problems
+    tok = json.loads((out / "meta" / "tokenizer.json").read_text())
+    rt = json.loads((out / "meta" / "roundtrip.json").read_text())
+    assert rt["decode_failures"] == 0 and rt["tokens"]["mean_tokens"] < 8 * 7
+    s = next(iter(wds.WebDataset(shard_urls(out), shardshuffle=False).decode()))
+    chunk = decode(s["tokens.npy"], tok)
+    assert chunk.shape == (8, 7)

@@ -142,3 +142,27 @@ def test_roundtrip_report():
     doc = rt.to_json(["a", "b", "c"])
     assert doc["count"] == 4 and doc["dims"][0]["clip_rate"] == 0.5
     assert doc["dims"][0]["max_error"] == pytest.approx(3.0, abs=0.01)  # 5.0 clipped to q99 = 2.0
+
+
+def test_fast_on_one_second_g1_chunks():
+    from trajshard.tokenizers.fast import FastDecodeError, FastTokenizer
+
+    episodes = g1_actions()
+    doc = merge_all([StreamStats.from_values(a) for a in episodes]).to_json()
+    h = 30  # one second at 30 Hz
+    chunks = np.concatenate([np.stack([a[i : i + h] for i in range(0, len(a) - h + 1, 7)]) for a in episodes])
+    tok = fit("fast", doc, 1024, horizon=h, scale=10.0, chunks=chunks[::3])
+    lo, hi = tok.bounds()
+    lengths = []
+    for c in chunks[::5]:
+        ids = tok.encode(c)
+        lengths.append(len(ids))
+        out = tok.decode(ids)
+        assert out.shape == (h, 26)
+        assert np.all(np.abs(out - np.clip(c, lo, hi)) <= tok.tolerance() * (1 + 1e-6) + 1e-6)
+    assert np.mean(lengths) < h * 26 / 4  # compresses well against naive per-value binning
+    doc_json = json.loads(json.dumps(tok.to_json()))
+    np.testing.assert_allclose(decode(tok.encode(chunks[0]), doc_json), tok.decode(tok.encode(chunks[0])))
+    with pytest.raises(FastDecodeError, match="expected 30 x 26"):
+        tok.decode(tok.encode(chunks[0])[:-1])
+    assert isinstance(FastTokenizer.from_json(doc_json), FastTokenizer)

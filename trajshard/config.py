@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RESIZE_MODES = ("stretch", "pad", "center-crop")
-TOKENIZERS = ("uniform", "quantile")
+TOKENIZERS = ("uniform", "quantile", "fast")
 FORMATS = ("auto", "raw")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 
@@ -28,6 +28,8 @@ class JobConfig:
     tokenizer: str = "uniform"
     bins: int = 256
     uniform_mode: str = "openvla"
+    fast_scale: float = 10.0
+    fast_fit_episodes: int = 256
     normalization: str = "bounds_q99"
     normalization_mask: tuple[bool, ...] = ()
     gripper: dict[str, object] = field(default_factory=dict)
@@ -122,6 +124,10 @@ def _token_problems(c: JobConfig) -> list[str]:
             problems.append(str(exc))
     if c.vocab is not None and c.vocab.partition(":")[0] not in ("openvla", "offset", "list"):
         problems.append(f"vocab must be openvla:V, offset:K or list:FILE, got {c.vocab!r}")
+    if c.tokenizer == "fast" and c.horizon < 2:
+        problems.append("the fast tokenizer works on action chunks: set horizon to 2 or more")
+    if not c.fast_scale > 0 or c.fast_fit_episodes < 1:
+        problems.append("fast_scale must be positive and fast_fit_episodes at least 1")
     if c.vocab_file is not None and c.vocab is None:
         problems.append("vocab_file is given without vocab")
     return problems

@@ -107,6 +107,7 @@ def commit(
             cfg.horizon,
             tok_json["token_range"],
             [min(vocab_json["ids"]), max(vocab_json["ids"])] if vocab_json else None,
+            chunked=tok_json["type"] == "fast",
         ),
         "tokenizer": {
             "type": tok_json["type"],

@@ -21,7 +21,14 @@ import ray
 
 from trajshard.config import JobConfig
 from trajshard.pipelines import commit
-from trajshard.pipelines.passes import EpisodeFacts, GroupResult, Quarantined, pass1_episode, pass2_group
+from trajshard.pipelines.passes import (
+    EpisodeFacts,
+    GroupResult,
+    Quarantined,
+    pass1_episode,
+    pass2_group,
+    sample_chunks,
+)
 from trajshard.pipelines.shards import clean_temporaries
 from trajshard.pipelines.stats import StreamStats
 from trajshard.sources import open_source
@@ -118,6 +125,9 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
             mask=list(cfg.normalization_mask) or None,
             mode=cfg.uniform_mode,
             sketch=pass1.sketch,
+            horizon=cfg.horizon,
+            scale=cfg.fast_scale,
+            chunks=sample_chunks(src, fmt, facts, cfg) if cfg.tokenizer == "fast" else None,
         )
         tok_json = tokenizer.to_json()
         vocab_json = None

@@ -11,12 +11,13 @@ import traceback
 from dataclasses import dataclass, field
 
 import av
+import numpy as np
 
 from trajshard.config import JobConfig
 from trajshard.pipelines.actions import binarize_gripper
 from trajshard.pipelines.align import AlignConfig, AlignedEpisode, SignalKinds, StreamReport, align
 from trajshard.pipelines.frames import FrameError, tick_images
-from trajshard.pipelines.samples import episode_samples
+from trajshard.pipelines.samples import action_chunks, episode_samples
 from trajshard.pipelines.shards import PartInfo, PartWriter
 from trajshard.pipelines.stats import StreamStats
 from trajshard.schemas.episode import Episode, EpisodeError
@@ -140,6 +141,19 @@ def _facts(episode_id: str, ep: Episode, parts: list[AlignedEpisode]) -> list[Ep
     ]
 
 
+def sample_chunks(source_path: str, fmt: str, facts: list[EpisodeFacts], cfg: JobConfig) -> np.ndarray:
+    """Action chunks [N, H, D] of up to ``fast_fit_episodes`` source episodes, evenly spaced in id
+    order (deterministic), to train the FAST tokenizer's BPE on. Reads low-dimensional streams only."""
+    sources = list(dict.fromkeys(f.source_episode for f in facts))
+    step = max(1, len(sources) // cfg.fast_fit_episodes)
+    source = open_source(source_path, fmt)
+    chunks = []
+    for eid in sources[::step][: cfg.fast_fit_episodes]:
+        for al in load_aligned(source, eid, cfg)[1]:
+            chunks.append(action_chunks(al.action, cfg.horizon)[0])
+    return np.concatenate(chunks)
+
+
 def pass2_group(
     source_path: str,
     fmt: str,
@@ -177,7 +191,7 @@ def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, writer: Par
                 images = {c: _camera_images(ep, al, c, cfg) for c in al.frames}
                 for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment, vocab):
                     writer.write(sample, al.episode_id)
-                roundtrip = roundtrip.merge(RoundTrip.measure(al.action, tokenizer))
+                roundtrip = roundtrip.merge(RoundTrip.measure(al.action, tokenizer, cfg.horizon))
                 frames += al.steps * len(al.frames)
         except EpisodeError as exc:
             return Quarantined(eid, exc.where, exc.message), frames, roundtrip

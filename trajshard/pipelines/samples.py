@@ -33,9 +33,10 @@ def episode_samples(
 ) -> Iterator[dict[str, bytes | str]]:
     """Yield one sample dict per tick: ``__key__`` plus ``<field>: bytes``."""
     n = aligned.steps
+    chunked = getattr(tokenizer, "chunked", False)
     if horizon > 1:
         chunks, masks = action_chunks(aligned.action, horizon)
-        tokens = tokenizer.encode(chunks)
+        tokens = [tokenizer.encode(c) for c in chunks] if chunked else tokenizer.encode(chunks)
     else:
         tokens = tokenizer.encode(aligned.action)
     cams = sorted(images)
@@ -74,13 +75,14 @@ def sample_features(
     horizon: int,
     token_range: list[int],
     id_range: list[int] | None = None,
+    chunked: bool = False,
 ) -> dict[str, dict]:
-    """The ``features`` of info.json: every member of a sample with dtype and shape."""
+    """The ``features`` of info.json: every member of a sample with dtype and shape (None: any length)."""
     feats: dict[str, dict] = {
         f"{c}.jpg": {"dtype": "uint8", "shape": [image_size, image_size, 3], "format": "JPEG", "mode": "RGB"}
         for c in sorted(cameras)
     }
-    tok_shape = [horizon, action_dim] if horizon > 1 else [action_dim]
+    tok_shape = [None] if chunked else [horizon, action_dim] if horizon > 1 else [action_dim]
     feats["state.npy"] = {"dtype": "float32", "shape": [state_dim]}
     feats["action.npy"] = {"dtype": "float32", "shape": [action_dim]}
     feats["tokens.npy"] = {"dtype": "int32", "shape": tok_shape, "range": token_range}

@@ -46,6 +46,11 @@ class Histogram:
 def compute_histogram(out: str | Path) -> Histogram:
     out = Path(out)
     tok_doc = read_json(out / "meta" / "tokenizer.json")
+    if tok_doc.get("type") == "fast":
+        raise ValueError(
+            "FAST tokens are not per-dimension bins; `trajshard stats` shows their round-trip "
+            "report (tokens per chunk, errors, decode failures)"
+        )
     tokenizer = from_json(tok_doc)
     lo, hi = tok_doc["token_range"]
     info = read_json(out / "meta" / "info.json")

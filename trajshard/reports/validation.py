@@ -169,18 +169,26 @@ def _check_tokens(
     and token ids are the vocabulary mapping of the tokens."""
     if "tokens.npy" not in members or "action.npy" not in members:
         return
+    chunked = getattr(tokenizer, "chunked", False)
     try:
         tokens, action = load_npy(members["tokens.npy"]), load_npy(members["action.npy"])
+        if chunked:
+            action = load_npy(members["action_chunk.npy"])
         step_tokens = tokens[0] if tokens.ndim == 2 else tokens
-        decoded = tokenizer.decode(step_tokens)
     except Exception:  # noqa: BLE001 - malformed members are reported by validate_sample
+        return
+    try:
+        decoded = tokenizer.decode(step_tokens)
+    except ValueError as exc:
+        problems.append(Problem(where, "tokens.npy", f"tokens do not decode with tokenizer.json: {exc}"))
         return
     lo, hi = tokenizer.bounds()
     clipped = np.clip(action.astype(np.float64), lo, hi)
     err = np.abs(decoded - clipped)
     limit = tokenizer.tolerance() * (1 + 1e-4) + 1e-6
     if np.any(err > limit):
-        d = int(np.argmax(err - limit))
+        d = np.unravel_index(int(np.argmax(err - limit)), err.shape)[-1]
+        decoded, action = decoded.reshape(-1, len(limit)).max(0), action.reshape(-1, len(limit)).max(0)
         problems.append(
             Problem(
                 where,

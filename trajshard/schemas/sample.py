@@ -97,7 +97,10 @@ def _check_array(name: str, data: bytes, spec: dict, bad) -> None:
         return
     if str(arr.dtype) != spec["dtype"]:
         bad(name, f"dtype {arr.dtype}, expected {spec['dtype']}")
-    if list(arr.shape) != list(spec["shape"]):
+    shape = spec["shape"]
+    if len(arr.shape) != len(shape) or any(
+        e is not None and a != e for a, e in zip(arr.shape, shape, strict=False)
+    ):
         bad(name, f"shape {list(arr.shape)}, expected {list(spec['shape'])}")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         bad(name, f"{int((~np.isfinite(arr)).sum())} NaN/Inf values")

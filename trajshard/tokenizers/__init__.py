@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from trajshard.tokenizers.fast import FastTokenizer
 from trajshard.tokenizers.quantile import QuantileTokenizer
 from trajshard.tokenizers.uniform import UniformTokenizer
 
@@ -28,7 +29,7 @@ class ActionTokenizer(Protocol):
     def to_json(self) -> dict[str, object]: ...
 
 
-TOKENIZERS = {"uniform": UniformTokenizer, "quantile": QuantileTokenizer}
+TOKENIZERS = {"uniform": UniformTokenizer, "quantile": QuantileTokenizer, "fast": FastTokenizer}
 
 
 def from_json(doc: dict[str, object]) -> ActionTokenizer:
@@ -40,7 +41,8 @@ def from_json(doc: dict[str, object]) -> ActionTokenizer:
 
 def fit(kind: str, action_stats: dict[str, object], bins: int, **options: object) -> ActionTokenizer:
     """Fit a tokenizer of ``kind`` from the action statistics of stats.json (and, for ``quantile``,
-    ``sketch=`` the merged distribution). Options: normalization, mask, mode."""
+    ``sketch=`` the merged distribution; for ``fast``, ``chunks=`` a sample of action chunks, ``horizon=``
+    and ``scale=``). Options: normalization, mask, mode."""
     if kind not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer {kind!r}; known: {sorted(TOKENIZERS)}")
     return TOKENIZERS[kind].fit(action_stats, bins, **options)
