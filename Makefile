@@ -31,6 +31,7 @@ lint: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/tokenizer_speed.py
 
 clean:
 	rm -rf demo_out .pytest_cache .ruff_cache

@@ -36,7 +36,9 @@ from trajshard.schemas.raw_layout import VIDEO_EXTS
 from trajshard.sources.synthetic import write_synthetic_dataset
 from trajshard.sources.video import probe_video
 
-SHARED_DATA = Path(os.environ.get("TRAJSHARD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("TRAJSHARD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 SAMPLE_PERIOD_S = 0.05
 MIB = 1 << 20
 RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")  # Ray's own helpers, not task workers
@@ -73,7 +75,9 @@ GR00T = LeRobotSpec("gr00t_pnp_lerobot_v20", "observation.images.ego_view", "ego
 def lerobot_file(root: Path, template: str, index: int, chunks_size: int, video_key: str = "") -> Path:
     """A file named by an info.json path template; found by its name when the template is wrong
     (the GR00T info.json formats the chunk with the episode index)."""
-    path = root / template.format(episode_chunk=index // chunks_size, episode_index=index, video_key=video_key)
+    path = root / template.format(
+        episode_chunk=index // chunks_size, episode_index=index, video_key=video_key
+    )
     if path.exists():
         return path
     top = template.split("/", 1)[0]
@@ -97,19 +101,25 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def convert_lerobot_episode(root: Path, spec: LeRobotSpec, info: dict, tasks: dict[int, str], index: int,
-                            dest: Path) -> None:
+def convert_lerobot_episode(
+    root: Path, spec: LeRobotSpec, info: dict, tasks: dict[int, str], index: int, dest: Path
+) -> None:
     """One LeRobot episode as a raw-layout-v1 episode directory (files copied, never linked)."""
     chunks = int(info.get("chunks_size", 1000))
     table = pq.read_table(lerobot_file(root, info["data_path"], index, chunks))
     dest.mkdir(parents=True)
-    shutil.copyfile(lerobot_file(root, info["video_path"], index, chunks, spec.video_key),
-                    dest / f"{spec.camera}.mp4")
+    shutil.copyfile(
+        lerobot_file(root, info["video_path"], index, chunks, spec.video_key), dest / f"{spec.camera}.mp4"
+    )
     ts = pa.array(table.column("timestamp").to_numpy().astype(np.float64))
-    pq.write_table(pa.table({"timestamp": ts, "proprio": list_float32(table.column(spec.state_column))}),
-                   dest / "proprio.parquet")
-    pq.write_table(pa.table({"timestamp": ts, "action": list_float32(table.column(spec.action_column))}),
-                   dest / "action.parquet")
+    pq.write_table(
+        pa.table({"timestamp": ts, "proprio": list_float32(table.column(spec.state_column))}),
+        dest / "proprio.parquet",
+    )
+    pq.write_table(
+        pa.table({"timestamp": ts, "action": list_float32(table.column(spec.action_column))}),
+        dest / "action.parquet",
+    )
     task = tasks[int(table.column("task_index")[0].as_py())]
     meta = {"instruction": task, "embodiment": str(info.get("robot_type", ""))}
     (dest / "episode.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -200,7 +210,8 @@ class RssSampler:
         if proc.pid not in self._is_worker:
             cmd = " ".join(proc.cmdline())
             self._is_worker[proc.pid] = ("ray::" in cmd or "default_worker.py" in cmd) and not cmd.startswith(
-                RAY_AGENTS)
+                RAY_AGENTS
+            )
         return self._is_worker[proc.pid]
 
 
@@ -231,19 +242,33 @@ class Row:
 
     def cells(self) -> list[str]:
         r = self.report
-        episodes = f"{r.episodes_written}" + (f" (+{r.episodes_quarantined} quarantined)"
-                                              if r.episodes_quarantined else "")
-        return [self.dataset, str(self.workers), episodes, f"{self.src_frames:,}", f"{r.samples:,}",
-                f"{self.wall:.2f}", f"{self.ingest_fps:,.0f}", f"{self.decode_fps:,.0f}",
-                f"{self.ingest_fps / self.decode_fps:.2f}", f"{self.driver_peak / MIB:,.0f}",
-                f"{self.worker_peak / MIB:,.0f}"]
+        episodes = f"{r.episodes_written}" + (
+            f" (+{r.episodes_quarantined} quarantined)" if r.episodes_quarantined else ""
+        )
+        return [
+            self.dataset,
+            str(self.workers),
+            episodes,
+            f"{self.src_frames:,}",
+            f"{r.samples:,}",
+            f"{self.wall:.2f}",
+            f"{self.ingest_fps:,.0f}",
+            f"{self.decode_fps:,.0f}",
+            f"{self.ingest_fps / self.decode_fps:.2f}",
+            f"{self.driver_peak / MIB:,.0f}",
+            f"{self.worker_peak / MIB:,.0f}",
+        ]
 
 
 def written_videos(source: Path, out: Path) -> list[Path]:
     """The video files of the episodes the ingest wrote (from its meta/episodes.parquet)."""
     episodes = pq.read_table(out / "meta" / "episodes.parquet", columns=["episode"]).column("episode")
-    return [p for e in episodes.to_pylist() for p in sorted((source / e).iterdir())
-            if p.suffix.lower() in VIDEO_EXTS]
+    return [
+        p
+        for e in episodes.to_pylist()
+        for p in sorted((source / e).iterdir())
+        if p.suffix.lower() in VIDEO_EXTS
+    ]
 
 
 def decode_only(paths: Iterable[Path]) -> tuple[int, float]:
@@ -276,8 +301,9 @@ def timed_ingest(source: Path, out: Path, workers: int) -> tuple[IngestReport, f
     return report, wall, mem
 
 
-def measure(dataset: str, source: Path, workers: int, work: Path, warm_source: Path | None,
-            repeat: int) -> Row:
+def measure(
+    dataset: str, source: Path, workers: int, work: Path, warm_source: Path | None, repeat: int
+) -> Row:
     """Ingest ``repeat`` times on one fresh Ray (best wall time, largest peaks), then decode-only
     ``repeat`` times with Ray shut down (best time)."""
     name = f"{dataset}-w{workers}"
@@ -293,16 +319,37 @@ def measure(dataset: str, source: Path, workers: int, work: Path, warm_source: P
     if decode_frames != src_frames:
         print(f"note: {dataset}: PyAV decoded {decode_frames} frames, the containers hold {src_frames}")
     first = runs[0][2]
-    return Row(dataset, workers, report, src_frames, wall, decode_frames, decode_seconds,
-               max(r[2].driver_peak for r in runs), max(r[2].worker_peak for r in runs),
-               first.driver_start, first.worker_start)
+    return Row(
+        dataset,
+        workers,
+        report,
+        src_frames,
+        wall,
+        decode_frames,
+        decode_seconds,
+        max(r[2].driver_peak for r in runs),
+        max(r[2].worker_peak for r in runs),
+        first.driver_start,
+        first.worker_start,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- output
 
 
-COLUMNS = ["dataset", "workers", "episodes", "src frames", "samples", "wall s", "ingest frames/s",
-           "PyAV decode-only frames/s", "ratio", "driver peak MiB", "worker peak MiB"]
+COLUMNS = [
+    "dataset",
+    "workers",
+    "episodes",
+    "src frames",
+    "samples",
+    "wall s",
+    "ingest frames/s",
+    "PyAV decode-only frames/s",
+    "ratio",
+    "driver peak MiB",
+    "worker peak MiB",
+]
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -324,14 +371,20 @@ def scaling_lines(rows: list[Row]) -> list[str]:
 
 
 def baseline_lines(rows: list[Row]) -> list[str]:
-    return [f"- {r.dataset} workers={r.workers}: driver {r.driver_start / MIB:,.0f} MiB, largest worker "
-            f"{r.worker_start / MIB:,.0f} MiB" for r in rows]
+    return [
+        f"- {r.dataset} workers={r.workers}: driver {r.driver_start / MIB:,.0f} MiB, largest worker "
+        f"{r.worker_start / MIB:,.0f} MiB"
+        for r in rows
+    ]
 
 
 def machine_facts() -> list[str]:
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    libs = ", ".join(f"{k} {'.'.join(map(str, v))}" for k, v in sorted(av.library_versions.items())
-                     if k in ("libavcodec", "libavformat", "libswscale"))
+    libs = ", ".join(
+        f"{k} {'.'.join(map(str, v))}"
+        for k, v in sorted(av.library_versions.items())
+        if k in ("libavcodec", "libavformat", "libswscale")
+    )
     return [
         f"- CPU: {cpu_model()}, os.cpu_count() = {os.cpu_count()}, usable by this process = {affinity}",
         f"- RAM: {psutil.virtual_memory().total / (1 << 30):.1f} GiB; load average at start "
@@ -360,11 +413,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="skip the synthetic-10x row")
     p.add_argument("--out-dir", help="where sources and outputs go (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the sources and outputs")
-    p.add_argument("--repeat", type=int, default=2,
-                   help="timed ingests (and decode-only passes) per row; the best time is reported (default 2)")
-    p.add_argument("--no-warmup", action="store_true",
-                   help="do not warm the Ray workers up before each timed ingest (then their first-task "
-                        "imports are in the timing)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="timed ingests (and decode-only passes) per row; the best time is reported (default 2)",
+    )
+    p.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="do not warm the Ray workers up before each timed ingest (then their first-task "
+        "imports are in the timing)",
+    )
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
@@ -381,8 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("## trajshard ingest benchmark\n")
         print("\n".join(machine_facts()) + "\n", flush=True)
-        print(f"Each row: fresh Ray (num_cpus = workers), workers {'cold' if args.no_warmup else 'warmed up'}, "
-              f"best of {args.repeat} ingest(s) and of {args.repeat} decode-only pass(es).\n", flush=True)
+        print(
+            f"Each row: fresh Ray (num_cpus = workers), workers {'cold' if args.no_warmup else 'warmed up'}, "
+            f"best of {args.repeat} ingest(s) and of {args.repeat} decode-only pass(es).\n",
+            flush=True,
+        )
         warm = None if args.no_warmup else write_warm_source(work)
         rows, failures = run_rows(row_groups(args.quick), work, warm, args.repeat)
         print(markdown_table(rows) + "\n")
@@ -392,8 +455,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(baseline_lines(rows)))
         if failures:
             print("\nFailed rows:\n" + "\n".join(failures))
-        print(f"\nwhole benchmark: {time.perf_counter() - started:.0f} s; work dir {work}"
-              + (" (kept)" if args.keep else " (removed)"))
+        print(
+            f"\nwhole benchmark: {time.perf_counter() - started:.0f} s; work dir {work}"
+            + (" (kept)" if args.keep else " (removed)")
+        )
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -408,7 +473,9 @@ def write_warm_source(work: Path) -> Path:
     return warm
 
 
-def run_rows(groups: list[RowGroup], work: Path, warm: Path | None, repeat: int) -> tuple[list[Row], list[str]]:
+def run_rows(
+    groups: list[RowGroup], work: Path, warm: Path | None, repeat: int
+) -> tuple[list[Row], list[str]]:
     """The measured rows, and a line for each row that failed (the others still run)."""
     rows, failures = [], []
     for group in groups:
@@ -421,8 +488,10 @@ def run_rows(groups: list[RowGroup], work: Path, warm: Path | None, repeat: int)
             try:
                 row = measure(group.name, source, workers, work, warm, repeat)
             except Exception as exc:  # noqa: BLE001 - one broken row must not hide the others
-                failures.append(f"- {group.name} workers={workers}: FAILED: {type(exc).__name__}: "
-                                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}")
+                failures.append(
+                    f"- {group.name} workers={workers}: FAILED: {type(exc).__name__}: "
+                    f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+                )
                 print(failures[-1], file=sys.stderr, flush=True)
                 continue
             print(f"[{group.name}] workers={workers}: {row.wall:.2f} s", file=sys.stderr, flush=True)

@@ -57,6 +57,10 @@ def stats_report(out: str | Path) -> dict[str, object]:
         "streams": stats["streams"],
         "alignment": alignment_summary(out),
         "quarantine": quarantine_summary(out),
+        "tokenizer": {k: v for k, v in read_json(out / "meta" / "tokenizer.json").items() if k != "bpe"},
+        "roundtrip": read_json(out / "meta" / "roundtrip.json")
+        if (out / "meta" / "roundtrip.json").exists()
+        else None,
     }
 
 
@@ -89,6 +93,26 @@ def render_stats(rep: dict) -> str:
             f"{stream:<16}{a['max_dt_s']:>11.4f}{a['median_max_dt_s']:>11.4f}{a['p95_dt_s']:>10.4f}"
             f"{a['dropped_ticks']:>9}{a['gaps']:>6}{rate:>16}"
         )
+    tok, rt = rep["tokenizer"], rep["roundtrip"]
+    lines += [
+        "",
+        f"tokenizer: {tok['type']} ({tok.get('mode', '')}), {tok['bins']} bins/tokens, range {tok['token_range']}",
+    ]
+    if rt:
+        t = rt.get("tokens") or {}
+        if t:
+            lines.append(
+                f"tokens per unit: mean {t['mean_tokens']:.1f}, p99 {t['p99_tokens']:.0f}; "
+                f"decode failures: {rt['decode_failures']}"
+            )
+        lines.append(
+            f"{'dim':>4} {'name':<22}{'rmse':>11}{'max err':>11}{'rmse norm':>11}{'max norm':>11}{'clip %':>8}"
+        )
+        for d in rt["dims"]:
+            lines.append(
+                f"{d['dim']:>4} {d['name'][:22]:<22}{d['rmse']:>11.4g}{d['max_error']:>11.4g}"
+                f"{d['rmse_normalized']:>11.4g}{d['max_error_normalized']:>11.4g}{100 * d['clip_rate']:>8.2f}"
+            )
     lines += ["", "quarantine"]
     lines += [f"  {n:>5} x {reason}" for reason, n in sorted(rep["quarantine"].items(), key=lambda x: -x[1])]
     if not rep["quarantine"]:
