@@ -136,13 +136,18 @@ def stats(out: str, as_json: bool) -> None:
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 @click.option("--dim", type=int, default=None, help="Show one dimension with every bin.")
 @click.option("--json", "as_json", is_flag=True, help="Print the histogram as JSON.")
+@click.option("--png", "png", type=click.Path(dir_okay=False), default=None, help="Also draw a grid PNG.")
+@click.option("--shards", "shards", multiple=True, help="Only shards matching this glob (repeatable).")
+@click.option("--episodes", "episodes", multiple=True, help="Only these episodes (repeatable).")
 @click.option("--width", type=int, default=64, help="Columns for the occupancy bars.")
-def histogram(out: str, dim: int | None, as_json: bool, width: int) -> None:
-    """Per-dimension action-bin occupancy of a dataset, read from its shards."""
+def histogram(
+    out: str, dim: int | None, as_json: bool, png: str | None, shards, episodes, width: int
+) -> None:
+    """Per-dimension action-bin occupancy of a dataset, read from its shards (streaming)."""
     from trajshard.reports.histogram import compute_histogram, render
 
     try:
-        h = compute_histogram(out)
+        h = compute_histogram(out, tuple(shards), tuple(episodes))
     except (OSError, ValueError, KeyError) as exc:
         raise click.ClickException(f"cannot read {out}: {exc}") from exc
     if dim is not None and not 0 <= dim < h.counts.shape[0]:
@@ -154,6 +159,34 @@ def histogram(out: str, dim: int | None, as_json: bool, width: int) -> None:
         click.echo(json.dumps({"samples": h.samples, "dims": [h.dim_summary(d) for d in dims]}, indent=2))
     else:
         click.echo(render(h, dim, width))
+    if png:
+        from trajshard.reports.plots import histogram_png
+
+        histogram_png(h, png)
+        click.echo(f"wrote {png}", err=True)
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--episode", required=True, help="Episode id (or the id of one part of a split episode).")
+@click.option(
+    "--png", "png", type=click.Path(dir_okay=False), default=None, help="Write a contact sheet PNG."
+)
+@click.option("--columns", type=int, default=8, help="Frames per camera in the contact sheet.")
+def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
+    """One episode read back from the shards: a text summary and a contact sheet."""
+    from trajshard.reports.episode import load_episode, summary
+
+    try:
+        ep = load_episode(out, episode)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from exc
+    click.echo(summary(ep))
+    if png:
+        from trajshard.reports.plots import contact_sheet_png
+
+        contact_sheet_png(ep, png, columns)
+        click.echo(f"wrote {png}", err=True)
 
 
 @main.command()

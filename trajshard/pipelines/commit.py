@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -79,9 +80,10 @@ def commit(
     for g in groups:
         if g.roundtrip is not None and g.roundtrip.count:
             roundtrip = g.roundtrip if roundtrip is None else roundtrip.merge(g.roundtrip)
+    names = list(written[0].action_names) if written else []
     if roundtrip is not None:
-        names = list(written[0].action_names) if written else None
         write_json_atomic(meta / "roundtrip.json", roundtrip.to_json(names))
+    has_picture = _histogram_picture(meta, groups, tok_json, roundtrip, names)
 
     first = written[0] if written else facts[0]
     samples = sum(p.samples for p in parts)
@@ -127,7 +129,9 @@ def commit(
         "splits": {cfg.split: {"shards": shard_names, "samples": samples, "episodes": len(written)}},
         "stats_hash": stats_document(stats_streams)["hash"],
     }
-    write_bytes_atomic(out / "README.md", dataset_card(info, stats_streams, quarantined).encode())
+    write_bytes_atomic(
+        out / "README.md", dataset_card(info, stats_streams, quarantined, has_picture).encode()
+    )
     write_json_atomic(meta / "info.json", info)
     return report_type(
         str(out),
@@ -139,6 +143,24 @@ def commit(
         sum(g.frames_written for g in groups),
         seconds,
     )
+
+
+def _histogram_picture(
+    meta: Path, groups: list[GroupResult], tok_json: dict, roundtrip, names: list[str]
+) -> bool:
+    """meta/histogram.png from the token counts pass 2 gathered (per-dimension tokenizers only)."""
+    parts = [g.token_counts for g in groups if g.token_counts is not None]
+    if not parts or roundtrip is None:
+        return False
+    from trajshard.reports.histogram import Histogram
+    from trajshard.reports.plots import histogram_png
+
+    counts = np.sum(parts, axis=0)
+    if tok_json.get("mode") == "openvla":  # token == bins decodes into the last interval
+        counts[:, -2] += counts[:, -1]
+        counts = counts[:, :-1]
+    histogram_png(Histogram(counts, roundtrip.sq, names, roundtrip.count), meta / "histogram.png")
+    return True
 
 
 def _episodes_parquet(written: list[EpisodeFacts], shards_of: dict[str, list[str]], split: str) -> bytes:

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 
 
-def dataset_card(info: dict, stats_streams: dict, quarantined: list) -> str:
+def dataset_card(info: dict, stats_streams: dict, quarantined: list, histogram_png: bool = False) -> str:
     c = info["counts"]
     lines = [
         "# trajshard dataset",
@@ -35,6 +35,13 @@ def dataset_card(info: dict, stats_streams: dict, quarantined: list) -> str:
     for d in range(len(a["mean"])):
         vals = " | ".join(f"{a[k][d]:.4g}" for k in ("min", "q01", "mean", "q99", "max", "std"))
         lines.append(f"| {d} | {names[d]} | {vals} |")
+    if histogram_png:
+        lines += [
+            "",
+            "## Action-bin histogram",
+            "",
+            "![action-bin occupancy per dimension](meta/histogram.png)",
+        ]
     lines += ["", "## Quarantine", ""]
     if quarantined:
         by_reason = Counter(q.reason.split(":")[0] for q in quarantined)

@@ -43,7 +43,25 @@ class Histogram:
         }
 
 
-def compute_histogram(out: str | Path) -> Histogram:
+def shard_paths(out: Path, patterns: tuple[str, ...] = ()) -> list[Path]:
+    """The dataset's shards (from the manifest, else every shards/*.tar), optionally only those whose
+    name matches one of the glob ``patterns``."""
+    import fnmatch
+
+    manifest = out / "meta" / "manifest.json"
+    if manifest.exists():
+        paths = [out / s["name"] for s in read_json(manifest)["shards"]]
+    else:
+        paths = sorted((out / "shards").glob("*.tar"))
+    if patterns:
+        paths = [p for p in paths if any(fnmatch.fnmatch(p.name, pat) for pat in patterns)]
+    return paths
+
+
+def compute_histogram(
+    out: str | Path, shards: tuple[str, ...] = (), episodes: tuple[str, ...] = ()
+) -> Histogram:
+    """Stream the shards (or the subset matching ``shards`` globs, holding ``episodes``)."""
     out = Path(out)
     tok_doc = read_json(out / "meta" / "tokenizer.json")
     if tok_doc.get("type") == "fast":
@@ -55,11 +73,13 @@ def compute_histogram(out: str | Path) -> Histogram:
     lo, hi = tok_doc["token_range"]
     info = read_json(out / "meta" / "info.json")
     names = list(info.get("action_names") or [])
-    manifest = read_json(out / "meta" / "manifest.json")
+    wanted = set(episodes)
     counts: np.ndarray | None = None
     sq_err, samples = None, 0
-    for shard in manifest["shards"]:
-        for _key, members in iter_tar_samples(out / shard["name"]):
+    for path in shard_paths(out, shards):
+        for key, members in iter_tar_samples(path):
+            if wanted and key.rsplit("_", 1)[0] not in wanted:
+                continue
             tokens = load_npy(members["tokens.npy"])
             if tokens.ndim == 2:  # a chunk: the first row is this step's action
                 tokens = tokens[0]
@@ -71,7 +91,7 @@ def compute_histogram(out: str | Path) -> Histogram:
             sq_err += (tokenizer.decode(tokens) - action) ** 2
             samples += 1
     if counts is None:
-        raise ValueError(f"{out}: the shards hold no samples")
+        raise ValueError(f"{out}: no sample found" + (" for that selection" if shards or episodes else ""))
     if tok_doc.get("mode") == "openvla":  # token == bins (y == +1 exactly) decodes into the last interval
         counts[:, -2] += counts[:, -1]
         counts = counts[:, :-1]
