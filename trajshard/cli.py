@@ -80,14 +80,20 @@ def ingest(source, out, fmt, config_path, progress, cameras, **flags) -> None:
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["auto", "raw"]), default="auto", help="Source format.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def validate(path: str, fmt: str, as_json: bool) -> None:
+@click.option(
+    "--sample-rate",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=1.0,
+    help="Decode and deep-check only this share of samples (checksums, counts, order: always all).",
+)
+def validate(path: str, fmt: str, as_json: bool, sample_rate: float) -> None:
     """Validate an output dataset or a raw source. Exit 0 fit, 1 problems found, 2 could not run."""
     from trajshard.reports.validation import validate_output
     from trajshard.reports.validation_source import validate_source
 
     try:
         if (Path(path) / "meta" / "info.json").exists():
-            kind, report = "dataset", validate_output(path)
+            kind, report = "dataset", validate_output(path, sample_rate)
         else:
             kind, report = "source", validate_source(path, fmt)
     except Exception as exc:  # noqa: BLE001 - exit 2: the check itself could not run

@@ -181,7 +181,7 @@ def iter_tar_samples(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, b
             if not dot:
                 continue
             data = tar.extractfile(info).read()
-            if k != key:
+            if k != key or fieldname in members:  # a repeated field starts a new (duplicate) sample
                 if key is not None:
                     yield key, members
                 key, members = k, {}

@@ -9,6 +9,7 @@ exactly once and in order; counts of input, written and quarantined episodes rec
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ class ValidationReport:
     shards: int = 0
     samples: int = 0
     episodes: int = 0
+    deep_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -42,11 +44,44 @@ class ValidationReport:
             "shards": self.shards,
             "samples": self.samples,
             "episodes": self.episodes,
+            "deep_checked": self.deep_checked,
             "problems": [p.to_dict() for p in self.problems],
         }
 
 
-def validate_output(out: str | Path) -> ValidationReport:
+@dataclass
+class _Context:
+    features: dict
+    tokenizer: object
+    vocab: dict | None
+    sample_rate: float
+    steps_seen: dict[str, int] = field(default_factory=dict)
+    values: dict[str, _Range] = field(default_factory=dict)
+    deep: int = 0
+
+    def sampled(self, key: str) -> bool:
+        """Deterministic sample: the same keys are checked on every run at one rate."""
+        if self.sample_rate >= 1:
+            return True
+        return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 2**32 < self.sample_rate
+
+
+@dataclass
+class _Range:
+    low: np.ndarray
+    high: np.ndarray
+    total: np.ndarray
+    count: int = 0
+
+    def add(self, x: np.ndarray) -> None:
+        self.low, self.high = np.minimum(self.low, x), np.maximum(self.high, x)
+        self.total = self.total + x
+        self.count += 1
+
+
+def validate_output(out: str | Path, sample_rate: float = 1.0) -> ValidationReport:
+    """Check a dataset. ``sample_rate`` < 1 decodes and checks only that share of samples (chosen by a
+    hash of the key, so the same ones each time); checksums, counts and step order are always checked."""
     out = Path(out)
     report = ValidationReport()
     problems = report.problems
@@ -66,12 +101,12 @@ def validate_output(out: str | Path) -> ValidationReport:
     quarantined = _quarantine(out, problems)
     written, source_of = _episodes(out, problems)
 
-    steps_seen: dict[str, int] = {}
+    ctx = _Context(info["features"], tokenizer, info.get("vocab"), sample_rate)
+    steps_seen = ctx.steps_seen
     for shard in manifest["shards"]:
         report.shards += 1
-        report.samples += _check_shard(
-            out, shard, info["features"], tokenizer, info.get("vocab"), steps_seen, problems
-        )
+        report.samples += _check_shard(out, shard, ctx, problems)
+    _check_stats(docs["stats"], ctx, report.samples, problems)
     listed = {s["name"] for s in manifest["shards"]}
     for path in sorted((out / "shards").glob("*.tar")):
         if f"shards/{path.name}" not in listed:
@@ -105,18 +140,11 @@ def validate_output(out: str | Path) -> ValidationReport:
                 Problem("meta/info.json", f"counts.{key}", f"says {counts.get(key)}, found {actual}")
             )
     report.episodes = len(steps_seen)
+    report.deep_checked = ctx.deep
     return report
 
 
-def _check_shard(
-    out: Path,
-    shard: dict,
-    features: dict,
-    tokenizer,
-    vocab,
-    steps_seen: dict[str, int],
-    problems: list[Problem],
-) -> int:
+def _check_shard(out: Path, shard: dict, ctx: _Context, problems: list[Problem]) -> int:
     name, path = shard["name"], out / shard["name"]
     if not path.is_file():
         problems.append(Problem(name, "", "missing"))
@@ -130,16 +158,20 @@ def _check_shard(
     try:
         for key, members in iter_tar_samples(path):
             n += 1
-            problems += [
-                Problem(f"{name} {p.where}", p.field, p.message)
-                for p in validate_sample(key, members, features)
-            ]
+            deep = ctx.sampled(key)
+            if deep:
+                ctx.deep += 1
+                found = validate_sample(key, members, ctx.features)
+                problems += [Problem(f"{name} {p.where}", p.field, p.message) for p in found]
+                if not found:
+                    _record_values(members, ctx)
             parsed = split_key(key)
             if parsed is None:
                 continue
             eid, step = parsed
             if not episodes or episodes[-1] != eid:
                 episodes.append(eid)
+            steps_seen = ctx.steps_seen
             expected = steps_seen.get(eid, 0)
             if step != expected:
                 problems.append(
@@ -150,7 +182,8 @@ def _check_shard(
                     )
                 )
             steps_seen[eid] = max(expected, step + 1)
-            _check_tokens(f"{name} {key}", members, tokenizer, vocab, problems)
+            if deep:
+                _check_tokens(f"{name} {key}", members, ctx.tokenizer, ctx.vocab, problems)
     except Exception as exc:  # noqa: BLE001 - a broken tar is a finding, not a crash
         problems.append(Problem(name, "", f"tar cannot be read after {n} samples: {exc}"))
     if n != shard["samples"]:
@@ -160,6 +193,50 @@ def _check_shard(
             Problem(name, "", f"holds episodes {episodes[:5]}..., manifest says {shard['episodes'][:5]}...")
         )
     return n
+
+
+def _record_values(members: dict[str, bytes], ctx: _Context) -> None:
+    for stream, member in (("action", "action.npy"), ("state", "state.npy")):
+        x = load_npy(members[member]).astype(np.float64)
+        if stream not in ctx.values:
+            ctx.values[stream] = _Range(x.copy(), x.copy(), np.zeros_like(x))
+        ctx.values[stream].add(x)
+
+
+def _check_stats(stats: dict, ctx: _Context, samples: int, problems: list[Problem]) -> None:
+    """stats.json against the data: every checked value inside [min, max]; with every sample checked
+    and the same count, the mean recomputed from the shards matches."""
+    for stream, seen in ctx.values.items():
+        st = stats["streams"].get(stream)
+        if st is None:
+            problems.append(Problem("meta/stats.json", f"streams.{stream}", "missing"))
+            continue
+        lo, hi, mean, std = (np.asarray(st[k], dtype=np.float64) for k in ("min", "max", "mean", "std"))
+        if lo.shape != seen.low.shape:
+            problems.append(
+                Problem("meta/stats.json", f"streams.{stream}", f"{len(lo)} dims, data has {len(seen.low)}")
+            )
+            continue
+        slack = 1e-6 * (1 + np.abs(lo) + np.abs(hi))
+        for d in np.nonzero((seen.low < lo - slack) | (seen.high > hi + slack))[0]:
+            problems.append(
+                Problem(
+                    "meta/stats.json",
+                    f"streams.{stream}.min/max",
+                    f"dim {d}: data spans "
+                    f"[{seen.low[d]:.6g}, {seen.high[d]:.6g}], stats say [{lo[d]:.6g}, {hi[d]:.6g}]",
+                )
+            )
+        if ctx.sample_rate >= 1 and seen.count == samples == st["count"]:
+            recomputed = seen.total / seen.count
+            for d in np.nonzero(np.abs(recomputed - mean) > 1e-4 * (std + np.abs(mean) + 1e-6))[0]:
+                problems.append(
+                    Problem(
+                        "meta/stats.json",
+                        f"streams.{stream}.mean",
+                        f"dim {d}: data mean {recomputed[d]:.6g}, stats say {mean[d]:.6g}",
+                    )
+                )
 
 
 def _check_tokens(
