@@ -24,7 +24,9 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["auto", "raw"]), default=None, help="Source format.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "raw", "lerobot"]), default=None, help="Source format."
+)
 @click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML job config."
 )
@@ -78,7 +80,9 @@ def ingest(source, out, fmt, config_path, progress, cameras, **flags) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["auto", "raw"]), default="auto", help="Source format.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "raw", "lerobot"]), default="auto", help="Source format."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "--sample-rate",
@@ -90,9 +94,10 @@ def validate(path: str, fmt: str, as_json: bool, sample_rate: float) -> None:
     """Validate an output dataset or a raw source. Exit 0 fit, 1 problems found, 2 could not run."""
     from trajshard.reports.validation import validate_output
     from trajshard.reports.validation_source import validate_source
+    from trajshard.sources import is_trajshard_output
 
     try:
-        if (Path(path) / "meta" / "info.json").exists():
+        if is_trajshard_output(path):
             kind, report = "dataset", validate_output(path, sample_rate)
         else:
             kind, report = "source", validate_source(path, fmt)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-EPS = 1e-9
+# Timestamp quantization slack for "at or before the tick": float32 clocks (LeRobot) put 0.3 s at
+# 0.30000001 s, which must still count as the sample at 0.3 s.
+EPS = 1e-4
 
 
 def _nearest_gap(ts: np.ndarray, ticks: np.ndarray) -> np.ndarray:
@@ -74,8 +76,8 @@ def causal_frames(frame_times: np.ndarray, ticks: np.ndarray) -> tuple[np.ndarra
 
     A tick before the first frame gets index -1 and an infinite distance (no frame can serve it)."""
     idx = np.searchsorted(frame_times, ticks + EPS, side="right") - 1
-    dt = np.where(idx >= 0, ticks - frame_times[np.maximum(idx, 0)], np.inf)
-    return idx.astype(np.int64), np.maximum(dt, 0.0)
+    dt = np.where(idx >= 0, np.abs(ticks - frame_times[np.maximum(idx, 0)]), np.inf)
+    return idx.astype(np.int64), dt
 
 
 def gaps(ts: np.ndarray, max_gap: float) -> np.ndarray:

@@ -1,13 +1,29 @@
-"""Readers that yield Episode objects. Only sources/ and pipelines/shards.py touch the file system."""
+"""Readers that yield Episode objects. Only sources/ and pipelines/shards.py touch the file system.
+
+Every source has ``root``, ``format``, ``plan() -> (episode ids, [(name, file, reason)] rejected)``,
+``load(episode_id) -> Episode`` (or EpisodeError) and ``check(episode_id) -> [Problem]``.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+from trajshard.sources.lerobot import LeRobotSource
 from trajshard.sources.raw import RawSource
 
-SOURCES = {"raw": RawSource}
+SOURCES = {"raw": RawSource, "lerobot": LeRobotSource}
+
+
+def is_trajshard_output(path: str | os.PathLike) -> bool:
+    info = Path(path) / "meta" / "info.json"
+    if not info.is_file():
+        return False
+    try:
+        return json.loads(info.read_text(encoding="utf-8")).get("schema") == "trajshard.info"
+    except (ValueError, UnicodeDecodeError):
+        return False
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -15,15 +31,19 @@ def detect_format(path: str | os.PathLike) -> str:
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"{path}: not a directory")
-    if (root / "meta" / "info.json").is_file() and (root / "shards").is_dir():
+    if is_trajshard_output(root):
         raise ValueError(f"{path}: this is a trajshard output, not a source")
+    if (root / "meta" / "info.json").is_file():
+        return "lerobot"
     for child in sorted(root.iterdir())[:1000]:
         if child.is_dir() and (child / "episode.json").is_file():
             return "raw"
-    raise ValueError(f"{path}: cannot tell its format (no <episode>/episode.json found); pass --format")
+    raise ValueError(
+        f"{path}: cannot tell its format (no <episode>/episode.json, no meta/info.json); pass --format"
+    )
 
 
-def open_source(path: str | os.PathLike, fmt: str = "auto") -> RawSource:
+def open_source(path: str | os.PathLike, fmt: str = "auto"):
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt not in SOURCES:

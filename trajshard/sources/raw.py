@@ -28,6 +28,7 @@ class RawSource:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root).resolve()
+        self.notes: list[str] = []
         if not self.root.is_dir():
             raise FileNotFoundError(f"raw source {root!s} is not a directory")
 

@@ -1,0 +1,218 @@
+"""Reader for LeRobot datasets: v2.0 and v2.1 (a parquet and an mp4 per episode, ``meta/*.jsonl``) and
+v3.0 (several episodes per file, ``meta/episodes/*.parquet`` with from/to timestamps).
+
+Streams: ``observation.state`` becomes proprio, ``action`` the action stream, both on the table's
+``timestamp`` clock (float seconds, often float32); cameras are the ``video`` features, with frame
+times from PTS (v3: minus the episode's ``from_timestamp``). Instructions come from each row's
+``task_index`` (time-ranged when it changes), else from the episode's task list.
+
+Real datasets are messy, and each case gets its own message: a declared camera with no video file
+anywhere is left out (a source-level note); a camera missing for some episodes quarantines those;
+an episode listed in the metadata whose parquet is missing is quarantined; a ``data_path`` template
+that points at the wrong chunk (GR00T's uses the episode index) falls back to a search by file name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, validate_episode
+from trajshard.schemas.problems import Problem
+from trajshard.sources.video import VideoError, probe_video
+
+MAX_META_BYTES = 64 << 20
+NOT_INSTRUCTIONS = {"valid", "invalid", ""}
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    if path.stat().st_size > MAX_META_BYTES:
+        raise ValueError(f"{path.name} is larger than {MAX_META_BYTES} bytes")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class LeRobotSource:
+    format = "lerobot"
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).resolve()
+        info_path = self.root / "meta" / "info.json"
+        if not info_path.is_file():
+            raise FileNotFoundError(f"{root}: no meta/info.json, not a LeRobot dataset")
+        self.info = json.loads(info_path.read_text(encoding="utf-8"))
+        self.version = str(self.info.get("codebase_version", "v2.1"))
+        if not self.version.startswith(("v2", "v3")):
+            raise ValueError(f"{root}: LeRobot {self.version} is not supported (v2.0, v2.1, v3.0 are)")
+        feats = self.info.get("features", {})
+        self.video_keys = sorted(k for k, v in feats.items() if v.get("dtype") == "video")
+        self.state_key = "observation.state" if "observation.state" in feats else None
+        self.notes: list[str] = []
+        self.tasks = self._tasks()
+        self.episodes = self._episodes()
+        present = [k for k in self.video_keys if any((self.root / "videos").glob(f"*/{k}/*"))]
+        for k in sorted(set(self.video_keys) - set(present)):
+            self.notes.append(
+                f"camera {k!r} is declared in meta/info.json but no video file of it exists; it is left out"
+            )
+        self.cameras = present
+
+    # -- metadata ---------------------------------------------------------------------------------
+
+    def _tasks(self) -> dict[int, str]:
+        if self.version.startswith("v3"):
+            path = self.root / "meta" / "tasks.parquet"
+            if not path.is_file():
+                return {}
+            t = pq.read_table(path).to_pylist()
+            return {int(r["task_index"]): str(r.get("task") or r.get("__index_level_0__") or "") for r in t}
+        return {int(r["task_index"]): str(r["task"]) for r in _jsonl(self.root / "meta" / "tasks.jsonl")}
+
+    def _episodes(self) -> dict[str, dict]:
+        if self.version.startswith("v3"):
+            rows = []
+            for f in sorted((self.root / "meta" / "episodes").glob("*/*.parquet")):
+                rows += pq.read_table(f).to_pylist()
+        else:
+            rows = _jsonl(self.root / "meta" / "episodes.jsonl")
+        return {f"episode_{int(r['episode_index']):06d}": r for r in rows}
+
+    def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
+        return sorted(self.episodes), []
+
+    # -- v2 paths ---------------------------------------------------------------------------------
+
+    def _v2_path(self, template_key: str, index: int, video_key: str = "") -> Path | None:
+        chunk = index // int(self.info.get("chunks_size", 1000))
+        template = self.info.get(template_key)
+        if template:
+            p = self.root / template.format(episode_chunk=chunk, episode_index=index, video_key=video_key)
+            if p.is_file():
+                return p
+        name = f"episode_{index:06d}." + ("mp4" if video_key else "parquet")
+        sub = f"videos/*/{video_key}/{name}" if video_key else f"data/*/{name}"
+        found = sorted(self.root.glob(sub))
+        return found[0] if found else None
+
+    # -- episodes ---------------------------------------------------------------------------------
+
+    def load(self, episode_id: str) -> Episode:
+        if episode_id not in self.episodes:
+            raise EpisodeError(episode_id, "meta", "episode is not listed in the metadata")
+        meta = self.episodes[episode_id]
+        index = int(meta["episode_index"])
+        table, data_name, base_time = self._table(episode_id, meta, index)
+        if "timestamp" not in table.column_names:
+            raise EpisodeError(episode_id, data_name, "no 'timestamp' column")
+        ts = table.column("timestamp").cast("float64").to_numpy() - base_time
+        streams = {}
+        for key, name in ((self.state_key, "proprio"), ("action", "action")):
+            if key and key in table.column_names:
+                values = np.stack(table.column(key).to_numpy(zero_copy_only=False)).astype(np.float32)
+                if values.ndim != 2:
+                    raise EpisodeError(episode_id, data_name, f"column {key!r} is not one vector per row")
+                streams[name] = Stream(name, ts, values, self._names(key), data_name)
+        if "proprio" not in streams:
+            raise EpisodeError(episode_id, data_name, "no 'observation.state' column")
+        cameras = {
+            k.removeprefix("observation.images."): self._camera(episode_id, meta, index, k)
+            for k in self.cameras
+        }
+        ep = Episode(
+            episode_id,
+            self._instructions(table, ts, meta),
+            streams,
+            cameras,
+            embodiment=str(self.info.get("robot_type") or ""),
+            source=str(self.root),
+        )
+        problems = validate_episode(ep)
+        if problems:
+            raise EpisodeError(episode_id, problems[0].field, "; ".join(p.message for p in problems))
+        return ep
+
+    def check(self, episode_id: str) -> list[Problem]:
+        try:
+            self.load(episode_id)
+        except EpisodeError as exc:
+            return [Problem(episode_id, exc.where, exc.message)]
+        return []
+
+    def _table(self, episode_id: str, meta: dict, index: int):
+        if self.version.startswith("v3"):
+            path = self.root / self.info["data_path"].format(
+                chunk_index=meta["data/chunk_index"], file_index=meta["data/file_index"]
+            )
+            if not path.is_file():
+                raise EpisodeError(episode_id, str(path.relative_to(self.root)), "data file is missing")
+            t = pq.read_table(path)
+            t = t.filter(pc.equal(t.column("episode_index"), index))
+            return t, str(path.relative_to(self.root)), 0.0
+        path = self._v2_path("data_path", index)
+        if path is None:
+            raise EpisodeError(
+                episode_id,
+                f"episode_{index:06d}.parquet",
+                "listed in meta/episodes.jsonl but its parquet file is missing",
+            )
+        try:
+            return pq.read_table(path), str(path.relative_to(self.root)), 0.0
+        except Exception as exc:  # noqa: BLE001 - any unreadable parquet is this episode's problem
+            raise EpisodeError(
+                episode_id, str(path.relative_to(self.root)), f"cannot be read: {exc}"
+            ) from exc
+
+    def _camera(self, episode_id: str, meta: dict, index: int, key: str) -> Camera:
+        start = 0.0
+        if self.version.startswith("v3"):
+            path = self.root / self.info["video_path"].format(
+                video_key=key,
+                chunk_index=meta[f"videos/{key}/chunk_index"],
+                file_index=meta[f"videos/{key}/file_index"],
+            )
+            start, end = (
+                float(meta[f"videos/{key}/from_timestamp"]),
+                float(meta[f"videos/{key}/to_timestamp"]),
+            )
+        else:
+            path = self._v2_path("video_path", index, key)
+        if path is None or not path.is_file():
+            raise EpisodeError(episode_id, key, f"camera {key!r}: the episode's video file is missing")
+        try:
+            probe = probe_video(str(path))
+        except VideoError as exc:
+            raise EpisodeError(episode_id, path.name, f"camera {key!r}: {exc}") from exc
+        times, pts = probe.seconds, probe.pts
+        if self.version.startswith("v3"):
+            sel = (times >= start - 1e-6) & (times < end - 1e-6)
+            times, pts = times[sel], pts[sel]
+        name = key.removeprefix("observation.images.")
+        return Camera(name, str(path), times - start, pts, probe.width, probe.height, probe.codec)
+
+    def _names(self, key: str) -> tuple[str, ...]:
+        names = self.info.get("features", {}).get(key, {}).get("names")
+        while isinstance(names, list) and len(names) == 1 and isinstance(names[0], list):
+            names = names[0]
+        if isinstance(names, dict):  # {"motors": [...]}
+            names = next(iter(names.values()), [])
+        return tuple(str(n) for n in names) if isinstance(names, list) else ()
+
+    def _instructions(self, table, ts: np.ndarray, meta: dict) -> tuple[Segment, ...]:
+        if "task_index" in table.column_names and self.tasks:
+            idx = table.column("task_index").to_numpy()
+            cuts = [0] + [i for i in range(1, len(idx)) if idx[i] != idx[i - 1]] + [len(idx)]
+            segs = []
+            for a, b in zip(cuts, cuts[1:], strict=False):
+                text = self.tasks.get(int(idx[a]), "")
+                end = ts[b] if b < len(ts) else float("inf")
+                segs.append(Segment(float("-inf") if a == 0 else float(ts[a]), float(end), text))
+            if any(s.text.strip().lower() not in NOT_INSTRUCTIONS for s in segs):
+                return tuple(segs)
+        tasks = [t for t in meta.get("tasks", []) if str(t).strip().lower() not in NOT_INSTRUCTIONS]
+        return (Segment(float("-inf"), float("inf"), str(tasks[0]) if tasks else ""),)
