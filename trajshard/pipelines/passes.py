@@ -212,7 +212,12 @@ def _camera_images(ep: Episode, al: AlignedEpisode, cam: str, cfg: JobConfig):
     c = ep.cameras[cam]
     try:
         yield from tick_images(
-            decode_frames(c.path), c.pts, al.frames[cam], cfg.image_size, cfg.resize_mode, cfg.jpeg_quality
+            decode_frames(c.path, int(c.pts[al.frames[cam][0]])),
+            c.pts,
+            al.frames[cam],
+            cfg.image_size,
+            cfg.resize_mode,
+            cfg.jpeg_quality,
         )
     except (FrameError, VideoError, av.FFmpegError) as exc:
         raise EpisodeError(

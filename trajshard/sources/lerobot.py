@@ -56,7 +56,8 @@ class LeRobotSource:
         self.notes: list[str] = []
         self.tasks = self._tasks()
         self.episodes = self._episodes()
-        present = [k for k in self.video_keys if any((self.root / "videos").glob(f"*/{k}/*"))]
+        pattern = "{k}/*/*" if self.version.startswith("v3") else "*/{k}/*"
+        present = [k for k in self.video_keys if next((self.root / "videos").glob(pattern.format(k=k)), None)]
         for k in sorted(set(self.video_keys) - set(present)):
             self.notes.append(
                 f"camera {k!r} is declared in meta/info.json but no video file of it exists; it is left out"

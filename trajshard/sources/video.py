@@ -66,9 +66,14 @@ def probe_video(path: str) -> VideoProbe:
     return VideoProbe(arr, time_base, width, height, codec)
 
 
-def decode_frames(path: str) -> Iterator[av.VideoFrame]:
-    """Decoded frames in presentation order, one at a time (never a whole video in memory)."""
+def decode_frames(path: str, start_pts: int | None = None) -> Iterator[av.VideoFrame]:
+    """Decoded frames in presentation order, one at a time (never a whole video in memory).
+
+    With ``start_pts`` the decoder first seeks to the keyframe at or before it (a file holding many
+    episodes, LeRobot v3, is not decoded from its start for each)."""
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if start_pts:
+            container.seek(int(start_pts), stream=stream, backward=True, any_frame=False)
         yield from container.decode(stream)
