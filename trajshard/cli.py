@@ -25,12 +25,17 @@ def main(verbose: bool) -> None:
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option(
-    "--format", "fmt", type=click.Choice(["auto", "raw", "lerobot"]), default=None, help="Source format."
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "raw", "lerobot", "rlds"]),
+    default=None,
+    help="Source format.",
 )
 @click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML job config."
 )
 @click.option("--fps", type=float, default=None, help="Target clock rate in Hz (default 10).")
+@click.option("--source-fps", type=float, default=None, help="Step rate of RLDS sources (default: --fps).")
 @click.option("--image-size", type=int, default=None, help="Square image side in pixels (default 224).")
 @click.option("--resize-mode", type=click.Choice(["stretch", "pad", "center-crop"]), default=None)
 @click.option("--jpeg-quality", type=int, default=None, help="JPEG quality 1-100 (default 95).")
@@ -81,7 +86,11 @@ def ingest(source, out, fmt, config_path, progress, cameras, **flags) -> None:
 @main.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option(
-    "--format", "fmt", type=click.Choice(["auto", "raw", "lerobot"]), default="auto", help="Source format."
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "raw", "lerobot", "rlds"]),
+    default="auto",
+    help="Source format.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
@@ -104,6 +113,8 @@ def validate(path: str, fmt: str, as_json: bool, sample_rate: float) -> None:
     except Exception as exc:  # noqa: BLE001 - exit 2: the check itself could not run
         click.echo(f"validate: could not run: {exc}", err=True)
         sys.exit(2)
+    for note in [] if as_json else report.notes:
+        click.echo(f"note: {note}")
     if as_json:
         click.echo(json.dumps({"kind": kind, **report.to_json()}, indent=2))
     elif report.ok:

@@ -21,8 +21,8 @@ from trajshard.pipelines.samples import action_chunks, episode_samples
 from trajshard.pipelines.shards import PartInfo, PartWriter
 from trajshard.pipelines.stats import StreamStats
 from trajshard.schemas.episode import Episode, EpisodeError
-from trajshard.sources import open_source
-from trajshard.sources.video import VideoError, decode_frames
+from trajshard.sources import camera_frames, open_source
+from trajshard.sources.video import VideoError
 from trajshard.tokenizers import from_json
 from trajshard.tokenizers.report import RoundTrip
 from trajshard.tokenizers.vocab import VocabMap
@@ -111,7 +111,7 @@ def pass1_episode(
 ) -> list[EpisodeFacts] | Quarantined:
     """The facts of each aligned part of one episode, or why it is quarantined."""
     try:
-        ep, parts = load_aligned(open_source(source_path, fmt), episode_id, cfg)
+        ep, parts = load_aligned(open_source(source_path, fmt, cfg.source_fps or cfg.fps), episode_id, cfg)
         return _facts(episode_id, ep, parts)
     except EpisodeError as exc:
         return Quarantined(episode_id, exc.where, exc.message)
@@ -147,7 +147,7 @@ def sample_chunks(source_path: str, fmt: str, facts: list[EpisodeFacts], cfg: Jo
     order (deterministic), to train the FAST tokenizer's BPE on. Reads low-dimensional streams only."""
     sources = list(dict.fromkeys(f.source_episode for f in facts))
     step = max(1, len(sources) // cfg.fast_fit_episodes)
-    source = open_source(source_path, fmt)
+    source = open_source(source_path, fmt, cfg.source_fps or cfg.fps)
     chunks = []
     for eid in sources[::step][: cfg.fast_fit_episodes]:
         for al in load_aligned(source, eid, cfg)[1]:
@@ -167,7 +167,7 @@ def pass2_group(
 ) -> GroupResult:
     """Write one group's episodes into tar parts. An episode that fails while its frames are decoded
     is quarantined and the group is written again without it, so no part holds half an episode."""
-    source = open_source(source_path, fmt)
+    source = open_source(source_path, fmt, cfg.source_fps or cfg.fps)
     tokenizer = from_json(tokenizer_json)
     vocab = VocabMap(vocab_json["spec"], vocab_json["ids"], vocab_json["token_lo"]) if vocab_json else None
     todo, quarantined = list(episode_ids), []
@@ -192,7 +192,7 @@ def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, writer: Par
         try:
             ep, parts = load_aligned(source, eid, cfg)
             for al in parts:
-                images = {c: _camera_images(ep, al, c, cfg) for c in al.frames}
+                images = {c: _camera_images(source, ep, al, c, cfg) for c in al.frames}
                 for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment, vocab):
                     writer.write(sample, al.episode_id)
                 roundtrip = roundtrip.merge(RoundTrip.measure(al.action, tokenizer, cfg.horizon))
@@ -207,19 +207,19 @@ def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, writer: Par
     return None, frames, roundtrip, counts
 
 
-def _camera_images(ep: Episode, al: AlignedEpisode, cam: str, cfg: JobConfig):
+def _camera_images(source, ep: Episode, al: AlignedEpisode, cam: str, cfg: JobConfig):
     """The camera's tick images; any decode failure becomes an EpisodeError naming the file."""
     c = ep.cameras[cam]
     try:
         yield from tick_images(
-            decode_frames(c.path, int(c.pts[al.frames[cam][0]])),
+            camera_frames(source, c, int(c.pts[al.frames[cam][0]])),
             c.pts,
             al.frames[cam],
             cfg.image_size,
             cfg.resize_mode,
             cfg.jpeg_quality,
         )
-    except (FrameError, VideoError, av.FFmpegError) as exc:
+    except (FrameError, VideoError, av.FFmpegError, OSError, ValueError) as exc:
         raise EpisodeError(
             ep.episode_id, os.path.basename(c.path), f"camera {cam!r}: decode failed: {exc}"
         ) from exc

@@ -33,6 +33,7 @@ class ValidationReport:
     samples: int = 0
     episodes: int = 0
     deep_checked: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -45,6 +46,7 @@ class ValidationReport:
             "samples": self.samples,
             "episodes": self.episodes,
             "deep_checked": self.deep_checked,
+            "notes": self.notes,
             "problems": [p.to_dict() for p in self.problems],
         }
 

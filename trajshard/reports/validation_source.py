@@ -17,9 +17,10 @@ from trajshard.sources import open_source
 
 def validate_source(path: str, fmt: str = "auto", cfg: JobConfig | None = None) -> ValidationReport:
     cfg = cfg or JobConfig()
-    source = open_source(path, fmt)
-    ids, rejected = source.plan()
     report = ValidationReport()
+    source = open_source(path, fmt, cfg.source_fps or cfg.fps)
+    report.notes = list(getattr(source, "notes", []))
+    ids, rejected = source.plan()
     report.problems += [Problem(name, f, reason) for name, f, reason in rejected]
     for eid in ids:
         problems = source.check(eid)

@@ -12,8 +12,11 @@ from pathlib import Path
 
 from trajshard.sources.lerobot import LeRobotSource
 from trajshard.sources.raw import RawSource
+from trajshard.sources.rlds import RLDSSource
+from trajshard.sources.video import decode_frames
 
-SOURCES = {"raw": RawSource, "lerobot": LeRobotSource}
+SOURCES = {"raw": RawSource, "lerobot": LeRobotSource, "rlds": RLDSSource}
+STEP_INDEXED = {"rlds"}
 
 
 def is_trajshard_output(path: str | os.PathLike) -> bool:
@@ -35,6 +38,8 @@ def detect_format(path: str | os.PathLike) -> str:
         raise ValueError(f"{path}: this is a trajshard output, not a source")
     if (root / "meta" / "info.json").is_file():
         return "lerobot"
+    if (root / "features.json").is_file() and any(".tfrecord-" in p.name for p in root.iterdir()):
+        return "rlds"
     for child in sorted(root.iterdir())[:1000]:
         if child.is_dir() and (child / "episode.json").is_file():
             return "raw"
@@ -43,9 +48,17 @@ def detect_format(path: str | os.PathLike) -> str:
     )
 
 
-def open_source(path: str | os.PathLike, fmt: str = "auto"):
+def open_source(path: str | os.PathLike, fmt: str = "auto", step_rate: float = 10.0):
+    """Open a source; ``step_rate`` (Hz) times step-indexed formats (RLDS) that carry no clock."""
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt not in SOURCES:
         raise ValueError(f"unknown source format {fmt!r}; known: {sorted(SOURCES)}")
-    return SOURCES[fmt](path)
+    return SOURCES[fmt](path, step_rate) if fmt in STEP_INDEXED else SOURCES[fmt](path)
+
+
+def camera_frames(source, camera, start_pts: int | None = None):
+    """Decoded frames of a camera: the source's own when it stores images itself, else PyAV's."""
+    if camera.codec == "jpeg-sequence":
+        return source.frames(camera, start_pts)
+    return decode_frames(camera.path, start_pts)

@@ -1,0 +1,186 @@
+"""Reader for RLDS / Open X-Embodiment datasets as written by TFDS: ``features.json``,
+``dataset_info.json`` and ``<name>-<split>.tfrecord-NNNNN-of-MMMMM`` shards, one ``tf.train.Example``
+per episode. No TensorFlow: see ``sources/tfrecord.py``.
+
+RLDS steps carry no timestamps: step i is at ``i / step_rate`` seconds (``source_fps`` in the job
+config, by default the target ``fps``, so each step becomes one tick). ``steps/observation/state``
+is proprio, ``steps/action`` the action; every encoded image feature under ``steps/observation`` is
+a camera whose frames are the step's JPEG/PNG; ``steps/language_instruction`` gives each step's
+instruction (time-ranged when it changes). Episode ids are ``<split>_<shard>_<record>``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, validate_episode
+from trajshard.schemas.problems import Problem
+from trajshard.sources.tfrecord import RecordError, index_records, parse_example, read_record
+
+SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<split>[A-Za-z0-9_]+)\.tfrecord-(?P<shard>\d{5})-of-\d{5}$")
+PREFIX = "steps/observation/"
+
+
+def _leaves(node: dict, prefix: str = "") -> Iterator[tuple[str, dict]]:
+    """(flattened key, TFDS feature spec) of every leaf of a features.json tree."""
+    feats = node.get("featuresDict", {}).get("features")
+    if feats is None and "sequence" in node:
+        yield from _leaves(node["sequence"]["feature"], prefix)
+        return
+    if feats is None:
+        yield prefix.rstrip("/"), node
+        return
+    for name, child in feats.items():
+        yield from _leaves(child, f"{prefix}{name}/")
+
+
+class RLDSSource:
+    format = "rlds"
+
+    def __init__(self, root: str | os.PathLike, step_rate: float = 10.0) -> None:
+        self.root = Path(root).resolve()
+        self.step_rate = float(step_rate)
+        self.notes: list[str] = []
+        spec_path = self.root / "features.json"
+        if not spec_path.is_file():
+            raise FileNotFoundError(f"{root}: no features.json, not a TFDS/RLDS dataset")
+        self.spec = dict(_leaves(json.loads(spec_path.read_text(encoding="utf-8"))))
+        self.cameras = sorted(
+            k[len(PREFIX) :] for k, v in self.spec.items() if k.startswith(PREFIX) and "image" in v
+        )
+        self.shards = sorted(p for p in self.root.iterdir() if SHARD_RE.match(p.name))
+        self._index: dict[str, tuple[Path, int, int]] | None = None
+        self.rejected: list[tuple[str, str, str]] = []
+
+    def _records(self) -> dict[str, tuple[Path, int, int]]:
+        if self._index is None:
+            self._index = {}
+            for path in self.shards:
+                m = SHARD_RE.match(path.name)
+                try:
+                    records = index_records(str(path))
+                except (RecordError, OSError) as exc:
+                    self.rejected.append((path.name, path.name, f"shard cannot be indexed: {exc}"))
+                    continue
+                for k, (off, n) in enumerate(records):
+                    self._index[f"{m['split']}_{m['shard']}_{k:06d}"] = (path, off, n)
+        return self._index
+
+    def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
+        ids = sorted(self._records())
+        return ids, list(self.rejected)
+
+    def _example(self, episode_id: str) -> tuple[dict, str]:
+        rec = self._records().get(episode_id)
+        if rec is None:
+            raise EpisodeError(episode_id, "tfrecord", "no such episode in the shards")
+        path, off, n = rec
+        try:
+            return parse_example(read_record(str(path), off, n)), path.name
+        except RecordError as exc:
+            raise EpisodeError(episode_id, path.name, str(exc)) from exc
+
+    def load(self, episode_id: str) -> Episode:
+        ex, fname = self._example(episode_id)
+        actions = ex.get("steps/action")
+        if actions is None:
+            raise EpisodeError(episode_id, fname, "no steps/action feature")
+        n = len(ex.get("steps/is_first", [])) or None
+        streams = {}
+        for key, name in (("steps/observation/state", "proprio"), ("steps/action", "action")):
+            if key not in ex:
+                raise EpisodeError(episode_id, fname, f"no {key} feature")
+            flat = np.asarray(ex[key], dtype=np.float32)
+            dims = self._dims(key) or (len(flat) // n if n else 0)
+            if not dims or len(flat) % dims:
+                raise EpisodeError(
+                    episode_id, fname, f"{key} holds {len(flat)} values, not a multiple of {dims}"
+                )
+            values = flat.reshape(-1, dims)
+            n = n or len(values)
+            if len(values) != n:
+                raise EpisodeError(episode_id, fname, f"{key} has {len(values)} steps, the episode {n}")
+            streams[name] = Stream(name, np.arange(n) / self.step_rate, values, (), fname)
+        cameras = {}
+        for cam in self.cameras:
+            frames = ex.get(PREFIX + cam, [])
+            if len(frames) != n:
+                raise EpisodeError(episode_id, fname, f"camera {cam!r}: {len(frames)} images for {n} steps")
+            w, h = self._image_size(episode_id, fname, cam, frames[0])
+            cameras[cam] = Camera(
+                cam,
+                f"{fname}#{episode_id}",
+                np.arange(n) / self.step_rate,
+                np.arange(n, dtype=np.int64),
+                w,
+                h,
+                "jpeg-sequence",
+            )
+        ep = Episode(
+            episode_id,
+            self._instructions(ex, n),
+            streams,
+            cameras,
+            source=str(self.root),
+            extra={"is_terminal": bool(np.any(ex.get("steps/is_terminal", [0])))},
+        )
+        problems = validate_episode(ep)
+        if problems:
+            raise EpisodeError(episode_id, problems[0].field, "; ".join(p.message for p in problems))
+        return ep
+
+    def check(self, episode_id: str) -> list[Problem]:
+        try:
+            self.load(episode_id)
+        except EpisodeError as exc:
+            return [Problem(episode_id, exc.where, exc.message)]
+        return []
+
+    def frames(self, camera: Camera, start_pts: int | None = None) -> Iterator[av.VideoFrame]:
+        """The camera's images decoded one at a time, as frames with pts = step index."""
+        episode_id = camera.path.split("#", 1)[1]
+        ex, _ = self._example(episode_id)
+        for i, data in enumerate(ex[PREFIX + camera.name]):
+            if start_pts and i < start_pts:
+                continue
+            frame = av.VideoFrame.from_ndarray(
+                np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), format="rgb24"
+            )
+            frame.pts = i
+            yield frame
+
+    def _dims(self, key: str) -> int:
+        dims = self.spec.get(key, {}).get("tensor", {}).get("shape", {}).get("dimensions", [])
+        return int(np.prod([int(d) for d in dims])) if dims else 0
+
+    def _image_size(self, episode_id: str, fname: str, cam: str, data: bytes) -> tuple[int, int]:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return img.size
+        except Exception as exc:  # noqa: BLE001
+            raise EpisodeError(
+                episode_id, fname, f"camera {cam!r}: first image does not decode: {exc}"
+            ) from exc
+
+    def _instructions(self, ex: dict, n: int) -> tuple[Segment, ...]:
+        texts = [t.decode("utf-8", errors="replace") for t in ex.get("steps/language_instruction", [])]
+        if len(texts) != n or not any(t.strip() for t in texts):
+            return (Segment(float("-inf"), float("inf"), ""),)
+        segs, start = [], 0
+        for i in range(1, n + 1):
+            if i == n or texts[i] != texts[start]:
+                end = float("inf") if i == n else i / self.step_rate
+                segs.append(
+                    Segment(float("-inf") if start == 0 else start / self.step_rate, end, texts[start])
+                )
+                start = i
+        return tuple(segs)
