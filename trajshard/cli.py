@@ -22,12 +22,12 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.argument("source", type=click.Path(exists=True))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", "raw", "lerobot", "rlds"]),
+    type=click.Choice(["auto", "raw", "lerobot", "rlds", "hdf5"]),
     default=None,
     help="Source format.",
 )
@@ -84,11 +84,11 @@ def ingest(source, out, fmt, config_path, progress, cameras, **flags) -> None:
 
 
 @main.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path", type=click.Path(exists=True))
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", "raw", "lerobot", "rlds"]),
+    type=click.Choice(["auto", "raw", "lerobot", "rlds", "hdf5"]),
     default="auto",
     help="Source format.",
 )

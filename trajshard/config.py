@@ -14,7 +14,7 @@ from pathlib import Path
 
 RESIZE_MODES = ("stretch", "pad", "center-crop")
 TOKENIZERS = ("uniform", "quantile", "fast")
-FORMATS = ("auto", "raw", "lerobot", "rlds")
+FORMATS = ("auto", "raw", "lerobot", "rlds", "hdf5")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 
 

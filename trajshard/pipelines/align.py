@@ -160,8 +160,6 @@ def align(ep: Episode, cfg: AlignConfig) -> list[AlignedEpisode]:
             "cameras",
             f"configured cameras {missing} are not in the episode (it has {sorted(ep.cameras)})",
         )
-    if not cams:
-        raise EpisodeError(eid, "cameras", "the episode has no camera")
     times = {n: s.timestamps for n, s in ep.streams.items()}
     times.update({c: ep.cameras[c].timestamps for c in cams})
     files = {n: s.source or n for n, s in ep.streams.items()}

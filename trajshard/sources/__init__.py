@@ -10,13 +10,15 @@ import json
 import os
 from pathlib import Path
 
+from trajshard.sources.hdf5 import HDF5Source
 from trajshard.sources.lerobot import LeRobotSource
 from trajshard.sources.raw import RawSource
 from trajshard.sources.rlds import RLDSSource
 from trajshard.sources.video import decode_frames
 
-SOURCES = {"raw": RawSource, "lerobot": LeRobotSource, "rlds": RLDSSource}
-STEP_INDEXED = {"rlds"}
+SOURCES = {"raw": RawSource, "lerobot": LeRobotSource, "rlds": RLDSSource, "hdf5": HDF5Source}
+STEP_INDEXED = {"rlds", "hdf5"}
+STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg"}
 
 
 def is_trajshard_output(path: str | os.PathLike) -> bool:
@@ -32,14 +34,18 @@ def is_trajshard_output(path: str | os.PathLike) -> bool:
 def detect_format(path: str | os.PathLike) -> str:
     """Guess a source's format from what it holds; raise ValueError when nothing fits."""
     root = Path(path)
+    if root.is_file() and root.suffix in (".hdf5", ".h5"):
+        return "hdf5"
     if not root.is_dir():
-        raise ValueError(f"{path}: not a directory")
+        raise ValueError(f"{path}: not a directory or an .hdf5 file")
     if is_trajshard_output(root):
         raise ValueError(f"{path}: this is a trajshard output, not a source")
     if (root / "meta" / "info.json").is_file():
         return "lerobot"
     if (root / "features.json").is_file() and any(".tfrecord-" in p.name for p in root.iterdir()):
         return "rlds"
+    if any(p.suffix in (".hdf5", ".h5") for p in root.iterdir()):
+        return "hdf5"
     for child in sorted(root.iterdir())[:1000]:
         if child.is_dir() and (child / "episode.json").is_file():
             return "raw"
@@ -59,6 +65,6 @@ def open_source(path: str | os.PathLike, fmt: str = "auto", step_rate: float = 1
 
 def camera_frames(source, camera, start_pts: int | None = None):
     """Decoded frames of a camera: the source's own when it stores images itself, else PyAV's."""
-    if camera.codec == "jpeg-sequence":
+    if camera.codec in STORED_IMAGES:
         return source.frames(camera, start_pts)
     return decode_frames(camera.path, start_pts)
