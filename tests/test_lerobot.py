@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow.parquet as pq
 import webdataset as wds
 
@@ -11,10 +12,12 @@ from tests import groundtruth as gt
 from tests.conftest import shared_data
 from tests.lerobot_v3 import write_v3
 from trajshard.config import JobConfig
+from trajshard.pipelines.frames import frame_to_rgb
 from trajshard.pipelines.ingest import run_ingest
 from trajshard.reports.validation import validate_output
 from trajshard.reports.validation_source import validate_source
 from trajshard.sources import detect_format, open_source
+from trajshard.sources.video import decode_frames
 
 
 def test_g1_v21_episodes_with_and_without_video():
@@ -44,14 +47,33 @@ def test_gr00t_v20_messy_metadata():
 
 
 def test_g1_ingest_quarantines_the_94_episodes_without_video(tmp_path, ray_session):
+    root = shared_data("g1_lerobot_v21")
     out = tmp_path / "g1"
-    report = run_ingest(
-        str(shared_data("g1_lerobot_v21")), str(out), JobConfig(workers=2, image_size=96), progress=False
-    )
+    cfg = JobConfig(workers=2, fps=30, image_size=128)  # one tick per source frame
+    report = run_ingest(str(root), str(out), cfg, progress=False)
     assert (report.episodes_written, report.episodes_quarantined) == (6, 94)
     assert validate_output(out).ok
     lines = [json.loads(x) for x in (out / "meta" / "quarantine.jsonl").read_text().splitlines()]
     assert all("video file is missing" in q["reason"] for q in lines)
+
+    # frame-exact and bit-exact on episode 29: the sample's image is the source frame at its time
+    table = pq.read_table(root / "data" / "chunk-000" / "episode_000029.parquet")
+    state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False)).astype(np.float32)
+    action = np.stack(table.column("action").to_numpy(zero_copy_only=False)).astype(np.float32)
+    video = root / "videos" / "chunk-000" / "observation.images.cam_high" / "episode_000029.mp4"
+    frames = [frame_to_rgb(f, 128, "stretch") for f in decode_frames(str(video))]
+    manifest = json.loads((out / "meta" / "manifest.json").read_text())
+    urls = [str(out / m["name"]) for m in manifest["shards"]]
+    samples = [
+        s
+        for s in wds.WebDataset(urls, shardshuffle=False).decode("rgb8")
+        if s["meta.json"]["episode"] == "episode_000029"
+    ]
+    assert len(samples) == len(frames) == len(state)
+    for i, s in enumerate(samples):
+        assert np.array_equal(s["state.npy"], state[i]) and np.array_equal(s["action.npy"], action[i])
+        mse = np.mean((s["cam_high.jpg"].astype(np.float64) - frames[i]) ** 2)
+        assert 10 * np.log10(255**2 / max(mse, 1e-12)) > 40
 
 
 def test_v3_several_episodes_per_file(tmp_path, ray_session):

@@ -42,16 +42,22 @@ def frame_to_rgb(frame, size: int, mode: str) -> np.ndarray:
     return np.ascontiguousarray(rgb[top : top + size, left : left + size])
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+def encode_jpeg(rgb: np.ndarray, quality: int, subsampling: str = "4:4:4") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb, mode="RGB").save(
-        buf, format="JPEG", quality=quality, subsampling="4:2:0", optimize=False, progressive=False
+        buf, format="JPEG", quality=quality, subsampling=subsampling, optimize=False, progressive=False
     )
     return buf.getvalue()
 
 
 def tick_images(
-    frames: Iterable, pts: np.ndarray, needed: np.ndarray, size: int, mode: str, quality: int
+    frames: Iterable,
+    pts: np.ndarray,
+    needed: np.ndarray,
+    size: int,
+    mode: str,
+    quality: int,
+    subsampling: str = "4:4:4",
 ) -> Iterator[bytes]:
     """Yield the JPEG of frame ``needed[t]`` for each tick t (``needed`` is non-decreasing).
 
@@ -75,7 +81,11 @@ def tick_images(
                 f"frame {int(needed[t])} (pts {int(pts[needed[t]])}) was never decoded; "
                 f"the decoder went from before it to frame {i}"
             )
-        image = encode_jpeg(frame_to_rgb(frame, size, mode), quality)
+        stored = getattr(frame, "jpeg", None)
+        if stored is not None and (frame.width, frame.height) == (size, size):
+            image = stored  # already a JPEG of the output size: the source's bytes, untouched
+        else:
+            image = encode_jpeg(frame_to_rgb(frame, size, mode), quality, subsampling)
         while t < n_ticks and int(needed[t]) == i:
             yield image
             t += 1

@@ -218,6 +218,7 @@ def _camera_images(source, ep: Episode, al: AlignedEpisode, cam: str, cfg: JobCo
             cfg.image_size,
             cfg.resize_mode,
             cfg.jpeg_quality,
+            cfg.jpeg_subsampling,
         )
     except (FrameError, VideoError, av.FFmpegError, OSError, ValueError) as exc:
         raise EpisodeError(

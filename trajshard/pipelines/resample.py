@@ -20,19 +20,30 @@ def _nearest_gap(ts: np.ndarray, ticks: np.ndarray) -> np.ndarray:
     return np.minimum(np.abs(ts[idx] - ticks), np.abs(ticks - ts[idx - 1]))
 
 
+def snap(ts: np.ndarray, values: np.ndarray, ticks: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Where a tick is within EPS of a sample, take that sample's value exactly (so values reach the
+    shards bit-exact when the clock runs at the source's own rate, float32 timestamps included)."""
+    right = np.clip(np.searchsorted(ts, ticks), 0, len(ts) - 1)
+    left = np.clip(right - 1, 0, len(ts) - 1)
+    near = np.where(np.abs(ts[left] - ticks) <= np.abs(ts[right] - ticks), left, right)
+    on = np.abs(ts[near] - ticks) <= EPS
+    out[on] = values[near[on]]
+    return out
+
+
 def linear(ts: np.ndarray, values: np.ndarray, ticks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation per column; exact on linear signals."""
+    """Linear interpolation per column; exact on linear signals; a tick on a sample takes it exactly."""
     out = np.empty((len(ticks), values.shape[1]), dtype=np.float64)
     for d in range(values.shape[1]):
         out[:, d] = np.interp(ticks, ts, values[:, d].astype(np.float64))
-    return out, _nearest_gap(ts, ticks)
+    return snap(ts, values, ticks, out), _nearest_gap(ts, ticks)
 
 
 def angular(ts: np.ndarray, values: np.ndarray, ticks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Angles in radians: interpolate along the short way across the +-pi wrap, result in [-pi, pi)."""
     unwrapped = np.unwrap(values.astype(np.float64), axis=0)
     out, dt = linear(ts, unwrapped, ticks)
-    return (out + np.pi) % (2 * np.pi) - np.pi, dt
+    return snap(ts, values, ticks, (out + np.pi) % (2 * np.pi) - np.pi), dt
 
 
 def hold(ts: np.ndarray, values: np.ndarray, ticks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +70,7 @@ def slerp(ts: np.ndarray, quats: np.ndarray, ticks: np.ndarray) -> tuple[np.ndar
     wa = np.where(small, 1 - u, np.sin((1 - u) * theta) / np.where(small, 1, sin))
     wb = np.where(small, u, np.sin(u * theta) / np.where(small, 1, sin))
     out = wa * a + wb * b
-    return out / np.linalg.norm(out, axis=1, keepdims=True), _nearest_gap(ts, ticks)
+    return snap(ts, q, ticks, out / np.linalg.norm(out, axis=1, keepdims=True)), _nearest_gap(ts, ticks)
 
 
 def nearest_frames(frame_times: np.ndarray, ticks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

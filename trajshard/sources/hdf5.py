@@ -27,6 +27,7 @@ from PIL import Image
 
 from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, validate_episode
 from trajshard.schemas.problems import Problem
+from trajshard.sources.video import StoredJpeg
 
 
 def _attr_text(v: object) -> str:
@@ -165,11 +166,11 @@ class HDF5Source:
         with h5py.File(file, "r") as h:
             d = h[path]
             for i in range(start_pts or 0, d.shape[0]):
-                if camera.codec == "hdf5-jpeg":
-                    rgb = np.asarray(Image.open(io.BytesIO(bytes(d[i]))).convert("RGB"))
-                else:
-                    rgb = np.ascontiguousarray(d[i], dtype=np.uint8)
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                if camera.codec == "hdf5-jpeg":  # padded JPEG bytes: cut at the end-of-image marker
+                    raw = bytes(d[i])
+                    yield StoredJpeg(raw[: raw.rfind(b"\xff\xd9") + 2] if b"\xff\xd9" in raw else raw, i)
+                    continue
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(d[i], dtype=np.uint8), format="rgb24")
                 frame.pts = i
                 yield frame
 

@@ -25,6 +25,7 @@ from PIL import Image
 from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, validate_episode
 from trajshard.schemas.problems import Problem
 from trajshard.sources.tfrecord import RecordError, index_records, parse_example, read_record
+from trajshard.sources.video import StoredJpeg
 
 SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<split>[A-Za-z0-9_]+)\.tfrecord-(?P<shard>\d{5})-of-\d{5}$")
 PREFIX = "steps/observation/"
@@ -152,11 +153,7 @@ class RLDSSource:
         for i, data in enumerate(ex[PREFIX + camera.name]):
             if start_pts and i < start_pts:
                 continue
-            frame = av.VideoFrame.from_ndarray(
-                np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), format="rgb24"
-            )
-            frame.pts = i
-            yield frame
+            yield StoredJpeg(data, i)
 
     def _dims(self, key: str) -> int:
         dims = self.spec.get(key, {}).get("tensor", {}).get("shape", {}).get("dimensions", [])

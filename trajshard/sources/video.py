@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import av
 import numpy as np
+from PIL import Image
 
 MAX_FRAMES = 10_000_000  # a probe stops here: a header can not make us allocate without limit
 
@@ -77,3 +79,32 @@ def decode_frames(path: str, start_pts: int | None = None) -> Iterator[av.VideoF
         if start_pts:
             container.seek(int(start_pts), stream=stream, backward=True, any_frame=False)
         yield from container.decode(stream)
+
+
+class StoredJpeg:
+    """A frame a source stores as JPEG bytes (RLDS, compressed HDF5): decoded only when it must be
+    resized; when it already has the output size, its bytes go into the shard unchanged."""
+
+    def __init__(self, data: bytes, pts: int) -> None:
+        self.jpeg: bytes | None = data
+        self.data, self.pts = data, pts
+        with Image.open(io.BytesIO(data)) as img:
+            self.width, self.height = img.size
+            if img.mode != "RGB" or img.format != "JPEG":
+                self.jpeg = None  # not an RGB JPEG: re-encoded like any decoded frame
+
+    def to_ndarray(
+        self,
+        width: int | None = None,
+        height: int | None = None,
+        format: str = "rgb24",
+        interpolation: str = "AREA",
+    ) -> np.ndarray:
+        rgb = np.asarray(Image.open(io.BytesIO(self.data)).convert("RGB"))
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        return frame.to_ndarray(
+            width=width or self.width,
+            height=height or self.height,
+            format=format,
+            interpolation=interpolation,
+        )
