@@ -27,7 +27,7 @@ def main(verbose: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", "raw", "lerobot", "rlds", "hdf5"]),
+    type=click.Choice(["auto", "raw", "lerobot", "rlds", "hdf5", "mcap"]),
     default=None,
     help="Source format.",
 )
@@ -89,7 +89,7 @@ def ingest(source, out, fmt, config_path, progress, cameras, **flags) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", "raw", "lerobot", "rlds", "hdf5"]),
+    type=click.Choice(["auto", "raw", "lerobot", "rlds", "hdf5", "mcap"]),
     default="auto",
     help="Source format.",
 )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 RESIZE_MODES = ("stretch", "pad", "center-crop")
 TOKENIZERS = ("uniform", "quantile", "fast")
-FORMATS = ("auto", "raw", "lerobot", "rlds", "hdf5")
+FORMATS = ("auto", "raw", "lerobot", "rlds", "hdf5", "mcap")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 
 
@@ -22,6 +22,7 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE
 class JobConfig:
     format: str = "auto"
     fps: float = 10.0
+    mcap: dict[str, object] = field(default_factory=dict)  # state_topic, action_topic, cameras, stamp
     source_fps: float | None = None  # step rate of step-indexed sources (RLDS); None: fps
     image_size: int = 224
     resize_mode: str = "stretch"

@@ -80,7 +80,7 @@ def _pass2_task(
 
 def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None = None) -> IngestReport:
     started = time.monotonic()
-    source = open_source(source_path, cfg.format, cfg.source_fps or cfg.fps)
+    source = open_source(source_path, cfg.format, cfg.source_fps or cfg.fps, cfg.mcap)
     src, fmt = str(source.root), source.format
     out_path = Path(out).resolve()
     if (out_path / "meta" / "info.json").exists():

@@ -111,7 +111,9 @@ def pass1_episode(
 ) -> list[EpisodeFacts] | Quarantined:
     """The facts of each aligned part of one episode, or why it is quarantined."""
     try:
-        ep, parts = load_aligned(open_source(source_path, fmt, cfg.source_fps or cfg.fps), episode_id, cfg)
+        ep, parts = load_aligned(
+            open_source(source_path, fmt, cfg.source_fps or cfg.fps, cfg.mcap), episode_id, cfg
+        )
         return _facts(episode_id, ep, parts)
     except EpisodeError as exc:
         return Quarantined(episode_id, exc.where, exc.message)
@@ -147,7 +149,7 @@ def sample_chunks(source_path: str, fmt: str, facts: list[EpisodeFacts], cfg: Jo
     order (deterministic), to train the FAST tokenizer's BPE on. Reads low-dimensional streams only."""
     sources = list(dict.fromkeys(f.source_episode for f in facts))
     step = max(1, len(sources) // cfg.fast_fit_episodes)
-    source = open_source(source_path, fmt, cfg.source_fps or cfg.fps)
+    source = open_source(source_path, fmt, cfg.source_fps or cfg.fps, cfg.mcap)
     chunks = []
     for eid in sources[::step][: cfg.fast_fit_episodes]:
         for al in load_aligned(source, eid, cfg)[1]:
@@ -167,7 +169,7 @@ def pass2_group(
 ) -> GroupResult:
     """Write one group's episodes into tar parts. An episode that fails while its frames are decoded
     is quarantined and the group is written again without it, so no part holds half an episode."""
-    source = open_source(source_path, fmt, cfg.source_fps or cfg.fps)
+    source = open_source(source_path, fmt, cfg.source_fps or cfg.fps, cfg.mcap)
     tokenizer = from_json(tokenizer_json)
     vocab = VocabMap(vocab_json["spec"], vocab_json["ids"], vocab_json["token_lo"]) if vocab_json else None
     todo, quarantined = list(episode_ids), []

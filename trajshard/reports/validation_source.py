@@ -18,7 +18,7 @@ from trajshard.sources import open_source
 def validate_source(path: str, fmt: str = "auto", cfg: JobConfig | None = None) -> ValidationReport:
     cfg = cfg or JobConfig()
     report = ValidationReport()
-    source = open_source(path, fmt, cfg.source_fps or cfg.fps)
+    source = open_source(path, fmt, cfg.source_fps or cfg.fps, cfg.mcap)
     report.notes = list(getattr(source, "notes", []))
     ids, rejected = source.plan()
     report.problems += [Problem(name, f, reason) for name, f, reason in rejected]

@@ -12,13 +12,20 @@ from pathlib import Path
 
 from trajshard.sources.hdf5 import HDF5Source
 from trajshard.sources.lerobot import LeRobotSource
+from trajshard.sources.mcap_ros2 import McapSource
 from trajshard.sources.raw import RawSource
 from trajshard.sources.rlds import RLDSSource
 from trajshard.sources.video import decode_frames
 
-SOURCES = {"raw": RawSource, "lerobot": LeRobotSource, "rlds": RLDSSource, "hdf5": HDF5Source}
+SOURCES = {
+    "raw": RawSource,
+    "lerobot": LeRobotSource,
+    "rlds": RLDSSource,
+    "hdf5": HDF5Source,
+    "mcap": McapSource,
+}
 STEP_INDEXED = {"rlds", "hdf5"}
-STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg"}
+STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg", "mcap-image"}
 
 
 def is_trajshard_output(path: str | os.PathLike) -> bool:
@@ -36,6 +43,8 @@ def detect_format(path: str | os.PathLike) -> str:
     root = Path(path)
     if root.is_file() and root.suffix in (".hdf5", ".h5"):
         return "hdf5"
+    if root.is_file() and root.suffix == ".mcap":
+        return "mcap"
     if not root.is_dir():
         raise ValueError(f"{path}: not a directory or an .hdf5 file")
     if is_trajshard_output(root):
@@ -46,6 +55,8 @@ def detect_format(path: str | os.PathLike) -> str:
         return "rlds"
     if any(p.suffix in (".hdf5", ".h5") for p in root.iterdir()):
         return "hdf5"
+    if any(p.suffix == ".mcap" for p in root.iterdir()):
+        return "mcap"
     for child in sorted(root.iterdir())[:1000]:
         if child.is_dir() and (child / "episode.json").is_file():
             return "raw"
@@ -54,13 +65,18 @@ def detect_format(path: str | os.PathLike) -> str:
     )
 
 
-def open_source(path: str | os.PathLike, fmt: str = "auto", step_rate: float = 10.0):
-    """Open a source; ``step_rate`` (Hz) times step-indexed formats (RLDS) that carry no clock."""
+def open_source(
+    path: str | os.PathLike, fmt: str = "auto", step_rate: float = 10.0, mcap: dict | None = None
+):
+    """Open a source; ``step_rate`` (Hz) times step-indexed formats (RLDS, HDF5) that carry no clock;
+    ``mcap`` chooses the topics of ROS 2 recordings."""
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt not in SOURCES:
         raise ValueError(f"unknown source format {fmt!r}; known: {sorted(SOURCES)}")
-    return SOURCES[fmt](path, step_rate) if fmt in STEP_INDEXED else SOURCES[fmt](path)
+    if fmt in STEP_INDEXED:
+        return SOURCES[fmt](path, step_rate)
+    return SOURCES[fmt](path, mcap) if fmt == "mcap" else SOURCES[fmt](path)
 
 
 def camera_frames(source, camera, start_pts: int | None = None):
