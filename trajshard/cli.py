@@ -1,4 +1,4 @@
-"""The ``trajshard`` command line: ingest, validate, histogram, demo (see docs/cli.md)."""
+"""The ``trajshard`` command line: ingest, validate, stats, histogram, inspect, demo (see docs/cli.md)."""
 
 from __future__ import annotations
 

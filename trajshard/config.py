@@ -86,7 +86,7 @@ class JobConfig:
         if not re.fullmatch(r"[A-Za-z0-9_]+", self.split):
             problems.append(f"split must match [A-Za-z0-9_]+, got {self.split!r}")
         try:
-            if self.shard_size_bytes < 1024:
+            if self.shard_size_bytes < 1000:
                 problems.append(f"shard_size must be at least 1KB, got {self.shard_size!r}")
         except ValueError as exc:
             problems.append(str(exc))

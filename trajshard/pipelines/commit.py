@@ -96,6 +96,7 @@ def commit(
         "source": {"format": fmt, "raw_layout_version": RAW_LAYOUT_VERSION if fmt == "raw" else None},
         "config": cfg.output_dict(),
         "fps": cfg.fps,
+        "clock": cfg.clock if cfg.clock != "fixed" else f"fixed {cfg.fps} Hz",
         "cameras": list(first.cameras),
         "embodiments": sorted({f.embodiment for f in written}),
         "action_source": first.action_source,

@@ -25,7 +25,7 @@ from trajshard.pipelines.passes import (
     EpisodeFacts,
     GroupResult,
     Quarantined,
-    pass1_episode,
+    pass1_batch,
     pass2_group,
     sample_chunks,
 )
@@ -61,7 +61,7 @@ class IngestReport:
 def _pass1_task(
     source: str, fmt: str, ids: list[str], cfg: JobConfig
 ) -> list[list[EpisodeFacts] | Quarantined]:
-    return [pass1_episode(source, fmt, eid, cfg) for eid in ids]
+    return pass1_batch(source, fmt, ids, cfg)
 
 
 @ray.remote(num_cpus=1, max_retries=3)
@@ -297,8 +297,8 @@ class Pass1Merger:
             Quarantined(
                 f.source_episode,
                 "streams",
-                f"action {f.shape[0]}-D, state {f.shape[1]}-D, cameras {list(f.shape[2])} differ from "
-                f"the dataset's {best[0]}-D, {best[1]}-D, {list(best[2])}",
+                f"action {f.shape[0]}-D ({f.shape[3]}), state {f.shape[1]}-D, cameras {list(f.shape[2])} "
+                f"differ from the dataset's {best[0]}-D ({best[3]}), {best[1]}-D, {list(best[2])}",
             )
             for f in odd_facts.values()
         ]

@@ -18,7 +18,7 @@ from trajshard.pipelines.actions import binarize_gripper
 from trajshard.pipelines.align import AlignConfig, AlignedEpisode, SignalKinds, StreamReport, align
 from trajshard.pipelines.frames import FrameError, tick_images
 from trajshard.pipelines.samples import action_chunks, episode_samples
-from trajshard.pipelines.shards import PartInfo, PartWriter
+from trajshard.pipelines.shards import PartInfo, PartWriter, ShardWriteError
 from trajshard.pipelines.stats import StreamStats
 from trajshard.schemas.episode import Episode, EpisodeError
 from trajshard.sources import camera_frames, open_source
@@ -106,14 +106,20 @@ def load_aligned(source, episode_id: str, cfg: JobConfig) -> tuple[Episode, list
     return ep, parts
 
 
-def pass1_episode(
-    source_path: str, fmt: str, episode_id: str, cfg: JobConfig
-) -> list[EpisodeFacts] | Quarantined:
+def source_for(source_path: str, fmt: str, cfg: JobConfig):
+    return open_source(source_path, fmt, cfg.source_fps or cfg.fps, cfg.mcap)
+
+
+def pass1_batch(source_path: str, fmt: str, episode_ids: list[str], cfg: JobConfig) -> list:
+    """Pass 1 over a batch of episodes, the source opened once."""
+    source = source_for(source_path, fmt, cfg)
+    return [pass1_episode(source, eid, cfg) for eid in episode_ids]
+
+
+def pass1_episode(source, episode_id: str, cfg: JobConfig) -> list[EpisodeFacts] | Quarantined:
     """The facts of each aligned part of one episode, or why it is quarantined."""
     try:
-        ep, parts = load_aligned(
-            open_source(source_path, fmt, cfg.source_fps or cfg.fps, cfg.mcap), episode_id, cfg
-        )
+        ep, parts = load_aligned(source, episode_id, cfg)
         return _facts(episode_id, ep, parts)
     except EpisodeError as exc:
         return Quarantined(episode_id, exc.where, exc.message)
@@ -130,7 +136,7 @@ def _facts(episode_id: str, ep: Episode, parts: list[AlignedEpisode]) -> list[Ep
             start_time=float(al.times[0]),
             end_time=float(al.times[-1]),
             report=al.report,
-            shape=(al.action.shape[1], al.state.shape[1], tuple(sorted(al.frames))),
+            shape=(al.action.shape[1], al.state.shape[1], tuple(sorted(al.frames)), al.action_source),
             stats={"action": StreamStats.from_values(al.action), "state": StreamStats.from_values(al.state)},
             state_names=ep.streams["proprio"].names,
             action_names=ep.streams["action"].names
@@ -149,7 +155,7 @@ def sample_chunks(source_path: str, fmt: str, facts: list[EpisodeFacts], cfg: Jo
     order (deterministic), to train the FAST tokenizer's BPE on. Reads low-dimensional streams only."""
     sources = list(dict.fromkeys(f.source_episode for f in facts))
     step = max(1, len(sources) // cfg.fast_fit_episodes)
-    source = open_source(source_path, fmt, cfg.source_fps or cfg.fps, cfg.mcap)
+    source = source_for(source_path, fmt, cfg)
     chunks = []
     for eid in sources[::step][: cfg.fast_fit_episodes]:
         for al in load_aligned(source, eid, cfg)[1]:
@@ -169,7 +175,7 @@ def pass2_group(
 ) -> GroupResult:
     """Write one group's episodes into tar parts. An episode that fails while its frames are decoded
     is quarantined and the group is written again without it, so no part holds half an episode."""
-    source = open_source(source_path, fmt, cfg.source_fps or cfg.fps, cfg.mcap)
+    source = source_for(source_path, fmt, cfg)
     tokenizer = from_json(tokenizer_json)
     vocab = VocabMap(vocab_json["spec"], vocab_json["ids"], vocab_json["token_lo"]) if vocab_json else None
     todo, quarantined = list(episode_ids), []
@@ -202,6 +208,8 @@ def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, writer: Par
                     t = tokenizer.encode(al.action) - lo
                     np.add.at(counts, (np.broadcast_to(np.arange(tokenizer.dims), t.shape), t), 1)
                 frames += al.steps * len(al.frames)
+        except ShardWriteError:
+            raise  # the output cannot be written: not this episode's fault, the task fails (and is retried)
         except EpisodeError as exc:
             return Quarantined(eid, exc.where, exc.message), frames, roundtrip, counts
         except Exception as exc:  # noqa: BLE001

@@ -26,6 +26,10 @@ TAR_OWNER = "trajshard"
 FILE_MODE = 0o644
 
 
+class ShardWriteError(RuntimeError):
+    """The output cannot be written (disk full, permissions): the job fails, no episode is blamed."""
+
+
 @dataclass
 class PartInfo:
     name: str  # file name under shards/
@@ -36,8 +40,17 @@ class PartInfo:
 
 
 def member_bytes(sample: dict[str, bytes | str]) -> int:
-    """Bytes a sample adds to a tar: a 512-byte header per member plus the data padded to 512."""
-    return sum(BLOCK + -(-len(v) // BLOCK) * BLOCK for k, v in sample.items() if not k.startswith("_"))
+    """Bytes a sample adds to a tar: a 512-byte header per member plus the data padded to 512, and a
+    PAX extended header (two more blocks) for a member name longer than 100 bytes."""
+    key = sample.get("__key__", "")
+    total = 0
+    for k, v in sample.items():
+        if k.startswith("_"):
+            continue
+        total += BLOCK + -(-len(v) // BLOCK) * BLOCK
+        if len(f"{key}.{k}".encode()) > 100:
+            total += 2 * BLOCK
+    return total
 
 
 class PartWriter:
@@ -55,6 +68,12 @@ class PartWriter:
         self._offset = 0
 
     def write(self, sample: dict[str, bytes | str], episode_id: str) -> None:
+        try:
+            self._write(sample, episode_id)
+        except OSError as exc:
+            raise ShardWriteError(f"cannot write shard part under {self.dir}: {exc}") from exc
+
+    def _write(self, sample: dict[str, bytes | str], episode_id: str) -> None:
         size = member_bytes(sample)
         if (
             self._writer is not None
@@ -162,11 +181,11 @@ def promote_parts(shard_dir: str | os.PathLike, split: str, parts: list[PartInfo
 
 
 def clean_temporaries(shard_dir: str | os.PathLike) -> None:
-    """Remove temporary and part files left by attempts that did not finish."""
-    for p in Path(shard_dir).glob(".*.tmp"):
-        p.unlink()
-    for p in Path(shard_dir).glob("*.tar.part"):
-        p.unlink()
+    """Remove what a job that did not finish left in ``shards/`` (temporary files, parts, and shards
+    promoted by a commit that never wrote meta/info.json). Called only when OUT holds no dataset."""
+    for pattern in (".*.tmp", "*.tar.part", "*.tar"):
+        for p in Path(shard_dir).glob(pattern):
+            p.unlink()
 
 
 def iter_tar_samples(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:

@@ -76,15 +76,19 @@ class Episode:
     def instruction_at(self, t: np.ndarray) -> list[str]:
         """The instruction text of each time in ``t``.
 
-        A time inside a segment takes that segment's text; a time in no segment takes the text of
-        the last segment that started before it, or of the first segment when it precedes them all.
+        A time inside segments takes the text of the latest-starting segment that holds it
+        (start <= t < end); a time in no segment takes the text of the last segment that started
+        before it, or of the first segment when it precedes them all.
         """
         segs = sorted(self.instructions, key=lambda s: s.start)
         if not segs:
             return [""] * len(t)
-        starts = np.array([s.start for s in segs])
-        idx = np.clip(np.searchsorted(starts, t, side="right") - 1, 0, len(segs) - 1)
-        return [segs[i].text for i in idx]
+        out = []
+        for x in np.asarray(t, dtype=np.float64):
+            inside = [s for s in segs if s.start <= x < s.end]
+            started = [s for s in segs if s.start <= x]
+            out.append((inside or started or segs[:1])[-1].text)
+        return out
 
 
 def validate_episode(ep: Episode) -> list[Problem]:
@@ -136,3 +140,20 @@ def validate_episode(ep: Episode) -> list[Problem]:
         if len(cam.pts) != len(ts):
             bad(cam.path, f"camera {name!r}: {len(ts)} timestamps for {len(cam.pts)} frames")
     return problems
+
+
+def ensure_valid(ep: Episode) -> Episode:
+    """``ep`` itself, or an EpisodeError carrying every problem validate_episode finds."""
+    problems = validate_episode(ep)
+    if problems:
+        raise EpisodeError(ep.episode_id, problems[0].field, "; ".join(p.message for p in problems))
+    return ep
+
+
+def check_by_loading(source, episode_id: str) -> list[Problem]:
+    """A source's ``check``: the problem loading the episode raises, if any."""
+    try:
+        source.load(episode_id)
+    except EpisodeError as exc:
+        return [Problem(episode_id, exc.where, exc.message)]
+    return []

@@ -25,7 +25,15 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, validate_episode
+from trajshard.schemas.episode import (
+    Camera,
+    Episode,
+    EpisodeError,
+    Segment,
+    Stream,
+    check_by_loading,
+    ensure_valid,
+)
 from trajshard.schemas.problems import Problem
 from trajshard.sources.video import StoredJpeg
 
@@ -89,11 +97,7 @@ class HDF5Source:
             raise EpisodeError(episode_id, f.name, f"missing dataset {exc}") from exc
 
     def check(self, episode_id: str) -> list[Problem]:
-        try:
-            self.load(episode_id)
-        except EpisodeError as exc:
-            return [Problem(episode_id, exc.where, exc.message)]
-        return []
+        return check_by_loading(self, episode_id)
 
     def _robomimic(self, eid: str, f: Path, h: h5py.File, demo: str) -> Episode:
         g = h["data"][demo]
@@ -152,10 +156,7 @@ class HDF5Source:
             embodiment=embodiment,
             source=str(f),
         )
-        problems = validate_episode(ep)
-        if problems:
-            raise EpisodeError(eid, problems[0].field, "; ".join(p.message for p in problems))
-        return ep
+        return ensure_valid(ep)
 
     def _jpeg_size(self, f: Path, path: str) -> tuple[int, int]:
         with h5py.File(f, "r") as h, Image.open(io.BytesIO(bytes(h[path][0]))) as img:

@@ -22,7 +22,15 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, validate_episode
+from trajshard.schemas.episode import (
+    Camera,
+    Episode,
+    EpisodeError,
+    Segment,
+    Stream,
+    check_by_loading,
+    ensure_valid,
+)
 from trajshard.schemas.problems import Problem
 from trajshard.sources.video import VideoError, probe_video
 
@@ -133,17 +141,10 @@ class LeRobotSource:
             embodiment=str(self.info.get("robot_type") or ""),
             source=str(self.root),
         )
-        problems = validate_episode(ep)
-        if problems:
-            raise EpisodeError(episode_id, problems[0].field, "; ".join(p.message for p in problems))
-        return ep
+        return ensure_valid(ep)
 
     def check(self, episode_id: str) -> list[Problem]:
-        try:
-            self.load(episode_id)
-        except EpisodeError as exc:
-            return [Problem(episode_id, exc.where, exc.message)]
-        return []
+        return check_by_loading(self, episode_id)
 
     def _table(self, episode_id: str, meta: dict, index: int):
         if self.version.startswith("v3"):

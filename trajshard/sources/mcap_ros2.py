@@ -28,7 +28,15 @@ import av
 import numpy as np
 from PIL import Image
 
-from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, validate_episode
+from trajshard.schemas.episode import (
+    Camera,
+    Episode,
+    EpisodeError,
+    Segment,
+    Stream,
+    check_by_loading,
+    ensure_valid,
+)
 from trajshard.schemas.problems import Problem
 from trajshard.sources.video import StoredJpeg, VideoError, probe_video
 
@@ -168,17 +176,10 @@ class McapSource:
             embodiment=meta.get("task", {}).get("embodiment", ""),
             source=str(path),
         )
-        problems = validate_episode(ep)
-        if problems:
-            raise EpisodeError(episode_id, problems[0].field, "; ".join(p.message for p in problems))
-        return ep
+        return ensure_valid(ep)
 
     def check(self, episode_id: str) -> list[Problem]:
-        try:
-            self.load(episode_id)
-        except EpisodeError as exc:
-            return [Problem(episode_id, exc.where, exc.message)]
-        return []
+        return check_by_loading(self, episode_id)
 
     def frames(self, camera: Camera, start_pts: int | None = None) -> Iterator:
         path, topic = camera.path.split("#", 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, validate_episode
+from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, ensure_valid
 from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import EPISODE_ID_RE, classify_files, validate_episode_json
 from trajshard.sources.tables import TableError, read_table, table_to_stream
@@ -87,10 +87,7 @@ class RawSource:
             success=meta.get("success"),
             source=str(ep_dir),
         )
-        problems = validate_episode(ep)
-        if problems:
-            raise EpisodeError(episode_id, problems[0].field, "; ".join(p.message for p in problems))
-        return ep
+        return ensure_valid(ep)
 
     def check(self, episode_id: str) -> list[Problem]:
         """Every layout problem of one episode (file roles, episode.json), then the first problem

@@ -22,7 +22,15 @@ import av
 import numpy as np
 from PIL import Image
 
-from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, validate_episode
+from trajshard.schemas.episode import (
+    Camera,
+    Episode,
+    EpisodeError,
+    Segment,
+    Stream,
+    check_by_loading,
+    ensure_valid,
+)
 from trajshard.schemas.problems import Problem
 from trajshard.sources.tfrecord import RecordError, index_records, parse_example, read_record
 from trajshard.sources.video import StoredJpeg
@@ -134,17 +142,10 @@ class RLDSSource:
             source=str(self.root),
             extra={"is_terminal": bool(np.any(ex.get("steps/is_terminal", [0])))},
         )
-        problems = validate_episode(ep)
-        if problems:
-            raise EpisodeError(episode_id, problems[0].field, "; ".join(p.message for p in problems))
-        return ep
+        return ensure_valid(ep)
 
     def check(self, episode_id: str) -> list[Problem]:
-        try:
-            self.load(episode_id)
-        except EpisodeError as exc:
-            return [Problem(episode_id, exc.where, exc.message)]
-        return []
+        return check_by_loading(self, episode_id)
 
     def frames(self, camera: Camera, start_pts: int | None = None) -> Iterator[av.VideoFrame]:
         """The camera's images decoded one at a time, as frames with pts = step index."""
