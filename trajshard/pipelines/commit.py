@@ -154,13 +154,13 @@ def _histogram_picture(
     if not parts or roundtrip is None:
         return False
     from trajshard.reports.histogram import Histogram
-    from trajshard.reports.plots import histogram_png
+    from trajshard.reports.plots import histogram_heatmap_png
 
     counts = np.sum(parts, axis=0)
     if tok_json.get("mode") == "openvla":  # token == bins decodes into the last interval
         counts[:, -2] += counts[:, -1]
         counts = counts[:, :-1]
-    histogram_png(Histogram(counts, roundtrip.sq, names, roundtrip.count), meta / "histogram.png")
+    histogram_heatmap_png(Histogram(counts, roundtrip.sq, names, roundtrip.count), meta / "histogram.png")
     return True
 
 

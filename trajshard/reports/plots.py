@@ -39,8 +39,9 @@ def histogram_png(h, path: str | Path) -> None:
             ax.axis("off")
             continue
         s = h.dim_summary(d)
-        colors = ["#c0392b" if b in (0, bins - 1) else "#2c7fb8" for b in range(bins)]
-        ax.bar(np.arange(bins), h.counts[d], width=1.0, color=colors)
+        edges = np.arange(bins + 1) - 0.5
+        ax.stairs(h.counts[d], edges, fill=True, color="#2c7fb8")  # one artist, not one bar per bin
+        ax.bar([0, bins - 1], h.counts[d][[0, -1]], width=1.0, color="#c0392b")
         ax.set_title(f"{d} {s['name']}"[:32], fontsize=9)
         ax.text(
             0.02,
@@ -54,7 +55,36 @@ def histogram_png(h, path: str | Path) -> None:
         ax.set_xlim(-0.5, bins - 0.5)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"action-bin occupancy: {h.samples} samples, {bins} bins (edge bins red)", fontsize=11)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.04, top=1 - 0.5 / rows, wspace=0.15, hspace=0.45)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def histogram_heatmap_png(h, path: str | Path) -> None:
+    """One picture of every dimension's bin occupancy: a row per dimension, share of samples per bin
+    on a log colour scale. Fast at any number of dimensions (one axes), so the dataset card uses it."""
+    plt = _plt()
+    from matplotlib.colors import LogNorm
+
+    dims, bins = h.counts.shape
+    share = h.counts / np.maximum(h.counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.22 * dims))
+    im = ax.imshow(
+        np.where(share > 0, share, np.nan),
+        aspect="auto",
+        interpolation="nearest",
+        cmap="viridis",
+        norm=LogNorm(vmin=max(share[share > 0].min(initial=1e-6), 1e-6), vmax=1.0),
+    )
+    ax.set_yticks(
+        range(dims), [f"{d} {h.names[d] if d < len(h.names) else ''}"[:24] for d in range(dims)], fontsize=7
+    )
+    ax.set_xlabel("bin")
+    ax.set_title(f"action-bin occupancy (share of {h.samples} samples; empty bins blank)", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
+    fig.subplots_adjust(
+        left=0.18, right=0.98, top=1 - 0.5 / (1.2 + 0.22 * dims), bottom=0.6 / (1.2 + 0.22 * dims)
+    )
     _save(fig, path)
     plt.close(fig)
 
