@@ -83,7 +83,7 @@ def histogram_heatmap_png(h, path: str | Path) -> None:
     ax.set_title(f"action-bin occupancy (share of {h.samples} samples; empty bins blank)", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
     fig.subplots_adjust(
-        left=0.18, right=0.98, top=1 - 0.5 / (1.2 + 0.22 * dims), bottom=0.6 / (1.2 + 0.22 * dims)
+        left=0.18, right=0.9, top=1 - 0.5 / (1.2 + 0.22 * dims), bottom=0.6 / (1.2 + 0.22 * dims)
     )
     _save(fig, path)
     plt.close(fig)
