@@ -32,6 +32,7 @@ ON_GAP = ("split", "quarantine")
 # Slack when matching the ends of stream spans: float32 timestamps (LeRobot writes them) put 9.2 s at
 # 9.19999981 s, which must not cost the last tick.
 SPAN_EPS = 1e-4
+SPAN_RATIO = 20  # streams of one episode lasting 20x as long as another: a unit error, not a recording
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,14 @@ def align(ep: Episode, cfg: AlignConfig) -> list[AlignedEpisode]:
         _check_kinds(ep, name, cfg.kinds_of(name))
 
     spans = {n: (float(t[0]), float(t[-1])) for n, t in times.items()}
+    lengths = {n: e - s for n, (s, e) in spans.items() if e > s}
+    if lengths and max(lengths.values()) > SPAN_RATIO * min(lengths.values()) + 1.0:
+        desc = ", ".join(f"{k} {v:.3g} s" for k, v in sorted(lengths.items()))
+        raise EpisodeError(
+            eid,
+            "streams",
+            f"stream durations disagree by more than {SPAN_RATIO}x ({desc}): timestamps in the wrong unit?",
+        )
     if cfg.clock == "fixed":
         ticks = target_clock(spans, cfg.fps, eid)
     else:

@@ -13,6 +13,7 @@ import numpy as np
 from trajshard.schemas.problems import Problem
 
 EPISODE_SCHEMA_VERSION = 1
+MAX_STEP_S = 600.0  # two samples of one stream further apart than this: a clock jump, not a dropout
 
 
 class EpisodeError(ValueError):
@@ -114,6 +115,13 @@ def validate_episode(ep: Episode) -> list[Problem]:
             continue
         if not np.all(np.isfinite(ts)):
             bad(where, f"stream {name!r}: {int((~np.isfinite(ts)).sum())} timestamps are NaN or infinite")
+        elif np.any(np.diff(ts) > MAX_STEP_S):
+            i = int(np.argmax(np.diff(ts) > MAX_STEP_S))
+            bad(
+                where,
+                f"stream {name!r}: timestamps jump by {ts[i + 1] - ts[i]:.0f} s at row {i + 1} "
+                "(a clock jump, or timestamps in the wrong unit)",
+            )
         elif np.any(np.diff(ts) <= 0):
             i = int(np.argmax(np.diff(ts) <= 0))
             bad(

@@ -62,6 +62,7 @@ class LeRobotSource:
         self.video_keys = sorted(k for k, v in feats.items() if v.get("dtype") == "video")
         self.state_key = "observation.state" if "observation.state" in feats else None
         self.notes: list[str] = []
+        self.duplicates: set[str] = set()
         self.tasks = self._tasks()
         self.episodes = self._episodes()
         pattern = "{k}/*/*" if self.version.startswith("v3") else "*/{k}/*"
@@ -90,10 +91,21 @@ class LeRobotSource:
                 rows += pq.read_table(f).to_pylist()
         else:
             rows = _jsonl(self.root / "meta" / "episodes.jsonl")
-        return {f"episode_{int(r['episode_index']):06d}": r for r in rows}
+        out: dict[str, dict] = {}
+        for r in rows:
+            eid = f"episode_{int(r['episode_index']):06d}"
+            if eid in out:
+                self.duplicates.add(eid)
+            out[eid] = r
+        return out
 
     def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
-        return sorted(self.episodes), []
+        """Episodes listed once; an episode index listed twice is quarantined, not guessed between."""
+        rejected = [
+            (e, "meta/episodes", "episode index listed more than once in the metadata")
+            for e in sorted(self.duplicates)
+        ]
+        return sorted(set(self.episodes) - self.duplicates), rejected
 
     # -- v2 paths ---------------------------------------------------------------------------------
 
@@ -153,8 +165,13 @@ class LeRobotSource:
             )
             if not path.is_file():
                 raise EpisodeError(episode_id, str(path.relative_to(self.root)), "data file is missing")
-            t = pq.read_table(path)
-            t = t.filter(pc.equal(t.column("episode_index"), index))
+            try:
+                t = pq.read_table(path)
+                t = t.filter(pc.equal(t.column("episode_index"), index))
+            except Exception as exc:  # noqa: BLE001 - an unreadable data file is this episode's problem
+                raise EpisodeError(
+                    episode_id, str(path.relative_to(self.root)), f"cannot be read: {exc}"
+                ) from exc
             return t, str(path.relative_to(self.root)), 0.0
         path = self._v2_path("data_path", index)
         if path is None:

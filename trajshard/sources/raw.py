@@ -99,12 +99,9 @@ class RawSource:
         problems = classify_files(episode_id, names)[1]
         if (ep_dir / "episode.json").is_file():
             try:
-                meta = json.loads(
-                    (ep_dir / "episode.json").read_bytes()[:MAX_EPISODE_JSON_BYTES].decode("utf-8")
-                )
-                problems += validate_episode_json(episode_id, meta)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                problems.append(Problem(episode_id, "episode.json", f"not UTF-8 JSON: {exc}"))
+                self._episode_json(episode_id, ep_dir / "episode.json", problems)
+            except EpisodeError as exc:
+                problems.append(Problem(episode_id, exc.where, exc.message))
         if not problems:
             try:
                 self.load(episode_id)
@@ -120,7 +117,8 @@ class RawSource:
             raise EpisodeError(episode_id, path.name, "is a link to a place outside the source")
         return path
 
-    def _episode_json(self, episode_id: str, path: Path) -> dict:
+    def _episode_json(self, episode_id: str, path: Path, collect: list[Problem] | None = None) -> dict:
+        """Parsed episode.json; schema problems raise (or, with ``collect``, are all appended)."""
         path = self._file(episode_id, path)
         size = path.stat().st_size
         if size > MAX_EPISODE_JSON_BYTES:
@@ -132,7 +130,9 @@ class RawSource:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise EpisodeError(episode_id, "episode.json", f"not UTF-8 JSON: {exc}") from exc
         problems = validate_episode_json(episode_id, meta)
-        if problems:
+        if collect is not None:
+            collect += problems
+        elif problems:
             raise EpisodeError(episode_id, "episode.json", "; ".join(p.message for p in problems))
         return meta
 

@@ -58,6 +58,10 @@ def probe_video(path: str) -> VideoProbe:
         ctx = stream.codec_context
         width, height, codec = ctx.width, ctx.height, ctx.name
         time_base = float(stream.time_base)
+        declared_frames = int(stream.frames or 0)
+        # the container's duration, which muxers count from 0 (Matroska) or from the first frame: the
+        # smaller reading, so a file is called truncated only when its frames end before both
+        declared_end = container.duration / 1e6 if container.duration else None
     if not pts:
         raise VideoError("has no frames")
     if not width or not height:
@@ -65,6 +69,15 @@ def probe_video(path: str) -> VideoProbe:
     arr = np.sort(np.asarray(pts, dtype=np.int64))
     if np.any(np.diff(arr) == 0):
         raise VideoError("two frames share one presentation timestamp")
+    if declared_frames and len(arr) < declared_frames:
+        raise VideoError(f"truncated: {len(arr)} frames in the file, its header declares {declared_frames}")
+    if declared_end and len(arr) > 1:
+        last = arr[-1] * time_base
+        interval = float(np.median(np.diff(arr))) * time_base
+        if last + 2 * interval + 0.25 < declared_end:
+            raise VideoError(
+                f"truncated: frames end at {last:.2f} s, its header declares {declared_end:.2f} s"
+            )
     return VideoProbe(arr, time_base, width, height, codec)
 
 
