@@ -54,17 +54,27 @@ class LeRobotSource:
         info_path = self.root / "meta" / "info.json"
         if not info_path.is_file():
             raise FileNotFoundError(f"{root}: no meta/info.json, not a LeRobot dataset")
-        self.info = json.loads(info_path.read_text(encoding="utf-8"))
+        try:
+            self.info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{root}: meta/info.json is not UTF-8 JSON: {exc}") from exc
+        if not isinstance(self.info, dict) or not isinstance(self.info.get("features", {}), dict):
+            raise ValueError(f"{root}: meta/info.json must be an object with a 'features' object")
         self.version = str(self.info.get("codebase_version", "v2.1"))
         if not self.version.startswith(("v2", "v3")):
             raise ValueError(f"{root}: LeRobot {self.version} is not supported (v2.0, v2.1, v3.0 are)")
         feats = self.info.get("features", {})
-        self.video_keys = sorted(k for k, v in feats.items() if v.get("dtype") == "video")
+        self.video_keys = sorted(
+            k for k, v in feats.items() if isinstance(v, dict) and v.get("dtype") == "video"
+        )
         self.state_key = "observation.state" if "observation.state" in feats else None
         self.notes: list[str] = []
         self.duplicates: set[str] = set()
-        self.tasks = self._tasks()
-        self.episodes = self._episodes()
+        try:
+            self.tasks = self._tasks()
+            self.episodes = self._episodes()
+        except Exception as exc:  # noqa: BLE001 - unreadable metadata: the whole source, said at once
+            raise ValueError(f"{root}: the episode or task metadata in meta/ cannot be read: {exc}") from exc
         pattern = "{k}/*/*" if self.version.startswith("v3") else "*/{k}/*"
         present = [k for k in self.video_keys if next((self.root / "videos").glob(pattern.format(k=k)), None)]
         for k in sorted(set(self.video_keys) - set(present)):
