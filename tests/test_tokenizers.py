@@ -166,3 +166,20 @@ def test_fast_on_one_second_g1_chunks():
     with pytest.raises(FastDecodeError, match="expected 30 x 26"):
         tok.decode(tok.encode(chunks[0])[:-1])
     assert isinstance(FastTokenizer.from_json(doc_json), FastTokenizer)
+
+
+def test_uniform_on_bridge_actions_within_half_bin():
+    from tests.conftest import shared_data
+    from trajshard.sources import open_source
+
+    src = open_source(shared_data("bridge_rlds"), "rlds", 5.0)
+    episodes = [src.load(e).streams["action"].values for e in src.plan()[0]]
+    acts = np.concatenate(episodes)
+    assert acts.shape == (250, 7)
+    merged = merge_all([StreamStats.from_values(a) for a in episodes])
+    np.testing.assert_allclose(merged.to_json()["q99"], np.quantile(acts.astype(np.float64), 0.99, axis=0))
+    tok = fit("uniform", merged.to_json(), 256)
+    lo, hi = tok.bounds()
+    inside = (acts >= lo) & (acts <= hi)
+    err = np.abs(tok.decode(tok.encode(acts)) - acts)
+    assert np.all(err[inside] <= np.broadcast_to(tok.tolerance(), err.shape)[inside] + 1e-6)
