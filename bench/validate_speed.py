@@ -32,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="trajshard-validate-"))
     raw, out = work / "raw", work / "out"
-    seconds = max(4.0, 40.0 * args.gb)  # ~0.31 MB per 10 Hz sample at 512 px, 2 cameras: 8 eps x 40 s ~ 1 GB
+    seconds = max(4.0, 160.0 * args.gb)  # ~80 KB per 10 Hz sample at 512 px, 2 cameras: 8 eps x 160 s ~ 1 GB
     if not (out / "meta" / "info.json").exists():
         write_synthetic_dataset(raw, n_episodes=8, seconds=seconds, seed=0)
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
