@@ -55,7 +55,9 @@ def histogram_png(h, path: str | Path) -> None:
         ax.set_xlim(-0.5, bins - 0.5)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"action-bin occupancy: {h.samples} samples, {bins} bins (edge bins red)", fontsize=11)
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.04, top=1 - 0.5 / rows, wspace=0.15, hspace=0.45)
+    fig.subplots_adjust(
+        left=0.04, right=0.99, bottom=0.04, top=1 - 0.55 / (2.2 * rows), wspace=0.15, hspace=0.45
+    )
     _save(fig, path)
     plt.close(fig)
 

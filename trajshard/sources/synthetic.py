@@ -154,7 +154,7 @@ def _make_state_fn(rng: np.random.Generator, seconds: float) -> StateFn:
         ee_y = LINKS[0] * np.sin(q0) + LINKS[1] * np.sin(q0 + q1)
         tt = t[:, 0, 0]
         ee_z = 0.2 - 0.15 * np.exp(-(((tt - grasp) / (0.15 * seconds)) ** 2))
-        gripper = 1.0 / (1.0 + np.exp(-(tt - grasp) / 0.08))
+        gripper = 1.0 / (1.0 + np.exp(np.clip(-(tt - grasp) / 0.08, -60.0, 60.0)))
         return np.column_stack([joints, ee_x, ee_y, ee_z, gripper])
 
     return state
