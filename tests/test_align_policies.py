@@ -175,3 +175,12 @@ def test_align_output_invariants(frames, fps, causal):
         assert np.all(np.abs(ft - p.times) <= tol + 1e-9)
         if causal:
             assert np.all(ft <= p.times + resample.EPS)
+
+
+def test_derived_action_is_the_next_tick_even_across_dropped_ticks():
+    cam = np.concatenate([np.arange(0, 0.45, 0.1), np.arange(0.8, 3.0, 0.1)])  # no frames 0.5-0.7
+    ep = make_episode(cam, action=False)
+    al = one(align(ep, AlignConfig(fps=10, max_gap=5.0, video_tolerance=0.05)))
+    i = int(np.argmin(np.abs(al.times - 0.4)))
+    assert al.times[i + 1] == pytest.approx(0.8)  # ticks 0.5-0.7 were dropped
+    np.testing.assert_allclose(al.action[i, 0], 0.5, atol=1e-6)  # the state at 0.5, not at 0.8

@@ -103,3 +103,17 @@ def test_bad_episode_json_is_reported(raw_copy):
     )
     with pytest.raises(EpisodeError, match="offsets name streams"):
         RawSource(raw_copy).load("ep_000")
+
+
+def test_ids_that_cannot_be_shard_keys_are_rejected(tmp_path):
+    from trajshard.schemas.raw_layout import EPISODE_ID_RE
+    from trajshard.sources import checked_plan
+
+    assert not EPISODE_ID_RE.match("ep\n") and EPISODE_ID_RE.match("ep_1-a")
+
+    class Plan:
+        def plan(self):
+            return ["ok_1", "run.v2-demo_0", "bad\n"], []
+
+    ids, rejected = checked_plan(Plan())
+    assert ids == ["ok_1"] and {r[0] for r in rejected} == {"run.v2-demo_0", "bad\n"}

@@ -261,7 +261,10 @@ def align(ep: Episode, cfg: AlignConfig) -> list[AlignedEpisode]:
         if "action" in values:
             action, source = values["action"][sel], f"action ({cfg.action_policy})"
         else:
-            nxt = np.concatenate([state[1:], state[-1:]], axis=0)
+            # the next tick's state on the full clock, so a dropped tick never makes a later state
+            # pose as the next one
+            full = values["proprio"]
+            nxt = np.concatenate([full[1:], full[-1:]], axis=0)[sel]
             action = nxt if cfg.derive_action == "absolute" else nxt - state
             source = f"derived from proprio: next aligned state ({cfg.derive_action})"
         parts.append(

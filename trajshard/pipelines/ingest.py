@@ -29,9 +29,9 @@ from trajshard.pipelines.passes import (
     pass2_group,
     sample_chunks,
 )
-from trajshard.pipelines.shards import clean_temporaries
+from trajshard.pipelines.shards import ShardWriteError, clean_temporaries
 from trajshard.pipelines.stats import StreamStats
-from trajshard.sources import open_source
+from trajshard.sources import checked_plan, open_source
 from trajshard.tokenizers import fit
 from trajshard.tokenizers.vocab import VocabMap
 
@@ -64,7 +64,7 @@ def _pass1_task(
     return pass1_batch(source, fmt, ids, cfg)
 
 
-@ray.remote(num_cpus=1, max_retries=3)
+@ray.remote(num_cpus=1, max_retries=3, retry_exceptions=[ShardWriteError])
 def _pass2_task(
     source: str,
     fmt: str,
@@ -91,7 +91,7 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
     shard_dir.mkdir(parents=True, exist_ok=True)
     clean_temporaries(shard_dir)
 
-    ids, rejected = source.plan()
+    ids, rejected = checked_plan(source)
     quarantined = [Quarantined(name, f, reason) for name, f, reason in rejected]
     show = sys.stderr.isatty() if progress is None else progress
     owns_ray = _init_ray(cfg)
@@ -287,6 +287,17 @@ class Pass1Merger:
             self.next += 1
 
     def finish(self) -> tuple[list[EpisodeFacts], list[Quarantined], dict[str, dict]]:
+        if not self.facts:
+            return [], [], {}
+        sources = {f.source_episode for f in self.facts} | {q.episode for q in self.quarantined}
+        clash = {
+            f.source_episode for f in self.facts if f.episode != f.source_episode and f.episode in sources
+        }
+        self.quarantined += [
+            Quarantined(e, "streams", "a gap split it into parts whose ids are taken by other episodes")
+            for e in sorted(clash)
+        ]
+        self.facts = [f for f in self.facts if f.source_episode not in clash]
         if not self.facts:
             return [], [], {}
         counts = Counter(f.shape for f in self.facts)

@@ -181,7 +181,11 @@ def pass2_group(
     todo, quarantined = list(episode_ids), []
     while True:
         writer = PartWriter(shard_dir, cfg.split, group, cfg.shard_size_bytes)
-        failed, frames, roundtrip, counts = _write_episodes(source, todo, cfg, (tokenizer, vocab), writer)
+        try:
+            failed, frames, roundtrip, counts = _write_episodes(source, todo, cfg, (tokenizer, vocab), writer)
+        except BaseException:
+            writer.abort()  # nothing of a failed attempt stays in shards/
+            raise
         if failed is None:
             return GroupResult(writer.close(), quarantined, frames, roundtrip, counts)
         writer.abort()

@@ -60,6 +60,8 @@ class PartWriter:
         self.dir = Path(shard_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.prefix = f"{split}-g{group:06d}"
+        for stale in self.dir.glob(f".{self.prefix}-*.tmp"):  # an earlier attempt of this group died
+            stale.unlink(missing_ok=True)
         self.cap = cap_bytes
         self.parts: list[PartInfo] = []
         self._tmp: str | None = None
@@ -98,9 +100,13 @@ class PartWriter:
     def abort(self) -> None:
         """Drop the part being written and every part already closed by this writer."""
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-            os.unlink(self._tmp)
+            try:
+                self._writer.close()
+            finally:
+                self._file.close()
+                self._writer = None
+                if os.path.exists(self._tmp):
+                    os.unlink(self._tmp)
         for p in self.parts:
             if (self.dir / p.name).exists():
                 os.unlink(self.dir / p.name)

@@ -12,7 +12,7 @@ from trajshard.pipelines.passes import align_config
 from trajshard.reports.validation import ValidationReport
 from trajshard.schemas.episode import EpisodeError
 from trajshard.schemas.problems import Problem
-from trajshard.sources import open_source
+from trajshard.sources import checked_plan, open_source
 
 
 def validate_source(path: str, fmt: str = "auto", cfg: JobConfig | None = None) -> ValidationReport:
@@ -20,7 +20,7 @@ def validate_source(path: str, fmt: str = "auto", cfg: JobConfig | None = None) 
     report = ValidationReport()
     source = open_source(path, fmt, cfg.source_fps or cfg.fps, cfg.mcap)
     report.notes = list(getattr(source, "notes", []))
-    ids, rejected = source.plan()
+    ids, rejected = checked_plan(source)
     report.problems += [Problem(name, f, reason) for name, f, reason in rejected]
     for eid in ids:
         problems = source.check(eid)

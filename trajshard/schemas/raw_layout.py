@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from trajshard.schemas.problems import Problem
 
 RAW_LAYOUT_VERSION = 1
-EPISODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+EPISODE_ID_RE = re.compile(r"\A[A-Za-z0-9_-]+\Z")  # \Z: a trailing newline does not pass
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".webm")
 TABLE_EXTS = (".parquet", ".csv", ".jsonl")
 TABLE_STREAMS = ("proprio", "action")

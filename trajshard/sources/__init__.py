@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from trajshard.schemas.raw_layout import EPISODE_ID_RE
 from trajshard.sources.hdf5 import HDF5Source
 from trajshard.sources.lerobot import LeRobotSource
 from trajshard.sources.mcap_ros2 import McapSource
@@ -84,3 +85,13 @@ def camera_frames(source, camera, start_pts: int | None = None):
     if camera.codec in STORED_IMAGES:
         return source.frames(camera, start_pts)
     return decode_frames(camera.path, start_pts)
+
+
+def checked_plan(source) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The source's plan, with every id that cannot be a shard key ([A-Za-z0-9_-]+) rejected."""
+    ids, rejected = source.plan()
+    bad = [i for i in ids if not EPISODE_ID_RE.match(i)]
+    rejected = rejected + [
+        (i, i, "episode id must match [A-Za-z0-9_-]+ (it becomes the shard key)") for i in bad
+    ]
+    return [i for i in ids if i not in set(bad)], rejected

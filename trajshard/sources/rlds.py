@@ -81,7 +81,17 @@ class RLDSSource:
                     self.rejected.append((path.name, path.name, f"shard cannot be indexed: {exc}"))
                     continue
                 for k, (off, n) in enumerate(records):
-                    self._index[f"{m['split']}_{m['shard']}_{k:06d}"] = (path, off, n)
+                    eid = f"{m['split']}_{m['shard']}_{k:06d}"
+                    if eid in self._index:  # two shard families in one directory: never overwrite
+                        self.rejected.append(
+                            (
+                                f"{m['name']}_{eid}",
+                                path.name,
+                                f"episode id {eid} also comes from {self._index[eid][0].name}",
+                            )
+                        )
+                        continue
+                    self._index[eid] = (path, off, n)
         return self._index
 
     def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
