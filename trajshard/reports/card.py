@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from trajshard.reports.summary import reason_kind
+
 
 def dataset_card(info: dict, stats_streams: dict, quarantined: list, histogram_png: bool = False) -> str:
     c = info["counts"]
@@ -44,7 +46,7 @@ def dataset_card(info: dict, stats_streams: dict, quarantined: list, histogram_p
         ]
     lines += ["", "## Quarantine", ""]
     if quarantined:
-        by_reason = Counter(q.reason.split(":")[0] for q in quarantined)
+        by_reason = Counter(reason_kind(q.file, q.reason) for q in quarantined)
         lines += [f"- {n} x {reason}" for reason, n in by_reason.most_common()]
         lines += ["", "Every rejected episode with its reason is in `meta/quarantine.jsonl`."]
     else:

@@ -6,6 +6,7 @@ Reads only ``meta/`` (no shard is opened), so it answers in a moment on any size
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -38,11 +39,16 @@ def alignment_summary(out: str | Path) -> dict[str, dict[str, float]]:
     return summary
 
 
+def reason_kind(file: str, reason: str) -> str:
+    """A quarantine reason with its numbers masked, so the same problem in many episodes counts once."""
+    return re.sub(r"\d+(\.\d+)?", "#", f"{file or '-'}: {reason}")[:160]
+
+
 def quarantine_summary(out: str | Path) -> dict[str, int]:
-    """Quarantined episodes counted by the kind of reason (the text before its first colon)."""
+    """Quarantined episodes counted by kind of reason (file and reason, numbers masked)."""
     path = Path(out) / "meta" / "quarantine.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return dict(Counter(f"{q['file'] or '-'}: {q['reason'].split(':')[0]}" for q in map(json.loads, lines)))
+    return dict(Counter(reason_kind(q["file"], q["reason"]) for q in map(json.loads, lines)))
 
 
 def stats_report(out: str | Path) -> dict[str, object]:
