@@ -226,7 +226,7 @@ def _camera_images(source, ep: Episode, al: AlignedEpisode, cam: str, cfg: JobCo
     c = ep.cameras[cam]
     try:
         yield from tick_images(
-            camera_frames(source, c, int(c.pts[al.frames[cam][0]])),
+            camera_frames(source, c, int(c.pts[al.frames[cam][0]]), c.pts[al.frames[cam]]),
             c.pts,
             al.frames[cam],
             cfg.image_size,

@@ -80,11 +80,12 @@ def open_source(
     return SOURCES[fmt](path, mcap) if fmt == "mcap" else SOURCES[fmt](path)
 
 
-def camera_frames(source, camera, start_pts: int | None = None):
-    """Decoded frames of a camera: the source's own when it stores images itself, else PyAV's."""
+def camera_frames(source, camera, start_pts: int | None = None, needed_pts=None):
+    """Decoded frames of a camera: the source's own when it stores images itself, else PyAV's
+    (decoding only what ``needed_pts``, the frames the ticks select, depend on)."""
     if camera.codec in STORED_IMAGES:
         return source.frames(camera, start_pts)
-    return decode_frames(camera.path, start_pts)
+    return decode_frames(camera.path, start_pts, needed_pts)
 
 
 def checked_plan(source) -> tuple[list[str], list[tuple[str, str, str]]]:
