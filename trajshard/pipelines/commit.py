@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -83,7 +82,7 @@ def commit(
     names = list(written[0].action_names) if written else []
     if roundtrip is not None:
         write_json_atomic(meta / "roundtrip.json", roundtrip.to_json(names))
-    has_picture = _histogram_picture(meta, groups, tok_json, roundtrip, names)
+    has_picture = _histogram_picture(meta, tok_json, roundtrip, names)
 
     first = written[0] if written else facts[0]
     samples = sum(p.samples for p in parts)
@@ -146,20 +145,14 @@ def commit(
     )
 
 
-def _histogram_picture(
-    meta: Path, groups: list[GroupResult], tok_json: dict, roundtrip, names: list[str]
-) -> bool:
+def _histogram_picture(meta: Path, tok_json: dict, roundtrip, names: list[str]) -> bool:
     """meta/histogram.png from the token counts pass 2 gathered (per-dimension tokenizers only)."""
-    parts = [g.token_counts for g in groups if g.token_counts is not None]
-    if not parts or roundtrip is None:
+    if roundtrip is None or roundtrip.token_counts is None:
         return False
-    from trajshard.reports.histogram import Histogram
+    from trajshard.reports.histogram import Histogram, bin_counts
     from trajshard.reports.plots import histogram_heatmap_png
 
-    counts = np.sum(parts, axis=0)
-    if tok_json.get("mode") == "openvla":  # token == bins decodes into the last interval
-        counts[:, -2] += counts[:, -1]
-        counts = counts[:, :-1]
+    counts = bin_counts(roundtrip.token_counts, tok_json)
     histogram_heatmap_png(Histogram(counts, roundtrip.sq, names, roundtrip.count), meta / "histogram.png")
     return True
 

@@ -63,7 +63,6 @@ class GroupResult:
     quarantined: list[Quarantined] = field(default_factory=list)
     frames_written: int = 0
     roundtrip: RoundTrip | None = None
-    token_counts: np.ndarray | None = None  # [D, token values] for per-dimension tokenizers
 
 
 def align_config(cfg: JobConfig) -> AlignConfig:
@@ -182,12 +181,12 @@ def pass2_group(
     while True:
         writer = PartWriter(shard_dir, cfg.split, group, cfg.shard_size_bytes)
         try:
-            failed, frames, roundtrip, counts = _write_episodes(source, todo, cfg, (tokenizer, vocab), writer)
+            failed, frames, roundtrip = _write_episodes(source, todo, cfg, (tokenizer, vocab), writer)
         except BaseException:
             writer.abort()  # nothing of a failed attempt stays in shards/
             raise
         if failed is None:
-            return GroupResult(writer.close(), quarantined, frames, roundtrip, counts)
+            return GroupResult(writer.close(), quarantined, frames, roundtrip)
         writer.abort()
         quarantined.append(failed)
         todo.remove(failed.episode)
@@ -196,9 +195,6 @@ def pass2_group(
 def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, writer: PartWriter):
     tokenizer, vocab = tokens
     roundtrip = RoundTrip.empty(tokenizer.dims)
-    lo, hi = tokenizer.token_range
-    chunked = getattr(tokenizer, "chunked", False)
-    counts = None if chunked else np.zeros((tokenizer.dims, hi - lo + 1), dtype=np.int64)
     frames = 0
     for eid in todo:
         try:
@@ -208,17 +204,14 @@ def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, writer: Par
                 for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment, vocab):
                     writer.write(sample, al.episode_id)
                 roundtrip = roundtrip.merge(RoundTrip.measure(al.action, tokenizer, cfg.horizon))
-                if counts is not None:
-                    t = tokenizer.encode(al.action) - lo
-                    np.add.at(counts, (np.broadcast_to(np.arange(tokenizer.dims), t.shape), t), 1)
                 frames += al.steps * len(al.frames)
         except ShardWriteError:
             raise  # the output cannot be written: not this episode's fault, the task fails (and is retried)
         except EpisodeError as exc:
-            return Quarantined(eid, exc.where, exc.message), frames, roundtrip, counts
+            return Quarantined(eid, exc.where, exc.message), frames, roundtrip
         except Exception as exc:  # noqa: BLE001
-            return Quarantined(eid, "", _unexpected(exc)), frames, roundtrip, counts
-    return None, frames, roundtrip, counts
+            return Quarantined(eid, "", _unexpected(exc)), frames, roundtrip
+    return None, frames, roundtrip
 
 
 def _camera_images(source, ep: Episode, al: AlignedEpisode, cam: str, cfg: JobConfig):

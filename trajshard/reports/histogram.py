@@ -92,10 +92,17 @@ def compute_histogram(
             samples += 1
     if counts is None:
         raise ValueError(f"{out}: no sample found" + (" for that selection" if shards or episodes else ""))
-    if tok_doc.get("mode") == "openvla":  # token == bins (y == +1 exactly) decodes into the last interval
-        counts[:, -2] += counts[:, -1]
-        counts = counts[:, :-1]
-    return Histogram(counts, sq_err, names, samples)
+    return Histogram(bin_counts(counts, tok_doc), sq_err, names, samples)
+
+
+def bin_counts(token_counts: np.ndarray, tok_doc: dict) -> np.ndarray:
+    """[D, token values] counts as [D, bins]: in OpenVLA mode token == bins (y == +1 exactly)
+    decodes into the last interval, so it is counted there."""
+    if tok_doc.get("mode") != "openvla":
+        return token_counts
+    counts = token_counts[:, :-1].copy()
+    counts[:, -1] += token_counts[:, -1]
+    return counts
 
 
 def bar_line(counts: np.ndarray, width: int = 64) -> str:

@@ -23,6 +23,7 @@ class RoundTrip:
     clipped: np.ndarray
     lengths: dict[int, int] = field(default_factory=dict)  # tokens per unit (step or chunk) -> count
     decode_failures: int = 0
+    token_counts: np.ndarray | None = None  # [D, token values], per-dimension tokenizers only
 
     @classmethod
     def empty(cls, dims: int) -> RoundTrip:
@@ -35,6 +36,7 @@ class RoundTrip:
         x = np.asarray(actions, dtype=np.float64)
         lengths: dict[int, int] = {}
         failures = 0
+        counts = None
         if getattr(tokenizer, "chunked", False):
             from trajshard.pipelines.samples import action_chunks
 
@@ -51,7 +53,11 @@ class RoundTrip:
             x, dec = chunks.reshape(-1, x.shape[-1]), decoded.reshape(-1, x.shape[-1])
         else:
             lengths[x.shape[-1]] = len(x)
-            dec = tokenizer.decode(tokenizer.encode(x)).astype(np.float64)
+            tokens = tokenizer.encode(x)
+            dec = tokenizer.decode(tokens).astype(np.float64)
+            lo_t, hi_t = tokenizer.token_range
+            counts = np.zeros((x.shape[-1], hi_t - lo_t + 1), dtype=np.int64)
+            np.add.at(counts, (np.broadcast_to(np.arange(x.shape[-1]), tokens.shape), tokens - lo_t), 1)
         lo, hi = tokenizer.bounds()
         err = np.abs(dec - x)
         err = np.where(np.isfinite(err), err, 0.0)
@@ -67,6 +73,7 @@ class RoundTrip:
             clipped,
             lengths,
             failures,
+            counts,
         )
 
     def merge(self, o: RoundTrip) -> RoundTrip:
@@ -82,6 +89,7 @@ class RoundTrip:
             self.clipped + o.clipped,
             lengths,
             self.decode_failures + o.decode_failures,
+            _add(self.token_counts, o.token_counts),
         )
 
     def token_summary(self) -> dict[str, float]:
@@ -118,3 +126,7 @@ class RoundTrip:
             "tokens": self.token_summary(),
             "decode_failures": int(self.decode_failures),
         }
+
+
+def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return b if a is None else a if b is None else a + b
