@@ -14,7 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import ray
@@ -55,6 +55,7 @@ class IngestReport:
     shards: int
     frames: int
     seconds: float
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds of plan, pass1, fit, pass2, commit
 
 
 @ray.remote(num_cpus=1)
@@ -91,7 +92,17 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
     shard_dir.mkdir(parents=True, exist_ok=True)
     clean_temporaries(shard_dir)
 
+    phases: dict[str, float] = {}
+    mark = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        phases[name] = now - mark
+        mark = now
+
     ids, rejected = checked_plan(source)
+    lap("plan")
     quarantined = [Quarantined(name, f, reason) for name, f, reason in rejected]
     show = sys.stderr.isatty() if progress is None else progress
     owns_ray = _init_ray(cfg)
@@ -109,6 +120,7 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
             show,
             consume=pass1.add,
         )
+        lap("pass1")
         quarantined += pass1.quarantined
         facts, odd, stats_streams = pass1.finish()
         quarantined += odd
@@ -137,6 +149,7 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
                 vocab.check_against(cfg.vocab_file)
             vocab_json = vocab.to_json()
 
+        lap("fit")
         total = sum(f.steps for f in facts)
         groups = plan_groups(facts, cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total))
         group_results: list[GroupResult] = _run_bounded(
@@ -151,10 +164,11 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
             lambda r: sum(p.samples for p in r.parts),
             show,
         )
+        lap("pass2")
     finally:
         if owns_ray:
             ray.shutdown()
-    return commit.commit(
+    report = commit.commit(
         out_path,
         src,
         fmt,
@@ -169,6 +183,9 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
         seconds=time.monotonic() - started,
         report_type=IngestReport,
     )
+    lap("commit")
+    report.phases = phases
+    return report
 
 
 def plan_groups(facts: list[EpisodeFacts], task_steps: int) -> list[list[str]]:
