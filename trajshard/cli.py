@@ -54,7 +54,20 @@ def main(verbose: bool) -> None:
 @click.option("--bins", type=int, default=None, help="Tokenizer bins (default 256).")
 @click.option("--horizon", type=int, default=None, help="Action chunk length (default 1: no chunk).")
 @click.option("--shard-size", default=None, help="Shard size cap, e.g. 1GB, 256MB (default 1GB).")
-@click.option("--seed", type=int, default=None, help="Seed for anything random (default 0).")
+@click.option("--seed", type=int, default=None, help="Seed of the val split and the shuffle (default 0).")
+@click.option("--split", default=None, help="Name of the training split (default train).")
+@click.option(
+    "--val-fraction",
+    type=float,
+    default=None,
+    help="Share of episodes, by a seeded hash of the id, in 'val'.",
+)
+@click.option(
+    "--shuffle-window",
+    type=int,
+    default=None,
+    help="Episodes whose samples are interleaved across their shards (default 0: in order).",
+)
 @click.option("--workers", type=int, default=None, help="Tasks run at once (default: all CPUs Ray has).")
 @click.option("--address", default=None, help="Ray cluster address (auto, ray://...); absent: local Ray.")
 @click.option("--clock", default=None, help="fixed (ticks at --fps) or camera:<name> (one tick per frame).")

@@ -15,6 +15,7 @@ from pathlib import Path
 RESIZE_MODES = ("stretch", "pad", "center-crop")
 TOKENIZERS = ("uniform", "quantile", "fast")
 FORMATS = ("auto", "raw", "lerobot", "rlds", "hdf5", "mcap")
+VAL_SPLIT = "val"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 
 
@@ -41,7 +42,9 @@ class JobConfig:
     horizon: int = 1
     shard_size: str = "1GB"
     seed: int = 0
-    split: str = "train"
+    split: str = "train"  # the name of the training split
+    val_fraction: float = 0.0  # share of source episodes (by a seeded hash of the id) in split "val"
+    shuffle_window: int = 0  # episodes whose samples are interleaved across one group's shards; 0: off
     workers: int | None = None
     address: str | None = None
     cameras: tuple[str, ...] = ()
@@ -85,6 +88,16 @@ class JobConfig:
             problems.append(f"task_steps must be at least 1, got {self.task_steps}")
         if not re.fullmatch(r"[A-Za-z0-9_]+", self.split):
             problems.append(f"split must match [A-Za-z0-9_]+, got {self.split!r}")
+        if self.split == VAL_SPLIT:
+            problems.append(
+                f"split {VAL_SPLIT!r} is the validation split's name; name the training split else"
+            )
+        if not 0 <= self.val_fraction < 1:
+            problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.shuffle_window < 0 or self.shuffle_window == 1:
+            problems.append(
+                f"shuffle_window must be 0 (off) or at least 2 episodes, got {self.shuffle_window}"
+            )
         try:
             if self.shard_size_bytes < 1000:
                 problems.append(f"shard_size must be at least 1KB, got {self.shard_size!r}")
@@ -96,6 +109,10 @@ class JobConfig:
     @property
     def shard_size_bytes(self) -> int:
         return parse_size(self.shard_size)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return (self.split, VAL_SPLIT) if self.val_fraction > 0 else (self.split,)
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)

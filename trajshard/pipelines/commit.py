@@ -15,6 +15,7 @@ from trajshard import __version__
 from trajshard.config import JobConfig
 from trajshard.pipelines.actions import gripper_convention
 from trajshard.pipelines.passes import EpisodeFacts, GroupResult, Quarantined
+from trajshard.pipelines.plan import Group
 from trajshard.pipelines.samples import sample_features
 from trajshard.pipelines.shards import promote_parts, write_bytes_atomic, write_json_atomic
 from trajshard.pipelines.stats import stats_document
@@ -31,7 +32,7 @@ def commit(
     cfg: JobConfig,
     facts: list[EpisodeFacts],
     quarantined: list[Quarantined],
-    groups: list[GroupResult],
+    groups: list[tuple[Group, GroupResult]],
     stats_streams: dict,
     tok_json: dict,
     vocab_json: dict | None,
@@ -40,12 +41,19 @@ def commit(
     report_type: type,
 ):
     meta = out / "meta"
-    quarantined = quarantined + [q for g in groups for q in g.quarantined]
+    quarantined = quarantined + [q for _, g in groups for q in g.quarantined]
     bad = {q.episode for q in quarantined}
     written = [f for f in facts if f.source_episode not in bad]
     n_written = len({f.source_episode for f in written})
-    parts = promote_parts(out / "shards", cfg.split, [p for g in groups for p in g.parts])
+    parts, split_of_part = [], []
+    for split in cfg.splits:
+        mine = promote_parts(
+            out / "shards", split, [p for g, r in groups if g.split == split for p in r.parts]
+        )
+        parts += mine
+        split_of_part += [split] * len(mine)
     shard_names = [f"shards/{p.name}" for p in parts]
+    split_of_episode = {e: g.split for g, r in groups for p in r.parts for e in p.episodes}
 
     manifest = {
         "schema": "trajshard.manifest",
@@ -53,13 +61,13 @@ def commit(
         "shards": [
             {
                 "name": n,
-                "split": cfg.split,
+                "split": split,
                 "samples": p.samples,
                 "bytes": p.bytes,
                 "sha256": p.sha256,
                 "episodes": p.episodes,
             }
-            for n, p in zip(shard_names, parts, strict=True)
+            for n, p, split in zip(shard_names, parts, split_of_part, strict=True)
         ],
     }
     write_json_atomic(meta / "manifest.json", manifest)
@@ -68,7 +76,7 @@ def commit(
     for n, p in zip(shard_names, parts, strict=True):
         for e in p.episodes:
             shards_of.setdefault(e, []).append(n)
-    write_bytes_atomic(meta / "episodes.parquet", _episodes_parquet(written, shards_of, cfg.split))
+    write_bytes_atomic(meta / "episodes.parquet", _episodes_parquet(written, shards_of, split_of_episode))
     quarantined.sort(key=lambda q: q.episode)
     write_bytes_atomic(
         meta / "quarantine.jsonl", b"".join(json_bytes(q.to_json()) + b"\n" for q in quarantined)
@@ -76,7 +84,7 @@ def commit(
     write_json_atomic(meta / "stats.json", stats_document(stats_streams))
     write_json_atomic(meta / "tokenizer.json", tok_json)
     roundtrip = None
-    for g in groups:
+    for _, g in groups:
         if g.roundtrip is not None and g.roundtrip.count:
             roundtrip = g.roundtrip if roundtrip is None else roundtrip.merge(g.roundtrip)
     names = list(written[0].action_names) if written else []
@@ -126,7 +134,14 @@ def commit(
             "samples": samples,
             "shards": len(parts),
         },
-        "splits": {cfg.split: {"shards": shard_names, "samples": samples, "episodes": len(written)}},
+        "splits": {
+            split: {
+                "shards": [n for n, s in zip(shard_names, split_of_part, strict=True) if s == split],
+                "samples": sum(p.samples for p, s in zip(parts, split_of_part, strict=True) if s == split),
+                "episodes": sum(split_of_episode.get(f.episode) == split for f in written),
+            }
+            for split in cfg.splits
+        },
         "stats_hash": stats_document(stats_streams)["hash"],
     }
     write_bytes_atomic(
@@ -140,7 +155,7 @@ def commit(
         len(quarantined),
         samples,
         len(parts),
-        sum(g.frames_written for g in groups),
+        sum(g.frames_written for _, g in groups),
         seconds,
     )
 
@@ -157,7 +172,9 @@ def _histogram_picture(meta: Path, tok_json: dict, roundtrip, names: list[str]) 
     return True
 
 
-def _episodes_parquet(written: list[EpisodeFacts], shards_of: dict[str, list[str]], split: str) -> bytes:
+def _episodes_parquet(
+    written: list[EpisodeFacts], shards_of: dict[str, list[str]], split_of: dict[str, str]
+) -> bytes:
     report_type = pa.list_(
         pa.struct(
             [
@@ -175,7 +192,7 @@ def _episodes_parquet(written: list[EpisodeFacts], shards_of: dict[str, list[str
     table = pa.table(
         {
             "episode": pa.array([f.episode for f in written], pa.string()),
-            "split": pa.array([split] * len(written), pa.string()),
+            "split": pa.array([split_of.get(f.episode, "") for f in written], pa.string()),
             "steps": pa.array([f.steps for f in written], pa.int64()),
             "shards": pa.array([shards_of.get(f.episode, []) for f in written], pa.list_(pa.string())),
             "start_time": pa.array([f.start_time for f in written], pa.float64()),

@@ -29,6 +29,7 @@ from trajshard.pipelines.passes import (
     pass2_group,
     sample_chunks,
 )
+from trajshard.pipelines.plan import Group, group_steps, plan_groups
 from trajshard.pipelines.shards import ShardWriteError, clean_temporaries
 from trajshard.pipelines.stats import StreamStats
 from trajshard.sources import checked_plan, open_source
@@ -37,8 +38,6 @@ from trajshard.tokenizers.vocab import VocabMap
 
 log = logging.getLogger("trajshard.ingest")
 PASS1_BATCH = 8
-MIN_GROUPS = 64  # pass-2 tasks a dataset is cut into at least (when it has the steps for it)
-MIN_GROUP_STEPS = 200  # but no task smaller than this, to amortize task overhead
 
 
 class IngestError(RuntimeError):
@@ -67,16 +66,9 @@ def _pass1_task(
 
 @ray.remote(num_cpus=1, max_retries=3, retry_exceptions=[ShardWriteError])
 def _pass2_task(
-    source: str,
-    fmt: str,
-    ids: list[str],
-    cfg: JobConfig,
-    tok: dict,
-    shard_dir: str,
-    group: int,
-    vocab: dict | None,
+    source: str, fmt: str, group: Group, cfg: JobConfig, tok: dict, shard_dir: str, vocab: dict | None
 ) -> GroupResult:
-    return pass2_group(source, fmt, ids, cfg, tok, shard_dir, group, vocab)
+    return pass2_group(source, fmt, group, cfg, tok, shard_dir, vocab)
 
 
 def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None = None) -> IngestReport:
@@ -151,11 +143,15 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
 
         lap("fit")
         total = sum(f.steps for f in facts)
-        groups = plan_groups(facts, cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total))
+        steps_of: dict[str, int] = {}
+        for f in facts:
+            steps_of[f.source_episode] = steps_of.get(f.source_episode, 0) + f.steps
+        task_steps = cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total)
+        groups = plan_groups(list(steps_of.items()), cfg, task_steps)
         group_results: list[GroupResult] = _run_bounded(
             [
-                lambda g=g, i=i: _pass2_task.remote(src, fmt, g, cfg, tok_json, str(shard_dir), i, vocab_json)
-                for i, g in enumerate(groups)
+                lambda g=g: _pass2_task.remote(src, fmt, g, cfg, tok_json, str(shard_dir), vocab_json)
+                for g in groups
             ],
             workers,
             "pass 2: shards",
@@ -175,7 +171,7 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
         cfg,
         facts,
         quarantined,
-        group_results,
+        list(zip(groups, group_results, strict=True)),
         stats_streams,
         tok_json,
         vocab_json,
@@ -186,34 +182,6 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
     lap("commit")
     report.phases = phases
     return report
-
-
-def plan_groups(facts: list[EpisodeFacts], task_steps: int) -> list[list[str]]:
-    """Consecutive source episodes (in id order) grouped until each group holds ``task_steps`` steps.
-
-    Depends only on the episodes and the config, never on the number of workers."""
-    groups, current, steps = [], [], 0
-    for f in facts:
-        if not current or current[-1] != f.source_episode:
-            if steps >= task_steps:
-                groups.append(current)
-                current, steps = [], 0
-            current.append(f.source_episode)
-        steps += f.steps
-    if current:
-        groups.append(current)
-    return groups
-
-
-def group_steps(cfg: JobConfig, n_cameras: int, total_steps: int) -> int:
-    """Steps per pass-2 task when the config sets none: about one shard's worth (from an estimate of
-    a sample's bytes: a JPEG at this size and quality is roughly 12% of the raw RGB), but small
-    enough that the dataset makes at least ``MIN_GROUPS`` tasks, so workers have work to share and a
-    loader has shards to spread. Depends on the data and the config only, never on the workers."""
-    jpeg = cfg.image_size**2 * 3 * (0.06 + 0.0015 * cfg.jpeg_quality)
-    per_sample = n_cameras * jpeg + 4096 + 2048 * cfg.horizon
-    shard_steps = max(1, int(cfg.shard_size_bytes / per_sample))
-    return max(1, min(shard_steps, max(MIN_GROUP_STEPS, -(-total_steps // MIN_GROUPS))))
 
 
 def _init_ray(cfg: JobConfig) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import av
@@ -17,8 +18,9 @@ from trajshard.config import JobConfig
 from trajshard.pipelines.actions import binarize_gripper
 from trajshard.pipelines.align import AlignConfig, AlignedEpisode, SignalKinds, StreamReport, align
 from trajshard.pipelines.frames import FrameError, tick_images
+from trajshard.pipelines.plan import Group, permutation
 from trajshard.pipelines.samples import action_chunks, episode_samples
-from trajshard.pipelines.shards import PartInfo, PartWriter, ShardWriteError
+from trajshard.pipelines.shards import PartInfo, PartWriter, SampleSpill, ShardWriteError
 from trajshard.pipelines.stats import StreamStats
 from trajshard.schemas.episode import Episode, EpisodeError
 from trajshard.sources import camera_frames, open_source
@@ -165,23 +167,27 @@ def sample_chunks(source_path: str, fmt: str, facts: list[EpisodeFacts], cfg: Jo
 def pass2_group(
     source_path: str,
     fmt: str,
-    episode_ids: list[str],
+    group: Group,
     cfg: JobConfig,
     tokenizer_json: dict,
     shard_dir: str,
-    group: int,
     vocab_json: dict | None = None,
 ) -> GroupResult:
-    """Write one group's episodes into tar parts. An episode that fails while its frames are decoded
-    is quarantined and the group is written again without it, so no part holds half an episode."""
+    """Write one group's episodes into tar parts ``<split>-g<index>-pNNNN``.
+
+    In order (no shuffle window): an episode that fails while its frames are decoded is quarantined
+    and the group is written again without it, so no part holds half an episode. Shuffled: every
+    episode's samples go to a local spill file first (a failed episode's are dropped), then all are
+    written in the group's seeded permutation, so each part mixes the group's episodes."""
     source = source_for(source_path, fmt, cfg)
-    tokenizer = from_json(tokenizer_json)
-    vocab = VocabMap(vocab_json["spec"], vocab_json["ids"], vocab_json["token_lo"]) if vocab_json else None
-    todo, quarantined = list(episode_ids), []
+    tokens = (from_json(tokenizer_json), _vocab(vocab_json))
+    if cfg.shuffle_window:
+        return _shuffled_group(source, group, cfg, tokens, shard_dir)
+    todo, quarantined = list(group.episodes), []
     while True:
-        writer = PartWriter(shard_dir, cfg.split, group, cfg.shard_size_bytes)
+        writer = PartWriter(shard_dir, group.split, group.index, cfg.shard_size_bytes)
         try:
-            failed, frames, roundtrip = _write_episodes(source, todo, cfg, (tokenizer, vocab), writer)
+            failed, frames, roundtrip = _write_episodes(source, todo, cfg, tokens, writer.write)
         except BaseException:
             writer.abort()  # nothing of a failed attempt stays in shards/
             raise
@@ -192,25 +198,56 @@ def pass2_group(
         todo.remove(failed.episode)
 
 
-def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, writer: PartWriter):
+def _shuffled_group(source, group: Group, cfg: JobConfig, tokens, shard_dir: str) -> GroupResult:
+    spill = SampleSpill()
+    writer = PartWriter(shard_dir, group.split, group.index, cfg.shard_size_bytes)
+    try:
+        todo, quarantined, frames, roundtrip = list(group.episodes), [], 0, None
+        while todo:
+            failed, n, rt = _write_episodes(source, todo, cfg, tokens, spill.add)
+            frames, roundtrip = frames + n, rt if roundtrip is None else roundtrip.merge(rt)
+            if failed is None:
+                break
+            spill.drop_episode(failed.episode)
+            quarantined.append(failed)
+            todo = todo[todo.index(failed.episode) + 1 :]
+        for i in permutation(cfg, group, len(spill.index)):
+            writer.write(*spill.read(i))
+        return GroupResult(writer.close(), quarantined, frames, roundtrip)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        spill.close()
+
+
+def _vocab(vocab_json: dict | None) -> VocabMap | None:
+    return VocabMap(vocab_json["spec"], vocab_json["ids"], vocab_json["token_lo"]) if vocab_json else None
+
+
+def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, put: Callable[[dict, str], None]):
+    """Samples of ``todo``'s episodes to ``put`` until one fails; (failure or None, frames, round trip).
+    The frames and round trip of a failed episode are not counted."""
     tokenizer, vocab = tokens
     roundtrip = RoundTrip.empty(tokenizer.dims)
     frames = 0
     for eid in todo:
         try:
             ep, parts = load_aligned(source, eid, cfg)
+            ep_frames, ep_rt = 0, RoundTrip.empty(tokenizer.dims)
             for al in parts:
                 images = {c: _camera_images(source, ep, al, c, cfg) for c in al.frames}
                 for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment, vocab):
-                    writer.write(sample, al.episode_id)
-                roundtrip = roundtrip.merge(RoundTrip.measure(al.action, tokenizer, cfg.horizon))
-                frames += al.steps * len(al.frames)
+                    put(sample, al.episode_id)
+                ep_rt = ep_rt.merge(RoundTrip.measure(al.action, tokenizer, cfg.horizon))
+                ep_frames += al.steps * len(al.frames)
         except ShardWriteError:
             raise  # the output cannot be written: not this episode's fault, the task fails (and is retried)
         except EpisodeError as exc:
             return Quarantined(eid, exc.where, exc.message), frames, roundtrip
         except Exception as exc:  # noqa: BLE001
             return Quarantined(eid, "", _unexpected(exc)), frames, roundtrip
+        frames, roundtrip = frames + ep_frames, roundtrip.merge(ep_rt)
     return None, frames, roundtrip
 
 

@@ -36,7 +36,8 @@ class PartInfo:
     samples: int = 0
     bytes: int = 0
     sha256: str = ""
-    episodes: list[str] = field(default_factory=list)
+    episodes: list[str] = field(default_factory=list)  # in order of first sample
+    seen: set[str] = field(default_factory=set, repr=False, compare=False)
 
 
 def member_bytes(sample: dict[str, bytes | str]) -> int:
@@ -89,7 +90,8 @@ class PartWriter:
         self._offset += size
         part = self.parts[-1]
         part.samples += 1
-        if not part.episodes or part.episodes[-1] != episode_id:
+        if episode_id not in part.seen:
+            part.seen.add(episode_id)
             part.episodes.append(episode_id)
 
     def close(self) -> list[PartInfo]:
@@ -136,6 +138,41 @@ class PartWriter:
         part = self.parts[-1]
         part.bytes, part.sha256 = file_digest(self._tmp)
         os.replace(self._tmp, self.dir / part.name)
+
+
+class SampleSpill:
+    """Samples parked in a temporary local file so a shuffled group can write them in another order
+    with bounded memory: only (field, offset, length) per member stays in memory."""
+
+    def __init__(self, directory: str | os.PathLike | None = None) -> None:
+        self._file = tempfile.TemporaryFile(dir=directory, prefix="trajshard-spill-")
+        self.index: list[tuple[str, list[tuple[str, int, int]]]] = []  # (episode, [(field, offset, n)])
+        self._end = 0
+
+    def add(self, sample: dict[str, bytes | str], episode_id: str) -> None:
+        members = []
+        for name, value in sample.items():
+            data = value.encode() if isinstance(value, str) else value
+            self._file.write(data)
+            members.append((name, self._end, len(data)))
+            self._end += len(data)
+        self.index.append((episode_id, members))
+
+    def drop_episode(self, episode_id: str) -> None:
+        self.index = [entry for entry in self.index if entry[0] != episode_id]
+
+    def read(self, i: int) -> tuple[dict[str, bytes | str], str]:
+        episode_id, members = self.index[i]
+        sample: dict[str, bytes | str] = {}
+        for name, offset, n in members:
+            self._file.seek(offset)
+            data = self._file.read(n)
+            sample[name] = data.decode() if name == "__key__" else data
+        self._file.seek(self._end)
+        return sample, episode_id
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _closed_size(members: int) -> int:

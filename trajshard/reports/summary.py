@@ -51,6 +51,25 @@ def quarantine_summary(out: str | Path) -> dict[str, int]:
     return dict(Counter(reason_kind(q["file"], q["reason"]) for q in map(json.loads, lines)))
 
 
+def splits_summary(out: str | Path) -> dict[str, dict[str, float]]:
+    """Per split: shards, samples, episodes, and episodes per shard (min, mean, max) from the manifest:
+    how well a loader's shuffle buffer will mix (a shuffle window raises it)."""
+    manifest = read_json(Path(out) / "meta" / "manifest.json")
+    per: dict[str, dict[str, float]] = {}
+    for split in dict.fromkeys(s["split"] for s in manifest["shards"]):
+        mine = [s for s in manifest["shards"] if s["split"] == split]
+        eps = [len(s["episodes"]) for s in mine]
+        per[split] = {
+            "shards": len(mine),
+            "samples": sum(s["samples"] for s in mine),
+            "episodes": len({e for s in mine for e in s["episodes"]}),
+            "episodes_per_shard_min": min(eps),
+            "episodes_per_shard_mean": sum(eps) / len(eps),
+            "episodes_per_shard_max": max(eps),
+        }
+    return per
+
+
 def stats_report(out: str | Path) -> dict[str, object]:
     out = Path(out)
     info, stats = read_json(out / "meta" / "info.json"), read_json(out / "meta" / "stats.json")
@@ -61,6 +80,7 @@ def stats_report(out: str | Path) -> dict[str, object]:
         "action_source": info["action_source"],
         "stats_hash": stats["hash"],
         "streams": stats["streams"],
+        "splits": splits_summary(out),
         "alignment": alignment_summary(out),
         "quarantine": quarantine_summary(out),
         "tokenizer": {k: v for k, v in read_json(out / "meta" / "tokenizer.json").items() if k != "bpe"},
@@ -79,6 +99,12 @@ def render_stats(rep: dict) -> str:
         f"{', '.join(rep['cameras'])}; actions: {rep['action_source']}",
         f"statistics {rep['stats_hash']}",
     ]
+    for split, sp in rep.get("splits", {}).items():
+        lines.append(
+            f"split {split}: {sp['samples']} samples of {sp['episodes']} episodes in {sp['shards']} shards; "
+            f"episodes per shard {sp['episodes_per_shard_min']}-{sp['episodes_per_shard_max']} "
+            f"(mean {sp['episodes_per_shard_mean']:.1f})"
+        )
     for stream, st in rep["streams"].items():
         names = st.get("names") or [""] * len(st["mean"])
         lines += ["", f"{stream} ({st['count']} values per dim, quantiles {st['quantile_method']})"]

@@ -4,7 +4,8 @@ Checks: the metadata files (structure and versions); every shard against the man
 bytes, sha256, sample count, episodes); every sample against the features of info.json (members,
 dtypes, shapes, JPEG decodability and size, NaN/Inf, meta.json fields); tokens within the
 tokenizer's range and decoding back to the action within half a bin; every episode's steps present
-exactly once and in order; counts of input, written and quarantined episodes reconciling.
+exactly once (and in order, unless the dataset was written with a shuffle window), in shards of the
+episode's split; counts of input, written and quarantined episodes reconciling.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ class _Context:
     tokenizer: object
     vocab: dict | None
     sample_rate: float
+    shuffled: bool = False
+    written: dict[str, int] = field(default_factory=dict)  # episode part -> steps (episodes.parquet)
+    split_of: dict[str, str] = field(default_factory=dict)  # episode part -> split (episodes.parquet)
+    step_sets: dict[str, set[int]] = field(default_factory=dict)  # shuffled datasets only
     steps_seen: dict[str, int] = field(default_factory=dict)
     values: dict[str, _Range] = field(default_factory=dict)
     deep: int = 0
@@ -101,9 +106,10 @@ def validate_output(out: str | Path, sample_rate: float = 1.0) -> ValidationRepo
     info, manifest = docs["info"], docs["manifest"]
     tokenizer = from_json(docs["tokenizer"])
     quarantined = _quarantine(out, problems)
-    written, source_of = _episodes(out, problems)
+    written, source_of, split_of = _episodes(out, problems)
 
-    ctx = _Context(info["features"], tokenizer, info.get("vocab"), sample_rate)
+    shuffled = bool(info.get("config", {}).get("shuffle_window"))
+    ctx = _Context(info["features"], tokenizer, info.get("vocab"), sample_rate, shuffled, written, split_of)
     steps_seen = ctx.steps_seen
     for shard in manifest["shards"]:
         report.shards += 1
@@ -156,7 +162,7 @@ def _check_shard(out: Path, shard: dict, ctx: _Context, problems: list[Problem])
         problems.append(Problem(name, "", f"{size} bytes, manifest says {shard['bytes']}"))
     if digest != shard["sha256"]:
         problems.append(Problem(name, "", "sha256 differs from the manifest"))
-    n, episodes = 0, []
+    n, episodes, listed = 0, [], set()
     try:
         for key, members in iter_tar_samples(path):
             n += 1
@@ -171,19 +177,10 @@ def _check_shard(out: Path, shard: dict, ctx: _Context, problems: list[Problem])
             if parsed is None:
                 continue
             eid, step = parsed
-            if not episodes or episodes[-1] != eid:
+            if eid not in listed:  # in order of first sample, as the manifest lists them
+                listed.add(eid)
                 episodes.append(eid)
-            steps_seen = ctx.steps_seen
-            expected = steps_seen.get(eid, 0)
-            if step != expected:
-                problems.append(
-                    Problem(
-                        f"{name} {key}",
-                        "__key__",
-                        f"step {step} where step {expected} was due (steps must appear once each, in order)",
-                    )
-                )
-            steps_seen[eid] = max(expected, step + 1)
+            _check_step(f"{name} {key}", eid, step, shard.get("split"), ctx, problems)
             if deep:
                 _check_tokens(f"{name} {key}", members, ctx.tokenizer, ctx.vocab, problems)
     except Exception as exc:  # noqa: BLE001 - a broken tar is a finding, not a crash
@@ -195,6 +192,38 @@ def _check_shard(out: Path, shard: dict, ctx: _Context, problems: list[Problem])
             Problem(name, "", f"holds episodes {episodes[:5]}..., manifest says {shard['episodes'][:5]}...")
         )
     return n
+
+
+def _check_step(where: str, eid: str, step: int, split: str | None, ctx: _Context, problems: list) -> None:
+    """A sample's step: once per episode (in order unless shuffled), in a shard of the episode's split."""
+    if eid in ctx.split_of and split is not None and ctx.split_of[eid] != split:
+        problems.append(
+            Problem(
+                where, "__key__", f"in a {split!r} shard, but the episode's split is {ctx.split_of[eid]!r}"
+            )
+        )
+    steps_seen = ctx.steps_seen
+    if ctx.shuffled:
+        seen = ctx.step_sets.setdefault(eid, set())
+        if step in seen:
+            problems.append(Problem(where, "__key__", f"step {step} appears twice"))
+        elif eid in ctx.written and step >= ctx.written[eid]:
+            problems.append(
+                Problem(where, "__key__", f"step {step} beyond the episode's {ctx.written[eid]} steps")
+            )
+        seen.add(step)
+        steps_seen[eid] = len(seen)
+        return
+    expected = steps_seen.get(eid, 0)
+    if step != expected:
+        problems.append(
+            Problem(
+                where,
+                "__key__",
+                f"step {step} where step {expected} was due (steps must appear once each, in order)",
+            )
+        )
+    steps_seen[eid] = max(expected, step + 1)
 
 
 def _record_values(members: dict[str, bytes], ctx: _Context) -> None:
@@ -308,19 +337,23 @@ def _quarantine(out: Path, problems: list[Problem]) -> set[str]:
     return ids
 
 
-def _episodes(out: Path, problems: list[Problem]) -> tuple[dict[str, int], dict[str, str]]:
-    """({episode part: steps}, {episode part: source episode}) from episodes.parquet."""
+def _episodes(out: Path, problems: list[Problem]) -> tuple[dict[str, int], dict[str, str], dict[str, str]]:
+    """({episode part: steps}, {part: source episode}, {part: split}) from episodes.parquet."""
     try:
         table = pq.read_table(out / "meta" / "episodes.parquet")
     except Exception as exc:  # noqa: BLE001
         problems.append(Problem("meta/episodes.parquet", "", f"cannot be read: {exc}"))
-        return {}, {}
+        return {}, {}, {}
     missing = [c for c in EPISODES_COLUMNS if c not in table.column_names]
     if missing:
         problems.append(Problem("meta/episodes.parquet", "", f"missing columns {missing}"))
-        return {}, {}
+        return {}, {}, {}
     eps = table.column("episode").to_pylist()
     if len(set(eps)) != len(eps):
         problems.append(Problem("meta/episodes.parquet", "episode", "an episode is listed twice"))
     steps = dict(zip(eps, table.column("steps").to_pylist(), strict=True))
-    return steps, dict(zip(eps, table.column("source_episode").to_pylist(), strict=True))
+    return (
+        steps,
+        dict(zip(eps, table.column("source_episode").to_pylist(), strict=True)),
+        dict(zip(eps, table.column("split").to_pylist(), strict=True)),
+    )
