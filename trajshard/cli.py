@@ -22,8 +22,8 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.argument("source", type=click.Path(exists=True))
-@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("source")
+@click.argument("out")
 @click.option(
     "--format",
     "fmt",
@@ -79,21 +79,37 @@ def main(verbose: bool) -> None:
 @click.option("--max-gap", type=float, default=None, help="Longest gap in a stream, seconds (default 1).")
 @click.option("--on-gap", type=click.Choice(["split", "quarantine"]), default=None)
 @click.option("--camera", "cameras", multiple=True, help="Camera to keep (repeatable; default all).")
+@click.option("--task-cpus", type=float, default=None, help="Ray CPUs per task (default 1).")
+@click.option("--task-memory", default=None, help="Ray memory reserved per task, e.g. 4GB (default none).")
+@click.option(
+    "--episode-retries", type=int, default=None, help="Retries after an unexpected error in an episode (2)."
+)
+@click.option(
+    "--max-quarantine-fraction",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Abort when more of the input than this is quarantined (default 1: never).",
+)
+@click.option(
+    "--resume", is_flag=True, help="Finish the interrupted job in OUT, keeping its finished shards."
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def ingest(source, out, fmt, config_path, progress, cameras, **flags) -> None:
-    """Ingest SOURCE (raw episodes) into OUT (shards + meta)."""
+def ingest(source, out, fmt, config_path, progress, cameras, resume, **flags) -> None:
+    """Ingest SOURCE into OUT (shards + meta). Both may be object-store URIs (s3://bucket/prefix)."""
     from trajshard.config import load_config
     from trajshard.pipelines.ingest import IngestError, run_ingest
 
+    if not (sys.stderr.isatty() if progress is None else progress):
+        logging.getLogger("trajshard.ingest").setLevel(logging.INFO)  # periodic progress lines instead
     try:
         cfg = load_config(config_path, format=fmt, cameras=list(cameras) or None, **flags)
-        report = run_ingest(source, out, cfg, progress=progress)
+        report = run_ingest(source, out, cfg, progress=progress, resume=resume)
     except (ValueError, IngestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"wrote {report.samples} samples of {report.episodes_written} episodes into {report.shards} "
         f"shards in {report.seconds:.1f}s; quarantined {report.episodes_quarantined} of "
-        f"{report.episodes_input} (see {Path(out) / 'meta' / 'quarantine.jsonl'})"
+        f"{report.episodes_input} (see {report.out}/meta/quarantine.jsonl)"
     )
 
 

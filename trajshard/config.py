@@ -16,6 +16,7 @@ RESIZE_MODES = ("stretch", "pad", "center-crop")
 TOKENIZERS = ("uniform", "quantile", "fast")
 FORMATS = ("auto", "raw", "lerobot", "rlds", "hdf5", "mcap")
 VAL_SPLIT = "val"
+RUN_KEYS = ("address", "workers", "task_cpus", "task_memory", "episode_retries", "max_quarantine_fraction")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 
 
@@ -47,6 +48,10 @@ class JobConfig:
     shuffle_window: int = 0  # episodes whose samples are interleaved across one group's shards; 0: off
     workers: int | None = None
     address: str | None = None
+    task_cpus: float = 1.0  # Ray CPUs each task asks for
+    task_memory: str | None = None  # Ray memory each task reserves ("4GB"); None: no reservation
+    episode_retries: int = 2  # retries of an episode after an unexpected (possibly transient) exception
+    max_quarantine_fraction: float = 1.0  # abort the job when more of the input than this is quarantined
     cameras: tuple[str, ...] = ()
     clock: str = "fixed"
     video_policy: str = "nearest"
@@ -84,6 +89,17 @@ class JobConfig:
         problems += _align_problems(self)
         if self.workers is not None and self.workers < 1:
             problems.append(f"workers must be at least 1, got {self.workers}")
+        if not self.task_cpus > 0:
+            problems.append(f"task_cpus must be positive, got {self.task_cpus}")
+        if self.task_memory is not None:
+            try:
+                parse_size(self.task_memory)
+            except ValueError as exc:
+                problems.append(f"task_memory: {exc}")
+        if self.episode_retries < 0:
+            problems.append(f"episode_retries must be 0 or more, got {self.episode_retries}")
+        if not 0 <= self.max_quarantine_fraction <= 1:
+            problems.append(f"max_quarantine_fraction must be in [0, 1], got {self.max_quarantine_fraction}")
         if self.task_steps is not None and self.task_steps < 1:
             problems.append(f"task_steps must be at least 1, got {self.task_steps}")
         if not re.fullmatch(r"[A-Za-z0-9_]+", self.split):
@@ -121,10 +137,10 @@ class JobConfig:
         return d
 
     def output_dict(self) -> dict[str, object]:
-        """The config as recorded in info.json: without where it ran (address, workers), which
-        must not change the bytes of the output."""
+        """The config as recorded in info.json: without where and how it ran (``RUN_KEYS``: address,
+        workers, task resources, retries, the quarantine limit), which must not change its bytes."""
         d = self.to_dict()
-        for key in ("address", "workers"):
+        for key in RUN_KEYS:
             d.pop(key)
         return d
 

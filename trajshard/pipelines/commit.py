@@ -6,7 +6,7 @@ without it is an unfinished job.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,16 +17,17 @@ from trajshard.pipelines.actions import gripper_convention
 from trajshard.pipelines.passes import EpisodeFacts, GroupResult, Quarantined
 from trajshard.pipelines.plan import Group
 from trajshard.pipelines.samples import sample_features
-from trajshard.pipelines.shards import promote_parts, write_bytes_atomic, write_json_atomic
+from trajshard.pipelines.shards import json_document, promote_parts
 from trajshard.pipelines.stats import stats_document
 from trajshard.reports.card import dataset_card
 from trajshard.schemas.metadata import EPISODES_VERSION, INFO_VERSION, MANIFEST_VERSION
 from trajshard.schemas.raw_layout import RAW_LAYOUT_VERSION
 from trajshard.schemas.sample import SHARD_SAMPLE_VERSION, json_bytes
+from trajshard.storage import Store, redact
 
 
 def commit(
-    out: Path,
+    store: Store,
     source: str,
     fmt: str,
     cfg: JobConfig,
@@ -39,19 +40,24 @@ def commit(
     n_input: int,
     seconds: float,
     report_type: type,
+    before_promotion: Callable[[list[tuple[str, str]]], None] | None = None,
 ):
-    meta = out / "meta"
     quarantined = quarantined + [q for _, g in groups for q in g.quarantined]
     bad = {q.episode for q in quarantined}
     written = [f for f in facts if f.source_episode not in bad]
     n_written = len({f.source_episode for f in written})
-    parts, split_of_part = [], []
+    parts, split_of_part, moves = [], [], []
     for split in cfg.splits:
-        mine = promote_parts(
-            out / "shards", split, [p for g, r in groups if g.split == split for p in r.parts]
-        )
-        parts += mine
+        mine = [p for g, r in groups if g.split == split for p in r.parts]
+        parts.append((split, mine))
+        moves += [(p.name, f"{split}-{i:06d}.tar") for i, p in enumerate(mine)]
+    if before_promotion is not None:
+        before_promotion(moves)
+    promoted = []
+    for split, mine in parts:
+        promoted += promote_parts(store, split, mine)
         split_of_part += [split] * len(mine)
+    parts = promoted
     shard_names = [f"shards/{p.name}" for p in parts]
     split_of_episode = {e: g.split for g, r in groups for p in r.parts for e in p.episodes}
 
@@ -70,27 +76,25 @@ def commit(
             for n, p, split in zip(shard_names, parts, split_of_part, strict=True)
         ],
     }
-    write_json_atomic(meta / "manifest.json", manifest)
+    _json(store, "manifest.json", manifest)
 
     shards_of: dict[str, list[str]] = {}
     for n, p in zip(shard_names, parts, strict=True):
         for e in p.episodes:
             shards_of.setdefault(e, []).append(n)
-    write_bytes_atomic(meta / "episodes.parquet", _episodes_parquet(written, shards_of, split_of_episode))
+    store.write_bytes("meta/episodes.parquet", _episodes_parquet(written, shards_of, split_of_episode))
     quarantined.sort(key=lambda q: q.episode)
-    write_bytes_atomic(
-        meta / "quarantine.jsonl", b"".join(json_bytes(q.to_json()) + b"\n" for q in quarantined)
-    )
-    write_json_atomic(meta / "stats.json", stats_document(stats_streams))
-    write_json_atomic(meta / "tokenizer.json", tok_json)
+    store.write_bytes("meta/quarantine.jsonl", b"".join(json_bytes(q.to_json()) + b"\n" for q in quarantined))
+    _json(store, "stats.json", stats_document(stats_streams))
+    _json(store, "tokenizer.json", tok_json)
     roundtrip = None
     for _, g in groups:
         if g.roundtrip is not None and g.roundtrip.count:
             roundtrip = g.roundtrip if roundtrip is None else roundtrip.merge(g.roundtrip)
     names = list(written[0].action_names) if written else []
     if roundtrip is not None:
-        write_json_atomic(meta / "roundtrip.json", roundtrip.to_json(names))
-    has_picture = _histogram_picture(meta, tok_json, roundtrip, names)
+        _json(store, "roundtrip.json", roundtrip.to_json(names))
+    has_picture = _histogram_picture(store, tok_json, roundtrip, names)
 
     first = written[0] if written else facts[0]
     samples = sum(p.samples for p in parts)
@@ -144,12 +148,10 @@ def commit(
         },
         "stats_hash": stats_document(stats_streams)["hash"],
     }
-    write_bytes_atomic(
-        out / "README.md", dataset_card(info, stats_streams, quarantined, has_picture).encode()
-    )
-    write_json_atomic(meta / "info.json", info)
+    store.write_bytes("README.md", dataset_card(info, stats_streams, quarantined, has_picture).encode())
+    _json(store, "info.json", info)
     return report_type(
-        str(out),
+        redact(store.location),
         n_input,
         n_written,
         len(quarantined),
@@ -160,7 +162,11 @@ def commit(
     )
 
 
-def _histogram_picture(meta: Path, tok_json: dict, roundtrip, names: list[str]) -> bool:
+def _json(store: Store, name: str, obj: object) -> None:
+    store.write_bytes(f"meta/{name}", json_document(obj))
+
+
+def _histogram_picture(store: Store, tok_json: dict, roundtrip, names: list[str]) -> bool:
     """meta/histogram.png from the token counts pass 2 gathered (per-dimension tokenizers only)."""
     if roundtrip is None or roundtrip.token_counts is None:
         return False
@@ -168,7 +174,10 @@ def _histogram_picture(meta: Path, tok_json: dict, roundtrip, names: list[str]) 
     from trajshard.reports.plots import histogram_heatmap_png
 
     counts = bin_counts(roundtrip.token_counts, tok_json)
-    histogram_heatmap_png(Histogram(counts, roundtrip.sq, names, roundtrip.count), meta / "histogram.png")
+    histogram_heatmap_png(
+        Histogram(counts, roundtrip.sq, names, roundtrip.count),
+        lambda data: store.write_bytes("meta/histogram.png", data),
+    )
     return True
 
 

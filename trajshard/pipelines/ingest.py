@@ -8,6 +8,7 @@ order, so the output does not depend on how many workers ran or in what order th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import ray
 
-from trajshard.config import JobConfig
+from trajshard.config import JobConfig, parse_size
 from trajshard.pipelines import commit
+from trajshard.pipelines.checkpoint import JobState
 from trajshard.pipelines.passes import (
     EpisodeFacts,
     GroupResult,
@@ -30,14 +32,17 @@ from trajshard.pipelines.passes import (
     sample_chunks,
 )
 from trajshard.pipelines.plan import Group, group_steps, plan_groups
+from trajshard.pipelines.progress import Progress
 from trajshard.pipelines.shards import ShardWriteError, clean_temporaries
 from trajshard.pipelines.stats import StreamStats
 from trajshard.sources import checked_plan, open_source
+from trajshard.storage import Store, is_remote, redact
 from trajshard.tokenizers import fit
 from trajshard.tokenizers.vocab import VocabMap
 
 log = logging.getLogger("trajshard.ingest")
 PASS1_BATCH = 8
+TASK_RETRIES = 3  # Ray re-runs a task lost with its worker or node (and pass 2 on a ShardWriteError)
 
 
 class IngestError(RuntimeError):
@@ -57,33 +62,27 @@ class IngestReport:
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds of plan, pass1, fit, pass2, commit
 
 
-@ray.remote(num_cpus=1)
+@ray.remote(num_cpus=1, max_retries=TASK_RETRIES)
 def _pass1_task(
     source: str, fmt: str, ids: list[str], cfg: JobConfig
 ) -> list[list[EpisodeFacts] | Quarantined]:
     return pass1_batch(source, fmt, ids, cfg)
 
 
-@ray.remote(num_cpus=1, max_retries=3, retry_exceptions=[ShardWriteError])
+@ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=[ShardWriteError])
 def _pass2_task(
     source: str, fmt: str, group: Group, cfg: JobConfig, tok: dict, shard_dir: str, vocab: dict | None
 ) -> GroupResult:
     return pass2_group(source, fmt, group, cfg, tok, shard_dir, vocab)
 
 
-def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None = None) -> IngestReport:
+def run_ingest(
+    source_path: str, out: str, cfg: JobConfig, progress: bool | None = None, resume: bool = False
+) -> IngestReport:
+    """Ingest a source into OUT (a path or an object-store URI). With ``resume``, an interrupted job in
+    OUT goes on from its finished groups (see pipelines/checkpoint.py); the output is byte-identical
+    to an uninterrupted run."""
     started = time.monotonic()
-    source = open_source(source_path, cfg.format, cfg.source_fps or cfg.fps, cfg.mcap)
-    src, fmt = str(source.root), source.format
-    out_path = Path(out).resolve()
-    if (out_path / "meta" / "info.json").exists():
-        raise IngestError(f"{out} already holds a dataset (meta/info.json); remove it or choose another OUT")
-    if out_path.is_relative_to(Path(src)):
-        raise IngestError(f"OUT {out} is inside the source {src}; choose a path outside it")
-    shard_dir = out_path / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    clean_temporaries(shard_dir)
-
     phases: dict[str, float] = {}
     mark = time.monotonic()
 
@@ -93,34 +92,59 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
         phases[name] = now - mark
         mark = now
 
+    source = open_source(source_path, cfg.format, cfg.source_fps or cfg.fps, cfg.mcap)
+    src, fmt = str(source.root), source.format
+    store = Store(out)
+    state = JobState(store)
+    if store.exists("meta/info.json"):
+        if resume:
+            state.clear()
+            return _finished_report(store, time.monotonic() - started)
+        raise IngestError(
+            f"{redact(out)} already holds a dataset (meta/info.json); remove it or choose another OUT"
+        )
+    if not store.remote and not is_remote(src) and store.local().is_relative_to(Path(src)):
+        raise IngestError(f"OUT {out} is inside the source {src}; choose a path outside it")
+    if state.exists() and not resume:
+        raise IngestError(
+            f"{redact(out)} holds an unfinished job (.trajshard/plan.json): add --resume to finish it, "
+            "or remove OUT to start over"
+        )
+    store.makedirs("shards")
+
     ids, rejected = checked_plan(source)
-    lap("plan")
+    n_input = len(ids) + len(rejected)
     quarantined = [Quarantined(name, f, reason) for name, f, reason in rejected]
     show = sys.stderr.isatty() if progress is None else progress
+    lap("plan")
     owns_ray = _init_ray(cfg)
     try:
-        workers = cfg.workers or max(1, int(ray.available_resources().get("CPU", 1)))
+        workers = cfg.workers or max(1, int(ray.available_resources().get("CPU", 1) / cfg.task_cpus))
+        opts = _task_options(cfg)
         batches = [ids[i : i + PASS1_BATCH] for i in range(0, len(ids), PASS1_BATCH)]
         pass1 = Pass1Merger()
+        bar = Progress("pass 1: statistics", len(ids), show)
+
+        def pass1_result(i: int, result: list) -> None:
+            pass1.add(i, result)
+            bar.update(len(result), 0, sum(isinstance(r, Quarantined) for r in result))
+
         _run_bounded(
-            [lambda b=b: _pass1_task.remote(src, fmt, b, cfg) for b in batches],
+            [lambda b=b: _pass1_task.options(**opts).remote(src, fmt, b, cfg) for b in batches],
             workers,
-            "pass 1: statistics",
-            "episode",
-            len(ids),
-            lambda r: len(r),
-            show,
-            consume=pass1.add,
+            pass1_result,
+            "pass 1",
         )
-        lap("pass1")
+        bar.close()
         quarantined += pass1.quarantined
         facts, odd, stats_streams = pass1.finish()
         quarantined += odd
+        lap("pass1")
         if not facts:
             raise IngestError(
-                f"no episode of {len(ids) + len(rejected)} could be read; "
-                f"first reasons: {[q.reason for q in quarantined[:3]]}"
+                f"no episode of {n_input} could be read; first reasons: {[q.reason for q in quarantined[:3]]}"
             )
+        check_quarantine(cfg, quarantined, n_input, "after pass 1")
         tokenizer = fit(
             cfg.tokenizer,
             stats_streams["action"],
@@ -140,32 +164,50 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
             if cfg.vocab_file:
                 vocab.check_against(cfg.vocab_file)
             vocab_json = vocab.to_json()
-
-        lap("fit")
-        total = sum(f.steps for f in facts)
         steps_of: dict[str, int] = {}
         for f in facts:
             steps_of[f.source_episode] = steps_of.get(f.source_episode, 0) + f.steps
+        total = sum(steps_of.values())
         task_steps = cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total)
         groups = plan_groups(list(steps_of.items()), cfg, task_steps)
-        group_results: list[GroupResult] = _run_bounded(
+        try:
+            done = state.start(state.plan_document(cfg.output_dict(), tok_json, vocab_json, groups), resume)
+        except ValueError as exc:
+            raise IngestError(str(exc)) from exc
+        clean_temporaries(store, keep=state.kept_parts(done))
+        lap("fit")
+
+        todo = [g for g in groups if g.index not in done]
+        results: dict[int, GroupResult] = dict(done)
+        bar = Progress("pass 2: shards", len(steps_of), show, done=sum(len(groups[i].episodes) for i in done))
+
+        def pass2_result(i: int, result: GroupResult) -> None:
+            group = todo[i]
+            state.record(group, result)  # now a resumed job keeps this group
+            results[group.index] = result
+            bar.update(len(group.episodes), result.frames_written, len(result.quarantined))
+
+        _run_bounded(
             [
-                lambda g=g: _pass2_task.remote(src, fmt, g, cfg, tok_json, str(shard_dir), vocab_json)
-                for g in groups
+                lambda g=g: _pass2_task.options(**opts).remote(src, fmt, g, cfg, tok_json, out, vocab_json)
+                for g in todo
             ],
             workers,
-            "pass 2: shards",
-            "step",
-            sum(f.steps for f in facts),
-            lambda r: sum(p.samples for p in r.parts),
-            show,
+            pass2_result,
+            "pass 2",
+        )
+        bar.close()
+        group_results = [results[g.index] for g in groups]
+        check_quarantine(
+            cfg, quarantined + [q for r in group_results for q in r.quarantined], n_input, "after pass 2"
         )
         lap("pass2")
     finally:
         if owns_ray:
             ray.shutdown()
+    clean_temporaries(store, keep={p.name for r in group_results for p in r.parts})
     report = commit.commit(
-        out_path,
+        store,
         src,
         fmt,
         cfg,
@@ -175,13 +217,54 @@ def run_ingest(source_path: str, out: str, cfg: JobConfig, progress: bool | None
         stats_streams,
         tok_json,
         vocab_json,
-        n_input=len(ids) + len(rejected),
+        n_input=n_input,
         seconds=time.monotonic() - started,
         report_type=IngestReport,
+        before_promotion=state.before_promotion,
     )
+    state.clear()
     lap("commit")
     report.phases = phases
     return report
+
+
+def check_quarantine(cfg: JobConfig, quarantined: list[Quarantined], n_input: int, when: str) -> None:
+    """Abort (IngestError with the most common reasons) when more than ``max_quarantine_fraction`` of
+    the input episodes are quarantined."""
+    bad = len({q.episode for q in quarantined})
+    if not n_input or bad / n_input <= cfg.max_quarantine_fraction:
+        return
+    from trajshard.reports.summary import reason_kind
+
+    common = Counter(reason_kind(q.file, q.reason) for q in quarantined).most_common(5)
+    lines = "".join(f"\n  {n:>6} x {reason}" for reason, n in common)
+    raise IngestError(
+        f"{when}: {bad} of {n_input} episodes ({100 * bad / n_input:.1f}%) are quarantined, more than "
+        f"max_quarantine_fraction {cfg.max_quarantine_fraction}; nothing was committed. Most common reasons:"
+        f"{lines}"
+    )
+
+
+def _finished_report(store: Store, seconds: float) -> IngestReport:
+    info = json.loads(store.read_bytes("meta/info.json"))
+    c = info["counts"]
+    return IngestReport(
+        redact(store.location),
+        c["episodes_input"],
+        c["episodes_written"],
+        c["episodes_quarantined"],
+        c["samples"],
+        c["shards"],
+        0,
+        seconds,
+    )
+
+
+def _task_options(cfg: JobConfig) -> dict:
+    opts: dict = {"num_cpus": cfg.task_cpus}
+    if cfg.task_memory:
+        opts["memory"] = parse_size(cfg.task_memory)
+    return opts
 
 
 def _init_ray(cfg: JobConfig) -> bool:
@@ -200,20 +283,14 @@ def _init_ray(cfg: JobConfig) -> bool:
 def _run_bounded(
     submits: list[Callable[[], ray.ObjectRef]],
     limit: int,
+    consume: Callable[[int, object], None],
     label: str,
-    unit: str,
-    total: int,
-    count: Callable[[object], int],
-    show: bool,
-    consume: Callable[[int, object], None] | None = None,
-) -> list:
-    """Run tasks with at most ``limit`` in flight; return results in submission order."""
-    from tqdm import tqdm
-
-    results: list = [None] * len(submits)
+) -> None:
+    """Run tasks with at most ``limit`` in flight; hand each result to ``consume(index, result)`` as
+    it arrives. Tasks return small summaries (no decoded frames), so what waits in the object store
+    stays bounded by ``limit``. A task that still fails after Ray's retries ends the job."""
     pending: dict[ray.ObjectRef, int] = {}
-    nxt, done_units, t0 = 0, 0, time.monotonic()
-    bar = tqdm(total=total, desc=label, unit=unit, disable=not show)
+    nxt = 0
     try:
         while nxt < len(submits) or pending:
             while nxt < len(submits) and len(pending) < limit:
@@ -221,26 +298,14 @@ def _run_bounded(
                 nxt += 1
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                i = pending.pop(ref)
-                result = ray.get(ref)
-                n = count(result)
-                if consume is None:
-                    results[i] = result
-                else:
-                    consume(i, result)
-                done_units += n
-                bar.update(n)
-            if not show:
-                log.info(
-                    "%s: %d/%d (%.1f/s)",
-                    label,
-                    done_units,
-                    total,
-                    done_units / max(time.monotonic() - t0, 1e-9),
-                )
-    finally:
-        bar.close()
-    return results
+                consume(pending.pop(ref), ray.get(ref))
+    except ray.exceptions.RayError as exc:
+        for ref in pending:
+            ray.cancel(ref)
+        raise IngestError(
+            f"{label}: a task failed after {TASK_RETRIES} retries: {str(exc).strip().splitlines()[-1]}. "
+            "Finished groups are recorded: run again with --resume to go on"
+        ) from exc
 
 
 class Pass1Merger:

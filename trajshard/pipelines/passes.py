@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from trajshard.pipelines.stats import StreamStats
 from trajshard.schemas.episode import Episode, EpisodeError
 from trajshard.sources import camera_frames, open_source
 from trajshard.sources.video import VideoError
+from trajshard.storage import Store
 from trajshard.tokenizers import from_json
 from trajshard.tokenizers.report import RoundTrip
 from trajshard.tokenizers.vocab import VocabMap
@@ -35,6 +37,7 @@ class Quarantined:
     episode: str
     file: str
     reason: str
+    retryable: bool = False  # an unexpected exception (may be transient), not a finding about the data
 
     def to_json(self) -> dict[str, str]:
         return {"episode": self.episode, "file": self.file, "reason": self.reason}
@@ -65,6 +68,36 @@ class GroupResult:
     quarantined: list[Quarantined] = field(default_factory=list)
     frames_written: int = 0
     roundtrip: RoundTrip | None = None
+
+    def to_state(self) -> dict[str, object]:
+        """Everything commit needs, exactly, for a resumable job's group record."""
+        return {
+            "parts": [
+                {
+                    "name": p.name,
+                    "samples": p.samples,
+                    "bytes": p.bytes,
+                    "sha256": p.sha256,
+                    "episodes": p.episodes,
+                }
+                for p in self.parts
+            ],
+            "quarantined": [q.to_json() for q in self.quarantined],
+            "frames_written": self.frames_written,
+            "roundtrip": None if self.roundtrip is None else self.roundtrip.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, d: dict) -> GroupResult:
+        return cls(
+            [
+                PartInfo(p["name"], p["samples"], p["bytes"], p["sha256"], list(p["episodes"]))
+                for p in d["parts"]
+            ],
+            [Quarantined(q["episode"], q["file"], q["reason"]) for q in d["quarantined"]],
+            int(d["frames_written"]),
+            None if d["roundtrip"] is None else RoundTrip.from_state(d["roundtrip"]),
+        )
 
 
 def align_config(cfg: JobConfig) -> AlignConfig:
@@ -118,14 +151,19 @@ def pass1_batch(source_path: str, fmt: str, episode_ids: list[str], cfg: JobConf
 
 
 def pass1_episode(source, episode_id: str, cfg: JobConfig) -> list[EpisodeFacts] | Quarantined:
-    """The facts of each aligned part of one episode, or why it is quarantined."""
-    try:
-        ep, parts = load_aligned(source, episode_id, cfg)
-        return _facts(episode_id, ep, parts)
-    except EpisodeError as exc:
-        return Quarantined(episode_id, exc.where, exc.message)
-    except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
-        return Quarantined(episode_id, "", _unexpected(exc))
+    """The facts of each aligned part of one episode, or why it is quarantined. A finding about the
+    data (EpisodeError) quarantines at once; an unexpected exception is retried ``episode_retries``
+    times first (it may be transient: a network read, a full temp disk)."""
+    for attempt in range(cfg.episode_retries + 1):
+        try:
+            ep, parts = load_aligned(source, episode_id, cfg)
+            return _facts(episode_id, ep, parts)
+        except EpisodeError as exc:
+            return Quarantined(episode_id, exc.where, exc.message)
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
+            if attempt == cfg.episode_retries:
+                return Quarantined(episode_id, "", _unexpected(exc, attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _facts(episode_id: str, ep: Episode, parts: list[AlignedEpisode]) -> list[EpisodeFacts]:
@@ -170,7 +208,7 @@ def pass2_group(
     group: Group,
     cfg: JobConfig,
     tokenizer_json: dict,
-    shard_dir: str,
+    out: str,
     vocab_json: dict | None = None,
 ) -> GroupResult:
     """Write one group's episodes into tar parts ``<split>-g<index>-pNNNN``.
@@ -182,10 +220,10 @@ def pass2_group(
     source = source_for(source_path, fmt, cfg)
     tokens = (from_json(tokenizer_json), _vocab(vocab_json))
     if cfg.shuffle_window:
-        return _shuffled_group(source, group, cfg, tokens, shard_dir)
-    todo, quarantined = list(group.episodes), []
+        return _shuffled_group(source, group, cfg, tokens, Store(out))
+    todo, quarantined, tries = list(group.episodes), [], Counter()
     while True:
-        writer = PartWriter(shard_dir, group.split, group.index, cfg.shard_size_bytes)
+        writer = PartWriter(Store(out), group.split, group.index, cfg.shard_size_bytes)
         try:
             failed, frames, roundtrip = _write_episodes(source, todo, cfg, tokens, writer.write)
         except BaseException:
@@ -194,23 +232,31 @@ def pass2_group(
         if failed is None:
             return GroupResult(writer.close(), quarantined, frames, roundtrip)
         writer.abort()
-        quarantined.append(failed)
+        tries[failed.episode] += 1
+        if failed.retryable and tries[failed.episode] <= cfg.episode_retries:
+            continue  # the whole group again, the episode included
+        quarantined.append(_final(failed, tries[failed.episode]))
         todo.remove(failed.episode)
 
 
-def _shuffled_group(source, group: Group, cfg: JobConfig, tokens, shard_dir: str) -> GroupResult:
+def _shuffled_group(source, group: Group, cfg: JobConfig, tokens, store: Store) -> GroupResult:
     spill = SampleSpill()
-    writer = PartWriter(shard_dir, group.split, group.index, cfg.shard_size_bytes)
+    writer = PartWriter(store, group.split, group.index, cfg.shard_size_bytes)
     try:
-        todo, quarantined, frames, roundtrip = list(group.episodes), [], 0, None
+        todo, quarantined, frames, roundtrip, tries = list(group.episodes), [], 0, None, Counter()
         while todo:
             failed, n, rt = _write_episodes(source, todo, cfg, tokens, spill.add)
             frames, roundtrip = frames + n, rt if roundtrip is None else roundtrip.merge(rt)
             if failed is None:
                 break
             spill.drop_episode(failed.episode)
-            quarantined.append(failed)
-            todo = todo[todo.index(failed.episode) + 1 :]
+            tries[failed.episode] += 1
+            at = todo.index(failed.episode)
+            if failed.retryable and tries[failed.episode] <= cfg.episode_retries:
+                todo = todo[at:]  # this episode again
+                continue
+            quarantined.append(_final(failed, tries[failed.episode]))
+            todo = todo[at + 1 :]
         for i in permutation(cfg, group, len(spill.index)):
             writer.write(*spill.read(i))
         return GroupResult(writer.close(), quarantined, frames, roundtrip)
@@ -246,7 +292,7 @@ def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, put: Callab
         except EpisodeError as exc:
             return Quarantined(eid, exc.where, exc.message), frames, roundtrip
         except Exception as exc:  # noqa: BLE001
-            return Quarantined(eid, "", _unexpected(exc)), frames, roundtrip
+            return Quarantined(eid, "", _unexpected(exc), retryable=True), frames, roundtrip
         frames, roundtrip = frames + ep_frames, roundtrip.merge(ep_rt)
     return None, frames, roundtrip
 
@@ -270,8 +316,16 @@ def _camera_images(source, ep: Episode, al: AlignedEpisode, cam: str, cfg: JobCo
         ) from exc
 
 
-def _unexpected(exc: BaseException) -> str:
+def _final(failed: Quarantined, tries: int) -> Quarantined:
+    if not failed.retryable or tries < 2:
+        return failed
+    return Quarantined(failed.episode, failed.file, f"{failed.reason}; failed {tries} times")
+
+
+def _unexpected(exc: BaseException, tries: int = 1) -> str:
+    """The traceback's last line, and where it was raised."""
     last = traceback.format_exception_only(type(exc), exc)[-1].strip()
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
-    return f"unexpected error: {last}{where}"
+    times = f"; failed {tries} times" if tries > 1 else ""
+    return f"unexpected error: {last}{where}{times}"

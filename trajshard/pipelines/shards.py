@@ -20,6 +20,8 @@ from pathlib import Path
 
 import webdataset as wds
 
+from trajshard.storage import Store
+
 BLOCK = 512
 RECORD = 20 * BLOCK
 TAR_OWNER = "trajshard"
@@ -54,19 +56,45 @@ def member_bytes(sample: dict[str, bytes | str]) -> int:
     return total
 
 
-class PartWriter:
-    """Writes samples into size-capped tar parts of one episode group."""
+class HashingFile:
+    """A write-only file that hashes (sha256) and counts the bytes on their way to disk."""
 
-    def __init__(self, shard_dir: str | os.PathLike, split: str, group: int, cap_bytes: int) -> None:
-        self.dir = Path(shard_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, f) -> None:
+        self._f = f
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class PartWriter:
+    """Writes samples into size-capped tar parts of one episode group, under ``shards/`` of a store.
+
+    A part is written to a temporary local file (in ``shards/`` itself for a local store, so it is
+    renamed into place; in the temp directory for an object store, then uploaded) and hashed while
+    it is written."""
+
+    def __init__(self, store: Store, split: str, group: int, cap_bytes: int) -> None:
+        self.store = store
+        store.makedirs("shards")
+        self.tmp_dir = None if store.remote else store.local("shards")
         self.prefix = f"{split}-g{group:06d}"
-        for stale in self.dir.glob(f".{self.prefix}-*.tmp"):  # an earlier attempt of this group died
-            stale.unlink(missing_ok=True)
+        if self.tmp_dir is not None:
+            for stale in self.tmp_dir.glob(f".{self.prefix}-*.tmp"):  # an earlier attempt of this group died
+                stale.unlink(missing_ok=True)
         self.cap = cap_bytes
         self.parts: list[PartInfo] = []
         self._tmp: str | None = None
-        self._file = None
+        self._file: HashingFile | None = None
         self._writer: wds.TarWriter | None = None
         self._offset = 0
 
@@ -74,7 +102,7 @@ class PartWriter:
         try:
             self._write(sample, episode_id)
         except OSError as exc:
-            raise ShardWriteError(f"cannot write shard part under {self.dir}: {exc}") from exc
+            raise ShardWriteError(f"cannot write shard part under {self.store!r}: {exc}") from exc
 
     def _write(self, sample: dict[str, bytes | str], episode_id: str) -> None:
         size = member_bytes(sample)
@@ -95,8 +123,11 @@ class PartWriter:
             part.episodes.append(episode_id)
 
     def close(self) -> list[PartInfo]:
-        if self._writer is not None:
-            self._close_part()
+        try:
+            if self._writer is not None:
+                self._close_part()
+        except OSError as exc:
+            raise ShardWriteError(f"cannot write shard part under {self.store!r}: {exc}") from exc
         return self.parts
 
     def abort(self) -> None:
@@ -110,15 +141,14 @@ class PartWriter:
                 if os.path.exists(self._tmp):
                     os.unlink(self._tmp)
         for p in self.parts:
-            if (self.dir / p.name).exists():
-                os.unlink(self.dir / p.name)
+            self.store.delete(f"shards/{p.name}")
         self.parts = []
 
     def _open_part(self) -> None:
         name = f"{self.prefix}-p{len(self.parts):04d}.tar.part"
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.dir)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.tmp_dir)
         os.fchmod(fd, FILE_MODE)
-        self._file = os.fdopen(fd, "wb")
+        self._file = HashingFile(os.fdopen(fd, "wb"))
         self._writer = wds.TarWriter(
             self._file,
             user=TAR_OWNER,
@@ -136,8 +166,8 @@ class PartWriter:
         self._file.close()
         self._writer = None
         part = self.parts[-1]
-        part.bytes, part.sha256 = file_digest(self._tmp)
-        os.replace(self._tmp, self.dir / part.name)
+        part.bytes, part.sha256 = self._file.bytes, self._file.sha256.hexdigest()
+        self.store.put_file(self._tmp, f"shards/{part.name}")
 
 
 class SampleSpill:
@@ -204,8 +234,13 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def json_document(obj: object) -> bytes:
+    """The bytes of a metadata JSON file: indent 2, sorted keys, UTF-8, final newline."""
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
 def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+    write_bytes_atomic(path, json_document(obj))
 
 
 def read_json(path: str | os.PathLike) -> object:
@@ -213,22 +248,25 @@ def read_json(path: str | os.PathLike) -> object:
         return json.loads(f.read().decode("utf-8"))
 
 
-def promote_parts(shard_dir: str | os.PathLike, split: str, parts: list[PartInfo]) -> list[PartInfo]:
+def promote_parts(store: Store, split: str, parts: list[PartInfo]) -> list[PartInfo]:
     """Rename parts (already in group, part order) to ``<split>-%06d.tar``; return them renamed."""
     out = []
     for i, p in enumerate(parts):
         final = f"{split}-{i:06d}.tar"
-        os.replace(Path(shard_dir) / p.name, Path(shard_dir) / final)
+        store.move(f"shards/{p.name}", f"shards/{final}")
         out.append(PartInfo(final, p.samples, p.bytes, p.sha256, list(p.episodes)))
     return out
 
 
-def clean_temporaries(shard_dir: str | os.PathLike) -> None:
+def clean_temporaries(store: Store, keep: set[str] = frozenset()) -> None:
     """Remove what a job that did not finish left in ``shards/`` (temporary files, parts, and shards
-    promoted by a commit that never wrote meta/info.json). Called only when OUT holds no dataset."""
-    for pattern in (".*.tmp", "*.tar.part", "*.tar"):
-        for p in Path(shard_dir).glob(pattern):
-            p.unlink()
+    promoted by a commit that never wrote meta/info.json), except the names in ``keep``. Called only
+    when OUT holds no finished dataset."""
+    for name in store.list("shards"):
+        if name in keep:
+            continue
+        if (name.startswith(".") and name.endswith(".tmp")) or name.endswith((".tar.part", ".tar")):
+            store.delete(f"shards/{name}")
 
 
 def iter_tar_samples(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:

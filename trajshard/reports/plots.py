@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,16 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | Path) -> None:
+def _save(fig, path: str | Path | Callable[[bytes], None]) -> None:
+    """Write the PNG atomically to a path, or hand its bytes to a writer (an object store's)."""
     from trajshard.pipelines.shards import write_bytes_atomic
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    write_bytes_atomic(path, buf.getvalue())
+    if callable(path):
+        path(buf.getvalue())
+    else:
+        write_bytes_atomic(path, buf.getvalue())
 
 
 def histogram_png(h, path: str | Path) -> None:
@@ -62,7 +67,7 @@ def histogram_png(h, path: str | Path) -> None:
     plt.close(fig)
 
 
-def histogram_heatmap_png(h, path: str | Path) -> None:
+def histogram_heatmap_png(h, path: str | Path | Callable[[bytes], None]) -> None:
     """One picture of every dimension's bin occupancy: a row per dimension, share of samples per bin
     on a log colour scale. Fast at any number of dimensions (one axes), so the dataset card uses it."""
     plt = _plt()

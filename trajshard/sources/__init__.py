@@ -15,8 +15,10 @@ from trajshard.sources.hdf5 import HDF5Source
 from trajshard.sources.lerobot import LeRobotSource
 from trajshard.sources.mcap_ros2 import McapSource
 from trajshard.sources.raw import RawSource
+from trajshard.sources.remote import StagedRawSource
 from trajshard.sources.rlds import RLDSSource
 from trajshard.sources.video import decode_frames
+from trajshard.storage import is_remote, local_path, redact
 
 SOURCES = {
     "raw": RawSource,
@@ -70,7 +72,16 @@ def open_source(
     path: str | os.PathLike, fmt: str = "auto", step_rate: float = 10.0, mcap: dict | None = None
 ):
     """Open a source; ``step_rate`` (Hz) times step-indexed formats (RLDS, HDF5) that carry no clock;
-    ``mcap`` chooses the topics of ROS 2 recordings."""
+    ``mcap`` chooses the topics of ROS 2 recordings. ``path`` may be a ``file://`` URI, or an
+    object-store URI (``s3://``, ``gs://``) of a raw-layout source, staged per episode."""
+    if is_remote(path):
+        if fmt not in ("auto", "raw"):
+            raise ValueError(
+                f"{redact(path)}: only raw-layout sources are read from object storage; copy a {fmt} "
+                "source to a local or shared file system first"
+            )
+        return StagedRawSource(str(path))
+    path = local_path(path)
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt not in SOURCES:

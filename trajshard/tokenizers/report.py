@@ -92,6 +92,34 @@ class RoundTrip:
             _add(self.token_counts, o.token_counts),
         )
 
+    def to_state(self) -> dict[str, object]:
+        """Every field, exactly (JSON floats round-trip float64), for a resumable job's records."""
+        return {
+            "count": int(self.count),
+            "sq": self.sq.tolist(),
+            "max_abs": self.max_abs.tolist(),
+            "sq_norm": self.sq_norm.tolist(),
+            "max_norm": self.max_norm.tolist(),
+            "clipped": self.clipped.tolist(),
+            "lengths": [[int(k), int(v)] for k, v in sorted(self.lengths.items())],
+            "decode_failures": int(self.decode_failures),
+            "token_counts": None if self.token_counts is None else self.token_counts.tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, d: dict) -> RoundTrip:
+        return cls(
+            int(d["count"]),
+            np.asarray(d["sq"], dtype=np.float64),
+            np.asarray(d["max_abs"], dtype=np.float64),
+            np.asarray(d["sq_norm"], dtype=np.float64),
+            np.asarray(d["max_norm"], dtype=np.float64),
+            np.asarray(d["clipped"], dtype=np.int64),
+            {int(k): int(v) for k, v in d["lengths"]},
+            int(d["decode_failures"]),
+            None if d["token_counts"] is None else np.asarray(d["token_counts"], dtype=np.int64),
+        )
+
     def token_summary(self) -> dict[str, float]:
         if not self.lengths:
             return {}

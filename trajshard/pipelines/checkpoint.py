@@ -1,0 +1,104 @@
+"""A job's resumable state under ``OUT/.trajshard/``: the plan, and a record per finished group.
+
+- ``plan.json``: what pass 2 will write (config, tokenizer and vocabulary hashes, the groups). A
+  resumed job recomputes its plan (pass 1 is deterministic) and refuses to go on when it differs.
+- ``groups/<index:06d>.json``: one finished pass-2 task (its parts with bytes and sha256, its
+  quarantined episodes, frame count and round-trip sums), written by the driver when the task's
+  result arrives. On resume a group is kept only when every part is there with that size and hash.
+- ``promote.json``: written before commit renames parts to shard names, so a commit cut short can
+  be undone (shards renamed back to their part names) and run again.
+
+The directory is deleted once ``meta/info.json`` is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from trajshard.pipelines.passes import GroupResult
+from trajshard.pipelines.plan import Group
+from trajshard.pipelines.shards import json_document
+from trajshard.storage import Store
+
+STATE = ".trajshard"
+STATE_VERSION = 1
+
+
+def digest(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class JobState:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def exists(self) -> bool:
+        return self.store.exists(f"{STATE}/plan.json")
+
+    def plan_document(
+        self, config: dict, tok_json: dict, vocab_json: dict | None, groups: list[Group]
+    ) -> dict:
+        return {
+            "schema": "trajshard.job_state",
+            "version": STATE_VERSION,
+            "config": digest(config),
+            "tokenizer": digest(tok_json),
+            "vocab": digest(vocab_json),
+            "groups": [[g.index, g.split, list(g.episodes)] for g in groups],
+        }
+
+    def start(self, plan: dict, resume: bool) -> dict[int, GroupResult]:
+        """Record the plan; with ``resume``, return the groups already finished under the same plan."""
+        done: dict[int, GroupResult] = {}
+        if resume and self.exists():
+            old = json.loads(self.store.read_bytes(f"{STATE}/plan.json"))
+            changed = [k for k in ("config", "tokenizer", "vocab", "groups") if old.get(k) != plan[k]]
+            if changed:
+                raise ValueError(
+                    f"cannot resume: the {', '.join(changed)} differ from the interrupted run's "
+                    "(the source or the config changed); run again without --resume to start over"
+                )
+            self._undo_promotion()
+            done = self._finished(plan)
+        else:
+            self.clear()
+        self.store.write_bytes(f"{STATE}/plan.json", json_document(plan))
+        return done
+
+    def record(self, group: Group, result: GroupResult) -> None:
+        self.store.write_bytes(f"{STATE}/groups/{group.index:06d}.json", json_document(result.to_state()))
+
+    def before_promotion(self, moves: list[tuple[str, str]]) -> None:
+        self.store.write_bytes(f"{STATE}/promote.json", json_document({"moves": moves}))
+
+    def clear(self) -> None:
+        self.store.delete_dir(STATE)
+
+    def kept_parts(self, done: dict[int, GroupResult]) -> set[str]:
+        return {p.name for r in done.values() for p in r.parts}
+
+    def _finished(self, plan: dict) -> dict[int, GroupResult]:
+        done = {}
+        names = set(self.store.list(f"{STATE}/groups"))
+        for index, _, _ in plan["groups"]:
+            name = f"{index:06d}.json"
+            if name not in names:
+                continue
+            result = GroupResult.from_state(json.loads(self.store.read_bytes(f"{STATE}/groups/{name}")))
+            if all(
+                self.store.exists(f"shards/{p.name}")
+                and self.store.digest(f"shards/{p.name}") == (p.bytes, p.sha256)
+                for p in result.parts
+            ):
+                done[index] = result
+        return done
+
+    def _undo_promotion(self) -> None:
+        if not self.store.exists(f"{STATE}/promote.json"):
+            return
+        moves = json.loads(self.store.read_bytes(f"{STATE}/promote.json"))["moves"]
+        for part, shard in moves:
+            if not self.store.exists(f"shards/{part}") and self.store.exists(f"shards/{shard}"):
+                self.store.move(f"shards/{shard}", f"shards/{part}")
+        self.store.delete(f"{STATE}/promote.json")
