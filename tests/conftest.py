@@ -16,7 +16,7 @@ SHARED_DATA = Path(os.environ.get("TRAJSHARD_SHARED_DATA", REPO.parent / "shared
 def ray_session():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
 

@@ -274,7 +274,8 @@ def _init_ray(cfg: JobConfig) -> bool:
     address = cfg.address or os.environ.get("RAY_ADDRESS") or None
     kwargs = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
     if address is None:
-        ray.init(num_cpus=cfg.workers or os.cpu_count(), **kwargs)
+        # "local": a new embedded Ray, never a cluster that happens to run on this machine
+        ray.init(address="local", num_cpus=cfg.workers or os.cpu_count(), **kwargs)
     else:
         ray.init(address=address, **kwargs)
     return True
