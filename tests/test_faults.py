@@ -68,12 +68,16 @@ def _wait_for_groups(out: Path, proc: subprocess.Popen, n: int, timeout_s: float
     raise AssertionError("pass 2 did not start in time")
 
 
-def test_driver_killed_mid_pass2_then_resume_is_byte_identical(cluster, many_raw, clean, tmp_path):  # noqa: F811
-    c, _ = cluster
-    config = tmp_path / "job.toml"
+def _job(tmp_path: Path, address: str, src: Path):
+    """(start(*flags) -> driver process, OUT) of a job on the cluster, its config written."""
+    config, out = tmp_path / "job.toml", tmp_path / "out"
     config.write_text(JOB_TOML)
-    out = tmp_path / "out"
-    proc = _driver(many_raw, out, c.address, config)
+    return (lambda *extra: _driver(src, out, address, config, *extra)), out
+
+
+def test_driver_killed_mid_pass2_then_resume_is_byte_identical(cluster, many_raw, clean, tmp_path):  # noqa: F811
+    start, out = _job(tmp_path, cluster[0].address, many_raw)
+    proc = start()
     _wait_for_groups(out, proc, 2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -81,11 +85,11 @@ def test_driver_killed_mid_pass2_then_resume_is_byte_identical(cluster, many_raw
     recorded = len(list((out / ".trajshard" / "groups").glob("*.json")))
     assert recorded >= 2
 
-    again = _driver(many_raw, out, c.address, config)  # without --resume: refused, nothing touched
+    again = start()  # without --resume: refused, nothing touched
     _, err = again.communicate(timeout=120)
     assert again.returncode != 0 and "--resume" in err
 
-    resumed = _driver(many_raw, out, c.address, config, "--resume", "--no-progress")
+    resumed = start("--resume", "--no-progress")
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-3000:]
     assert "already done (resumed)" in stderr
@@ -94,10 +98,8 @@ def test_driver_killed_mid_pass2_then_resume_is_byte_identical(cluster, many_raw
 
 def test_worker_node_lost_mid_pass2_is_byte_identical(cluster, many_raw, clean, tmp_path):  # noqa: F811
     c, nodes = cluster
-    config = tmp_path / "job.toml"
-    config.write_text(JOB_TOML)
-    out = tmp_path / "out"
-    proc = _driver(many_raw, out, c.address, config)
+    start, out = _job(tmp_path, c.address, many_raw)
+    proc = start()
     done = _wait_for_groups(out, proc, 1)
     c.remove_node(nodes[0])  # its raylet and workers die with tasks in flight; Ray retries them
     stdout, stderr = proc.communicate(timeout=300)

@@ -17,12 +17,34 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow.fs as pfs
 
 CHUNK = 8 << 20
+FILE_MODE = 0o644
 _SECRET_RE = re.compile(r"(://)[^/@]*:[^/@]*@")
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A local file opened for writing under a hidden temporary name in its directory, renamed to
+    ``path`` (mode 0o644) when the block ends, deleted when it raises."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def is_remote(location: str | os.PathLike) -> bool:
@@ -90,9 +112,8 @@ class Store:
             with self.fs.open_output_stream(self.path(rel)) as f:
                 f.write(data)
             return
-        from trajshard.pipelines.shards import write_bytes_atomic
-
-        write_bytes_atomic(self.path(rel), data)
+        with atomic_output(self.path(rel)) as f:
+            f.write(data)
 
     def put_file(self, local_file: str | os.PathLike, rel: str) -> None:
         """Move a finished local file to ``rel``: a rename on a local store (the file must be on the
@@ -107,17 +128,9 @@ class Store:
 
     def get_file(self, rel: str, local_file: str | os.PathLike) -> None:
         """Copy ``rel`` to a local file (written to a temporary name, then renamed)."""
-        local_file = Path(local_file)
-        fd, tmp = tempfile.mkstemp(prefix=f".{local_file.name}.", suffix=".tmp", dir=local_file.parent)
-        try:
-            with os.fdopen(fd, "wb") as dst, self.fs.open_input_file(self.path(rel)) as src:
-                while chunk := src.read(CHUNK):
-                    dst.write(chunk)
-            os.replace(tmp, local_file)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_output(local_file) as dst, self.fs.open_input_file(self.path(rel)) as src:
+            while chunk := src.read(CHUNK):
+                dst.write(chunk)
 
     def digest(self, rel: str) -> tuple[int, str]:
         """(bytes, sha256 hex) of a file, streamed."""

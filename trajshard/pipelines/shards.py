@@ -16,16 +16,14 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import webdataset as wds
 
-from trajshard.storage import Store
+from trajshard.storage import FILE_MODE, Store, atomic_output
 
 BLOCK = 512
 RECORD = 20 * BLOCK
 TAR_OWNER = "trajshard"
-FILE_MODE = 0o644
 
 
 class ShardWriteError(RuntimeError):
@@ -220,18 +218,8 @@ def file_digest(path: str | os.PathLike) -> tuple[int, str]:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as f:
+        f.write(data)
 
 
 def json_document(obj: object) -> bytes:
