@@ -1,0 +1,170 @@
+"""A dataset split as the loader sees it, and reading its samples in a planned order (no torch).
+
+``SplitSource`` reads ``meta/info.json`` and ``meta/manifest.json``; :func:`emit` follows a
+:class:`~trajshard.loading.order.RolePlan`, reading the role's shard pieces front to back and holding at
+most ``shuffle_buffer`` raw samples. Samples before ``skip`` in the emission order (already consumed
+before a resume) are seeked over: their bytes are never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from trajshard.loading.order import Piece, RolePlan
+from trajshard.pipelines.shards import read_json
+from trajshard.schemas.sample import load_npy
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class LoaderError(RuntimeError):
+    """The dataset on disk does not match its manifest, or a loader argument is wrong."""
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """One split of one trajshard output: its shards (sorted by name) with sample counts."""
+
+    root: Path
+    split: str
+    shards: tuple[str, ...]  # paths relative to root, "shards/<split>-NNNNNN.tar"
+    counts: tuple[int, ...]
+    cameras: tuple[str, ...]
+    features: dict = field(hash=False, compare=False)
+
+    @property
+    def samples(self) -> int:
+        return int(sum(self.counts))
+
+    def fingerprint(self) -> str:
+        """Hash of the shard names and counts: a state dict only resumes on the same split."""
+        text = json.dumps([self.split, list(self.shards), list(self.counts)])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def open_split(root: str | Path, split: str = "train") -> SplitSource:
+    """Read ``OUT/meta/{info,manifest}.json`` and select ``split``'s shards."""
+    root = Path(root)
+    info_path, manifest_path = root / "meta" / "info.json", root / "meta" / "manifest.json"
+    if not info_path.is_file():
+        raise LoaderError(f"{root}: no meta/info.json (not a finished trajshard output)")
+    info = read_json(info_path)
+    manifest = read_json(manifest_path)
+    entries = sorted((s for s in manifest["shards"] if s["split"] == split), key=lambda s: s["name"])
+    if not entries:
+        have = sorted({s["split"] for s in manifest["shards"]})
+        raise LoaderError(f"{root}: split {split!r} has no shards (splits: {have})")
+    return SplitSource(
+        root=root,
+        split=split,
+        shards=tuple(s["name"] for s in entries),
+        counts=tuple(int(s["samples"]) for s in entries),
+        cameras=tuple(info.get("cameras", [])),
+        features=dict(info.get("features", {})),
+    )
+
+
+RawSample = tuple[str, dict[str, bytes]]
+
+
+def read_piece(
+    root: Path, name: str, piece: Piece, skip: np.ndarray, base: int
+) -> Iterator[RawSample | None]:
+    """Samples ``piece.start .. piece.stop-1`` of a shard, in file order.
+
+    Yields ``None`` (reading no member data) for a sample whose range position
+    ``base + (index - piece.start)`` is marked in ``skip``. Raises :class:`LoaderError` if the shard
+    has fewer samples than the manifest says.
+    """
+    path = root / name
+    index, key, members, skipping = -1, None, {}, False
+    with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            k, dot, fieldname = info.name.rpartition("/")[2].partition(".")
+            if not dot:
+                continue
+            if k != key:
+                if key is not None and index >= piece.start:
+                    yield None if skipping else (key, members)
+                index += 1
+                if index >= piece.stop:
+                    return
+                key, members = k, {}
+                skipping = index < piece.start or bool(skip[base + index - piece.start])
+            if not skipping and index >= piece.start:
+                f.seek(info.offset_data)
+                members[fieldname] = f.read(info.size)
+        if key is not None and index >= piece.start:
+            yield None if skipping else (key, members)
+    if index + 1 < piece.stop:
+        raise LoaderError(f"{path}: {index + 1} samples, the manifest says at least {piece.stop}")
+
+
+def emit(source: SplitSource, plan: RolePlan, skip: int = 0) -> Iterator[RawSample]:
+    """Raw samples of ``plan`` in its emission order, starting at emission position ``skip``."""
+    n = plan.size
+    done = np.zeros(n, dtype=bool)
+    done[plan.order[:skip]] = True
+
+    def inputs() -> Iterator[tuple[int, RawSample | None]]:
+        pos = 0
+        for piece in plan.pieces:
+            for raw in read_piece(source.root, source.shards[piece.shard], piece, done, pos):
+                yield pos, raw
+                pos += 1
+
+    reader = inputs()
+    held: dict[int, RawSample] = {}
+    for k in range(skip, n):
+        want = int(plan.order[k])
+        while want not in held:
+            try:
+                pos, raw = next(reader)
+            except StopIteration:
+                raise LoaderError(f"{source.root}: shards ended before sample {want} of the plan") from None
+            if raw is not None:
+                held[pos] = raw
+        yield held.pop(want)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """JPEG/PNG bytes to uint8 ``[H, W, C]`` (RGB, or one channel kept as ``[H, W, 1]``)."""
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode not in ("RGB", "L", "I;16"):
+            im = im.convert("RGB")
+        arr = np.asarray(im)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def decode_sample(key: str, members: dict[str, bytes], decode_images: bool = True) -> dict:
+    """A raw sample to plain values: images (HWC uint8), arrays (npy), meta and instruction.
+
+    Returns ``{"key", "images": {camera: array|bytes}, "<name>": array for each <name>.npy,
+    "meta": dict, "instruction": str}``; ``<name>.txt`` members become strings.
+    """
+    out: dict = {"key": key, "images": {}}
+    for name, data in members.items():
+        stem, _, ext = name.rpartition(".")
+        if name.endswith(IMAGE_SUFFIXES):
+            out["images"][stem] = decode_image(data) if decode_images else data
+        elif ext == "npy":
+            out[stem] = load_npy(data)
+        elif name == "meta.json":
+            out["meta"] = json.loads(data.decode("utf-8"))
+        elif ext == "txt":
+            out[stem] = data.decode("utf-8")
+    meta = out.setdefault("meta", {})
+    if "instruction" not in out:
+        out["instruction"] = meta.get("instruction", "")
+    return out
