@@ -278,3 +278,44 @@ def demo(out: str, episodes: int, seconds: float, workers: int | None) -> None:
     )
     click.echo("[4/4] action-bin histogram:\n")
     click.echo(render(compute_histogram(dataset)))
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--wids/--no-wids", "wids", default=True, help="Write meta/wids-<split>.json (default on).")
+@click.option(
+    "--energon/--no-energon",
+    "energon",
+    default=None,
+    help="Write the Energon .nv-meta folder and .tar.idx files (default: when megatron-energon is installed).",
+)
+@click.option(
+    "--verify/--no-verify", default=True, help="Check each shard's size and sha256 against the manifest."
+)
+def index(out: str, wids: bool, energon: bool | None, verify: bool) -> None:
+    """Write the index files other loaders read: wids shard lists and Megatron-Energon's .nv-meta."""
+    import importlib.util
+
+    from trajshard.loading.index import write_indexes
+    from trajshard.loading.source import LoaderError
+
+    if energon is None:
+        energon = importlib.util.find_spec("megatron") is not None and (
+            importlib.util.find_spec("megatron.energon") is not None
+        )
+        if not energon:
+            click.echo(
+                "megatron-energon is not installed: skipping .nv-meta (pip install megatron-energon)",
+                err=True,
+            )
+    try:
+        report = write_indexes(Path(out), wids=wids, energon=energon, verify=verify)
+    except LoaderError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    counts = ", ".join(f"{k}: {v} samples" for k, v in report.splits.items())
+    click.echo(f"splits: {counts}{' (shards verified)' if verify else ''}")
+    for p in report.wids:
+        click.echo(f"wrote {p}")
+    if report.energon is not None:
+        click.echo(f"wrote {report.energon}/ and a .tar.idx beside each shard")
