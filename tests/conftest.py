@@ -55,3 +55,16 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (see ../shared/data/SOURCES.md)")
     return path
+
+
+@pytest.fixture(scope="session")
+def two_split(synthetic_raw, ray_session, tmp_path_factory) -> Path:
+    """The synthetic dataset ingested into train and val splits of many small shards, with token ids
+    (read-only)."""
+    from trajshard.config import JobConfig
+    from trajshard.pipelines.ingest import run_ingest
+
+    out = tmp_path_factory.mktemp("two_split") / "out"
+    cfg = JobConfig(workers=2, val_fraction=0.3, shard_size="250KB", vocab="openvla:32000", seed=0)
+    run_ingest(str(synthetic_raw), str(out), cfg, progress=False)
+    return out

@@ -41,10 +41,10 @@ def hash_ints(*values: int) -> int:
 
 
 def hash_counter(key: int, counters: np.ndarray) -> np.ndarray:
-    """``hash_ints(..., c)`` for an array of counters ``c``, vectorized: uint64 per counter."""
+    """A 64-bit hash of ``(key, c)`` for each counter ``c`` (vectorized, uint64)."""
+    # the SplitMix64 stream of seed ``key``: state = key + (c + 1) * golden, then the output mix
     with np.errstate(over="ignore"):
-        x = np.uint64(key) ^ counters.astype(np.uint64)
-        x = x + np.uint64(_GOLDEN)
+        x = np.uint64(key) + (counters.astype(np.uint64) + np.uint64(1)) * np.uint64(_GOLDEN)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return x ^ (x >> np.uint64(31))
