@@ -12,7 +12,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# torch first, pinned: the CPU wheel (the loader's extra and Energon need torch; unpinned, pip would
+# resolve a CUDA build and its GBs of libraries)
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
@@ -32,6 +35,7 @@ lint: install-dev
 bench: install-dev
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/tokenizer_speed.py
+	$(BIN)/python bench/loader.py
 
 clean:
 	rm -rf demo_out .pytest_cache .ruff_cache

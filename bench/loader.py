@@ -1,0 +1,217 @@
+"""Training-time read speed: trajshard's loader against decoding the source video at training time.
+
+    python bench/loader.py [--epochs N] [--batch-size B] [--out-dir DIR] [--keep]
+
+The G1 episodes that have a video (28, 29, 30, 31, 59, 82; AV1 640x480 30 fps, ../shared/data) are
+converted to raw layout (as bench/ingest.py does) and ingested at the defaults (10 Hz, 224 px). Then,
+in the same run, one table:
+
+- **trajshard loader**: ``make_loader(open_dataset(OUT, batch_size=B, shuffle_buffer=1000), W)``
+  for W = 0, 1, 2 DataLoader workers: JPEG decode, tensors, shuffled, batched;
+- **reference (video at training time)**: what a LeRobot user has today: a map-style dataset whose
+  ``__getitem__`` opens the episode's source mp4 with PyAV, seeks to the keyframe before the sample's
+  time, decodes forward to the nearest frame and returns it as uint8 RGB at the source resolution
+  (LeRobot then resizes in the policy's transforms; this reference does not, which flatters it), in a
+  ``DataLoader(shuffle=True)`` with the same batch size and W workers.
+
+The ratio is loader samples/s over reference samples/s at the same W. Without ../shared/data the
+synthetic dataset is used for both. Progress goes to stderr, the table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import ray
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from trajshard import __version__ as trajshard_version
+from trajshard.config import JobConfig
+from trajshard.loader import make_loader, open_dataset
+from trajshard.pipelines.ingest import run_ingest
+from trajshard.pipelines.shards import iter_tar_samples, read_json
+from trajshard.sources.synthetic import write_synthetic_dataset
+
+BENCH = Path(__file__).resolve().parent
+WORKERS = (0, 1, 2)
+
+
+def _bench_ingest():
+    """bench/ingest.py as a module (its LeRobot -> raw layout conversion is reused, not copied)."""
+    spec = importlib.util.spec_from_file_location("bench_ingest", BENCH / "ingest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_ingest"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- the reference: decode the source video at training time -------------------------------------------
+
+
+class VideoFrameDataset(Dataset):
+    """LeRobot-style: each item opens the episode's mp4, seeks, decodes to the frame nearest ``time``."""
+
+    def __init__(self, items: list[tuple[Path, float]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        path, ts = self.items[i]
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            container.seek(max(0, int(ts / stream.time_base)), stream=stream, backward=True, any_frame=False)
+            best = None
+            for frame in container.decode(stream):
+                if best is None or abs(frame.time - ts) < abs(best.time - ts):
+                    best = frame
+                if frame.time >= ts:
+                    break
+        return torch.from_numpy(best.to_ndarray(format="rgb24")).permute(2, 0, 1)
+
+
+def reference_items(out: Path, raw: Path, camera: str) -> list[tuple[Path, float]]:
+    """(source mp4, tick time) of every sample of the output: the same frames the shards hold."""
+    items = []
+    for shard in read_json(out / "meta" / "manifest.json")["shards"]:
+        for _, members in iter_tar_samples(out / shard["name"]):
+            meta = json.loads(members["meta.json"])
+            episode = meta["episode"].split("_part")[0]
+            items.append((raw / episode / f"{camera}.mp4", float(meta["time"])))
+    return items
+
+
+# ---- timing ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    reader: str
+    workers: int
+    samples: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.samples / self.seconds
+
+
+def time_loader(out: Path, workers: int, epochs: int, batch_size: int) -> Row:
+    loader = make_loader(open_dataset(out, batch_size=batch_size, shuffle_buffer=1000, seed=0), workers)
+    n, start = 0, time.perf_counter()
+    for _ in range(epochs):
+        for batch in loader:
+            n += len(batch["key"])
+    return Row("trajshard loader", workers, n, time.perf_counter() - start)
+
+
+def time_reference(items: list[tuple[Path, float]], workers: int, samples: int, batch_size: int) -> Row:
+    ds = VideoFrameDataset(items)
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(0),
+    )
+    n, start = 0, time.perf_counter()
+    while n < samples:
+        for batch in loader:
+            n += len(batch)
+            if n >= samples:
+                break
+    return Row("reference: PyAV decode of the source mp4 per sample", workers, n, time.perf_counter() - start)
+
+
+def prepare(work: Path) -> tuple[Path, str, str]:
+    """(raw source dir, camera, description)."""
+    bi = _bench_ingest()
+    raw = bi.prepare_lerobot(bi.G1, work)
+    if raw is not None:
+        return raw, bi.G1.camera, "G1 (LeRobot v2.1), 6 episodes, AV1 640x480 30 fps, camera cam_high"
+    raw = work / "src" / "synthetic"
+    write_synthetic_dataset(raw, n_episodes=8, seconds=8.0, seed=0)
+    return raw, "front", "synthetic (G1 data absent), 8 episodes x 8 s, camera front (H.264 160x120 30 fps)"
+
+
+def machine() -> str:
+    return (
+        f"{os.cpu_count()} CPUs, load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, PyAV {av.__version__}, "
+        f"numpy {np.__version__}, trajshard {trajshard_version}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=4, help="loader epochs per row (default 4)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out-dir", help="where the source and output go (default: a new temporary directory)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = p.parse_args(argv)
+    base = Path(args.out_dir) if args.out_dir else None
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="trajshard-loader-bench-", dir=base))
+    try:
+        raw, camera, what = prepare(work)
+        out = work / "out"
+        log(f"ingesting {raw} -> {out}")
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+        try:
+            report = run_ingest(str(raw), str(out), JobConfig(workers=2), progress=False)
+        finally:
+            ray.shutdown()
+        items = reference_items(out, raw, camera)
+        rows = []
+        for w in WORKERS:
+            log(f"loader, {w} workers")
+            rows.append(time_loader(out, w, args.epochs, args.batch_size))
+        for w in WORKERS:
+            log(f"reference, {w} workers")
+            rows.append(time_reference(items, w, min(len(items), 2 * args.batch_size * 8), args.batch_size))
+        ref = {r.workers: r.rate for r in rows if r.reader.startswith("reference")}
+        print("## trajshard loader benchmark\n")
+        print(
+            f"- data: {what}; ingested at 10 Hz, 224x224 JPEG: {report.samples} samples in {report.shards} shards"
+        )
+        print(f"- machine: {machine()}")
+        print(f"- batch size {args.batch_size}; loader: shuffle buffer 1000, {args.epochs} epochs per row\n")
+        print("| reader | DataLoader workers | samples | seconds | samples/s | vs reference, same workers |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for r in rows:
+            print(
+                f"| {r.reader} | {r.workers} | {r.samples} | {r.seconds:.2f} | {r.rate:,.0f} | "
+                f"{r.rate / ref[r.workers]:.1f}x |"
+            )
+        print(
+            "\nThe loader's images are 224x224 (two cameras would be two per sample); the reference's are "
+            "the source's full resolution, not resized."
+        )
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
