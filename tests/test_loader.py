@@ -133,6 +133,10 @@ def test_resume_in_process_and_state_checks(two_split):
         make_loader(open_dataset(two_split, batch_size=4, shuffle_buffer=16), 3).load_state_dict(
             two_worker_state
         )
+    boundary = make_loader(open_dataset(two_split, batch_size=4, shuffle_buffer=16), 2).state_dict()
+    three = make_loader(open_dataset(two_split, batch_size=4, shuffle_buffer=16), 3)
+    three.load_state_dict(boundary)  # at an epoch boundary any worker count resumes
+    assert three.state_dict()["num_workers"] == 3
 
 
 def test_ranks_partition_the_split(two_split):

@@ -173,14 +173,8 @@ class TrajDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         nw, wid = (info.num_workers, info.id) if info is not None else (1, 0)
+        self._prepare(nw)
         state = self._state
-        if state["num_workers"] != nw:
-            if any(state["consumed"]):
-                raise LoaderError(
-                    f"state was saved with {state['num_workers']} workers, this loader has {nw}: "
-                    "exact resume needs the same number"
-                )
-            state = self._state = self._fresh_state(state["epoch"], nw)
         local = (state["next"] + wid) % nw
         skip = state["consumed"][local]
         samples = self._role_samples(self.rank * nw + local, self.world_size * nw, state["epoch"], skip)
@@ -487,10 +481,7 @@ class TrajLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.dataset.load_state_dict(state)
-        if self.dataset._state["num_workers"] != max(1, self.num_workers):
-            raise LoaderError(
-                f"state was saved with {state['num_workers']} workers, this loader has {self.num_workers}"
-            )
+        self.dataset._prepare(self.num_workers)  # a mid-epoch state needs the same number of workers
 
 
 def make_loader(dataset: TrajDataset, num_workers: int = 2, **dataloader_kwargs) -> TrajLoader:
