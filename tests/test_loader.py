@@ -246,3 +246,14 @@ def test_mixture_weighting_by_transitions_and_bad_files(two_split, tmp_path):
     bad.write_text('weighting = "episodes"\n[[datasets]]\npath = "x"\n')
     with pytest.raises(LoaderError, match="weighting must be one of"):
         open_dataset(bad)
+
+
+def test_a_new_pass_after_break_continues_the_epoch(two_split):
+    full, _ = run(two_split)
+    loader = make_loader(open_dataset(two_split, batch_size=4, shuffle_buffer=16), 2)
+    head = []
+    for i, b in enumerate(loader):
+        head += b["key"]
+        if i == 9:
+            break
+    assert head + [k for b in loader for k in b["key"]] == full and loader.epoch == 1
