@@ -1,6 +1,6 @@
 """Training-time read speed: trajshard's loader against decoding the source video at training time.
 
-    python bench/loader.py [--epochs N] [--batch-size B] [--out-dir DIR] [--keep]
+    python bench/loader.py [--epochs N] [--batch-size B] [--repeat N] [--out-dir DIR] [--keep]
 
 The G1 episodes that have a video (28, 29, 30, 31, 59, 82; AV1 640x480 30 fps, ../shared/data) are
 converted to raw layout (as bench/ingest.py does) and ingested at the defaults (10 Hz, 224 px). Then,
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=4, help="loader epochs per row (default 4)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--repeat", type=int, default=2, help="timed passes per row, best reported (default 2)")
     p.add_argument("--out-dir", help="where the source and output go (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args(argv)
@@ -182,20 +183,30 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ray.shutdown()
         items = reference_items(out, raw, camera)
-        rows = []
-        for w in WORKERS:
-            log(f"loader, {w} workers")
-            rows.append(time_loader(out, w, args.epochs, args.batch_size))
-        for w in WORKERS:
-            log(f"reference, {w} workers")
-            rows.append(time_reference(items, w, min(len(items), 2 * args.batch_size * 8), args.batch_size))
+        ref_samples = min(len(items), 2 * args.batch_size * 8)
+        best: dict[tuple[str, int], Row] = {}
+        for attempt in range(args.repeat):  # loader and reference alternate, so both see the same load
+            for w in WORKERS:
+                log(f"[{attempt + 1}/{args.repeat}] loader and reference, {w} workers")
+                for row in (
+                    time_loader(out, w, args.epochs, args.batch_size),
+                    time_reference(items, w, ref_samples, args.batch_size),
+                ):
+                    key = (row.reader, row.workers)
+                    if key not in best or row.rate > best[key].rate:
+                        best[key] = row
+        rows = sorted(best.values(), key=lambda r: (r.reader.startswith("reference"), r.workers))
         ref = {r.workers: r.rate for r in rows if r.reader.startswith("reference")}
         print("## trajshard loader benchmark\n")
         print(
             f"- data: {what}; ingested at 10 Hz, 224x224 JPEG: {report.samples} samples in {report.shards} shards"
         )
         print(f"- machine: {machine()}")
-        print(f"- batch size {args.batch_size}; loader: shuffle buffer 1000, {args.epochs} epochs per row\n")
+        print(
+            f"- batch size {args.batch_size}; loader: shuffle buffer 1000, {args.epochs} epochs per pass; "
+            f"reference: {ref_samples} samples per pass; best of {args.repeat} passes, the two readers "
+            "alternating\n"
+        )
         print("| reader | DataLoader workers | samples | seconds | samples/s | vs reference, same workers |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
