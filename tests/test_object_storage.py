@@ -79,3 +79,30 @@ def test_local_source_to_s3_and_refusals(s3, synthetic_raw, local_out, ray_sessi
     with pytest.raises(ValueError, match="only raw-layout"):
         run_ingest(s3.uri("raw"), str(tmp_path / "x"), JobConfig(format="lerobot"), progress=False)
     assert redact(s3.uri("a")).startswith("s3://***@")
+
+
+def test_a_staging_failure_leaves_nothing_half_staged(s3, s3_raw, monkeypatch):
+    from trajshard.sources.remote import StagedRawSource
+
+    src = StagedRawSource(s3_raw)
+    real, calls = Store.get_file, []
+
+    def flaky(self, rel, local_file):
+        calls.append(rel)
+        if len(calls) == 2:
+            raise OSError("connection reset by peer")
+        return real(self, rel, local_file)
+
+    monkeypatch.setattr(Store, "get_file", flaky)
+    with pytest.raises(OSError, match="cannot stage .*connection reset"):
+        src.load("ep_001")
+    ep = src.load("ep_001")  # the retry stages every file again
+    assert ep.episode_id == "ep_001" and set(ep.cameras) == {"front", "wrist"}
+    src.close()
+
+
+def test_secrets_never_print():
+    assert (
+        redact("s3://AKIA:abc/def+g@bucket/p?endpoint_override=x") == "s3://***@bucket/p?endpoint_override=x"
+    )
+    assert redact("s3://bucket/raw") == "s3://bucket/raw"

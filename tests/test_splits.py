@@ -101,3 +101,19 @@ def test_validate_catches_a_val_sample_in_a_train_shard(many_raw, ray_session, t
     pq.write_table(table.set_column(table.column_names.index("split"), "split", [flipped]), episodes)
     problems = validate_output(out).problems
     assert any("but the episode's split is" in p.message for p in problems)
+
+
+def test_spill_drops_every_part_of_a_source_episode_and_reads_back_exactly(tmp_path):
+    from trajshard.pipelines.shards import SampleSpill
+
+    spill = SampleSpill(tmp_path)
+    samples = [
+        ({"__key__": f"{part}_{t:06d}", "a.npy": bytes([t]) * (t + 1), "meta.json": b"{}"}, part, src)
+        for part, src in (("x_part00", "x"), ("x_part01", "x"), ("y", "y"))
+        for t in range(3)
+    ]
+    for sample, part, src in samples:
+        spill.add(sample, part, src)
+    spill.drop_source_episode("x")
+    assert [spill.read(i) for i in range(len(spill.index))] == [(s, p) for s, p, src in samples if src == "y"]
+    spill.close()

@@ -26,7 +26,7 @@ import pyarrow.fs as pfs
 
 CHUNK = 8 << 20
 FILE_MODE = 0o644
-_SECRET_RE = re.compile(r"(://)[^/@]*:[^/@]*@")
+_SECRET_RE = re.compile(r"(://)[^?#]*@")  # up to the last @ before a query: secrets may hold "/"
 
 
 @contextmanager

@@ -57,7 +57,8 @@ class JobState:
             if changed:
                 raise ValueError(
                     f"cannot resume: the {', '.join(changed)} differ from the interrupted run's "
-                    "(the source or the config changed); run again without --resume to start over"
+                    f"(the source or the config changed). To start over, delete {STATE}/ in OUT and run "
+                    "without --resume (the old parts are then discarded)"
                 )
             self._undo_promotion()
             done = self._finished(plan)

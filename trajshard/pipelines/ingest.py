@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import ray
 
@@ -36,7 +35,7 @@ from trajshard.pipelines.progress import Progress
 from trajshard.pipelines.shards import ShardWriteError, clean_temporaries
 from trajshard.pipelines.stats import StreamStats
 from trajshard.sources import checked_plan, open_source
-from trajshard.storage import Store, is_remote, redact
+from trajshard.storage import Store, is_remote, local_path, redact, resolve
 from trajshard.tokenizers import fit
 from trajshard.tokenizers.vocab import VocabMap
 
@@ -103,8 +102,9 @@ def run_ingest(
         raise IngestError(
             f"{redact(out)} already holds a dataset (meta/info.json); remove it or choose another OUT"
         )
-    if not store.remote and not is_remote(src) and store.local().is_relative_to(Path(src)):
-        raise IngestError(f"OUT {out} is inside the source {src}; choose a path outside it")
+    if _inside(store, src):
+        raise IngestError(f"OUT {redact(out)} is inside the source {redact(src)}; choose a place outside it")
+    out = store.location if store.remote else str(store.local())  # tasks may run in another directory
     if state.exists() and not resume:
         raise IngestError(
             f"{redact(out)} holds an unfinished job (.trajshard/plan.json): add --resume to finish it, "
@@ -170,6 +170,13 @@ def run_ingest(
         total = sum(steps_of.values())
         task_steps = cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total)
         groups = plan_groups(list(steps_of.items()), cfg, task_steps)
+        for split in sorted(set(cfg.splits) - {g.split for g in groups}):
+            log.warning(
+                "split %r gets no episodes (val_fraction %s, %d episodes)",
+                split,
+                cfg.val_fraction,
+                len(steps_of),
+            )
         try:
             done = state.start(state.plan_document(cfg.output_dict(), tok_json, vocab_json, groups), resume)
         except ValueError as exc:
@@ -243,6 +250,15 @@ def check_quarantine(cfg: JobConfig, quarantined: list[Quarantined], n_input: in
         f"max_quarantine_fraction {cfg.max_quarantine_fraction}; nothing was committed. Most common reasons:"
         f"{lines}"
     )
+
+
+def _inside(store: Store, src: str) -> bool:
+    """Whether OUT lies in the source (its shards would be read as episodes)."""
+    if store.remote != is_remote(src):
+        return False
+    if store.remote:
+        return (store.root + "/").startswith(resolve(src)[1] + "/")
+    return store.local().is_relative_to(local_path(src))
 
 
 def _finished_report(store: Store, seconds: float) -> IngestReport:

@@ -225,12 +225,14 @@ def pass2_group(
     while True:
         writer = PartWriter(Store(out), group.split, group.index, cfg.shard_size_bytes)
         try:
-            failed, frames, roundtrip = _write_episodes(source, todo, cfg, tokens, writer.write)
+            failed, frames, roundtrip = _write_episodes(
+                source, todo, cfg, tokens, lambda sample, part, _, w=writer: w.write(sample, part)
+            )
+            if failed is None:
+                return GroupResult(writer.close(), quarantined, frames, roundtrip)
         except BaseException:
             writer.abort()  # nothing of a failed attempt stays in shards/
             raise
-        if failed is None:
-            return GroupResult(writer.close(), quarantined, frames, roundtrip)
         writer.abort()
         tries[failed.episode] += 1
         if failed.retryable and tries[failed.episode] <= cfg.episode_retries:
@@ -249,7 +251,7 @@ def _shuffled_group(source, group: Group, cfg: JobConfig, tokens, store: Store) 
             frames, roundtrip = frames + n, rt if roundtrip is None else roundtrip.merge(rt)
             if failed is None:
                 break
-            spill.drop_episode(failed.episode)
+            spill.drop_source_episode(failed.episode)
             tries[failed.episode] += 1
             at = todo.index(failed.episode)
             if failed.retryable and tries[failed.episode] <= cfg.episode_retries:
@@ -271,8 +273,8 @@ def _vocab(vocab_json: dict | None) -> VocabMap | None:
     return VocabMap(vocab_json["spec"], vocab_json["ids"], vocab_json["token_lo"]) if vocab_json else None
 
 
-def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, put: Callable[[dict, str], None]):
-    """Samples of ``todo``'s episodes to ``put`` until one fails; (failure or None, frames, round trip).
+def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, put: Callable[[dict, str, str], None]):
+    """Samples of ``todo``'s episodes to ``put(sample, part id, source episode id)`` until one fails; (failure or None, frames, round trip).
     The frames and round trip of a failed episode are not counted."""
     tokenizer, vocab = tokens
     roundtrip = RoundTrip.empty(tokenizer.dims)
@@ -284,7 +286,7 @@ def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, put: Callab
             for al in parts:
                 images = {c: _camera_images(source, ep, al, c, cfg) for c in al.frames}
                 for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment, vocab):
-                    put(sample, al.episode_id)
+                    put(sample, al.episode_id, eid)
                 ep_rt = ep_rt.merge(RoundTrip.measure(al.action, tokenizer, cfg.horizon))
                 ep_frames += al.steps * len(al.frames)
         except ShardWriteError:

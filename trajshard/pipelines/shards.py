@@ -14,6 +14,7 @@ import json
 import os
 import tarfile
 import tempfile
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -160,40 +161,52 @@ class PartWriter:
         self.parts.append(PartInfo(name))
 
     def _close_part(self) -> None:
-        self._writer.close()
-        self._file.close()
-        self._writer = None
-        part = self.parts[-1]
-        part.bytes, part.sha256 = self._file.bytes, self._file.sha256.hexdigest()
-        self.store.put_file(self._tmp, f"shards/{part.name}")
+        try:
+            self._writer.close()
+            self._file.close()
+            self._writer = None
+            part = self.parts[-1]
+            part.bytes, part.sha256 = self._file.bytes, self._file.sha256.hexdigest()
+            self.store.put_file(self._tmp, f"shards/{part.name}")
+        finally:
+            if os.path.exists(self._tmp):  # a failed close or upload leaves no local temporary
+                os.unlink(self._tmp)
 
 
 class SampleSpill:
-    """Samples parked in a temporary local file so a shuffled group can write them in another order
-    with bounded memory: only (field, offset, length) per member stays in memory."""
+    """Samples parked in a temporary local file so a shuffled group can write them in another order.
+
+    Memory per sample stays small and flat: the sample's start offset, a shared tuple of its member
+    names, the member lengths packed in one bytes object, and shared references to its episode ids."""
 
     def __init__(self, directory: str | os.PathLike | None = None) -> None:
         self._file = tempfile.TemporaryFile(dir=directory, prefix="trajshard-spill-")
-        self.index: list[tuple[str, list[tuple[str, int, int]]]] = []  # (episode, [(field, offset, n)])
+        self.index: list[
+            tuple[str, str, int, tuple[str, ...], bytes]
+        ] = []  # part, source, start, names, lengths
+        self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._end = 0
 
-    def add(self, sample: dict[str, bytes | str], episode_id: str) -> None:
-        members = []
-        for name, value in sample.items():
+    def add(self, sample: dict[str, bytes | str], episode_id: str, source_episode: str) -> None:
+        names = tuple(sample)
+        names = self._names.setdefault(names, names)
+        start, lengths = self._end, array("Q")
+        for value in sample.values():
             data = value.encode() if isinstance(value, str) else value
             self._file.write(data)
-            members.append((name, self._end, len(data)))
+            lengths.append(len(data))
             self._end += len(data)
-        self.index.append((episode_id, members))
+        self.index.append((episode_id, source_episode, start, names, lengths.tobytes()))
 
-    def drop_episode(self, episode_id: str) -> None:
-        self.index = [entry for entry in self.index if entry[0] != episode_id]
+    def drop_source_episode(self, source_episode: str) -> None:
+        """Forget every sample of a source episode (all its gap-split parts)."""
+        self.index = [entry for entry in self.index if entry[1] != source_episode]
 
     def read(self, i: int) -> tuple[dict[str, bytes | str], str]:
-        episode_id, members = self.index[i]
+        episode_id, _, offset, names, packed = self.index[i]
+        self._file.seek(offset)
         sample: dict[str, bytes | str] = {}
-        for name, offset, n in members:
-            self._file.seek(offset)
+        for name, n in zip(names, array("Q", packed), strict=True):
             data = self._file.read(n)
             sample[name] = data.decode() if name == "__key__" else data
         self._file.seek(self._end)

@@ -115,6 +115,7 @@ def validate_output(out: str | Path, sample_rate: float = 1.0) -> ValidationRepo
         report.shards += 1
         report.samples += _check_shard(out, shard, ctx, problems)
     _check_stats(docs["stats"], ctx, report.samples, problems)
+    _check_splits(info, manifest, problems)
     listed = {s["name"] for s in manifest["shards"]}
     for path in sorted((out / "shards").glob("*.tar")):
         if f"shards/{path.name}" not in listed:
@@ -192,6 +193,32 @@ def _check_shard(out: Path, shard: dict, ctx: _Context, problems: list[Problem])
             Problem(name, "", f"holds episodes {episodes[:5]}..., manifest says {shard['episodes'][:5]}...")
         )
     return n
+
+
+def _check_splits(info: dict, manifest: dict, problems: list[Problem]) -> None:
+    """Shard names start with their split; info.json ``splits`` agrees with the manifest."""
+    listed: dict[str, list[dict]] = {}
+    for shard in manifest["shards"]:
+        listed.setdefault(shard["split"], []).append(shard)
+        if not shard["name"].rsplit("/", 1)[-1].startswith(f"{shard['split']}-"):
+            problems.append(
+                Problem(shard["name"], "split", f"name does not start with its split {shard['split']!r}")
+            )
+    splits = info.get("splits", {})
+    for split in sorted(set(listed) - set(splits)):
+        problems.append(Problem("meta/info.json", "splits", f"split {split!r} has shards but is not listed"))
+    for split, sp in sorted(splits.items()):
+        mine = listed.get(split, [])
+        if sp.get("shards") != [s["name"] for s in mine]:
+            problems.append(Problem("meta/info.json", f"splits.{split}.shards", "differ from the manifest"))
+        if sp.get("samples") != sum(s["samples"] for s in mine):
+            problems.append(
+                Problem(
+                    "meta/info.json",
+                    f"splits.{split}.samples",
+                    f"says {sp.get('samples')}, manifest {sum(s['samples'] for s in mine)}",
+                )
+            )
 
 
 def _check_step(where: str, eid: str, step: int, split: str | None, ctx: _Context, problems: list) -> None:

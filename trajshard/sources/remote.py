@@ -69,13 +69,16 @@ class StagedRawSource:
         names = self.store.list(episode_id)
         if not names:
             raise EpisodeError(episode_id, episode_id, "episode directory is missing or empty")
-        dest = self._cache / episode_id
-        dest.mkdir()
-        self._staged = episode_id
         for name in names:
             if name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
                 raise EpisodeError(episode_id, name, "file name is not a plain name")
-            try:
+        dest = self._cache / episode_id
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir()
+        try:
+            for name in names:
                 self.store.get_file(f"{episode_id}/{name}", dest / name)
-            except OSError as exc:
-                raise OSError(f"cannot stage {redact(self.store.path(episode_id))}/{name}: {exc}") from exc
+        except OSError as exc:  # a retry stages the episode again from scratch
+            shutil.rmtree(dest, ignore_errors=True)
+            raise OSError(f"cannot stage {redact(self.store.path(episode_id))}/{name}: {exc}") from exc
+        self._staged = episode_id
