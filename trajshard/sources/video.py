@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 MAX_FRAMES = 10_000_000  # a probe stops here: a header can not make us allocate without limit
+DECODE_THREADS_ENV = "TRAJSHARD_DECODE_THREADS"
 
 
 # Codecs whose keyframes reset every reference, so the packets between a group's last needed frame and
@@ -87,6 +89,23 @@ def probe_video(path: str) -> VideoProbe:
     return VideoProbe(arr, time_base, width, height, codec)
 
 
+def decoder_threads() -> int:
+    """Decoder threads for this process; 0 lets FFmpeg choose (one per core, ``thread_type="AUTO"``).
+
+    ``$TRAJSHARD_DECODE_THREADS`` when set; else ``$OMP_NUM_THREADS``, which Ray sets in a worker to the
+    CPUs its task was given (1 for a pass-2 task), so workers that fill the cores decode with one thread
+    each instead of each starting a thread per core; else 0 (a process outside Ray, like a CLI decode).
+    """
+    for name in (DECODE_THREADS_ENV, "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            try:
+                return max(0, int(value))
+            except ValueError:
+                continue
+    return 0
+
+
 def decode_frames(
     path: str, start_pts: int | None = None, needed_pts: np.ndarray | None = None
 ) -> Iterator[av.VideoFrame]:
@@ -99,11 +118,15 @@ def decode_frames(
     skipped, and nothing after the last needed frame is decoded. (LeRobot encodes AV1 with a keyframe
     every 2 frames, so at 10 Hz from 30 fps about half the frames are never decoded.) Frames come out
     identical to a full decode. Only for AV1 and VP8/VP9 (``SPARSE_CODECS``) and streams without
-    B-frames; anything else is decoded in full, up to the last needed frame.
+    B-frames; anything else is decoded in full, up to the last needed frame. The decoder runs
+    ``decoder_threads()`` threads.
     """
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        threads = decoder_threads()
+        if threads:
+            stream.codec_context.thread_count = threads
         if start_pts:
             container.seek(int(start_pts), stream=stream, backward=True, any_frame=False)
         ctx = stream.codec_context
@@ -148,6 +171,7 @@ class StoredJpeg:
         height: int | None = None,
         format: str = "rgb24",
         interpolation: str = "AREA",
+        threads: int | None = None,
     ) -> np.ndarray:
         rgb = np.asarray(Image.open(io.BytesIO(self.data)).convert("RGB"))
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
@@ -156,4 +180,5 @@ class StoredJpeg:
             height=height or self.height,
             format=format,
             interpolation=interpolation,
+            threads=threads,
         )
