@@ -1,0 +1,145 @@
+"""Pass 2 of one dataset in this process, without Ray: where the time goes, stage by stage.
+
+    python bench/pass2_profile.py [g1|gr00t|synthetic|synthetic-10x] [--profile] [--threads N] [--repeat N]
+
+An ingest (local Ray, one worker) fits the tokenizer once; then ``pass2_group`` runs over all the
+episodes as one group in this process, best of ``--repeat``, next to the cost of its stages on the same
+videos: decode every frame (PyAV, the bench's decode-only), decode only what pass 2 decodes (sparse),
+plus conversion to 224x224 RGB of the frames the ticks select, plus JPEG. ``--profile`` prints a
+pyinstrument profile of one ``pass2_group`` call. ``--threads`` sets the decoder threads
+(``TRAJSHARD_DECODE_THREADS``; 0 = FFmpeg's automatic choice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ingest as bench  # noqa: E402  (bench/ingest.py: the same sources as the bench table)
+import ray  # noqa: E402
+
+from trajshard.config import JobConfig  # noqa: E402
+from trajshard.pipelines.frames import encode_jpeg, frame_to_rgb, tick_images  # noqa: E402
+from trajshard.pipelines.ingest import run_ingest  # noqa: E402
+from trajshard.pipelines.passes import load_aligned, pass2_group, source_for  # noqa: E402
+from trajshard.pipelines.shards import read_json  # noqa: E402
+from trajshard.sources import camera_frames  # noqa: E402
+
+SOURCES = {
+    "g1": lambda w: bench.prepare_lerobot(bench.G1, w),
+    "gr00t": lambda w: bench.prepare_lerobot(bench.GR00T, w),
+    "synthetic": lambda w: bench.prepare_synthetic(4.0, w),
+    "synthetic-10x": lambda w: bench.prepare_synthetic(40.0, w),
+}
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def stages(source, ids: list[str], cfg: JobConfig):
+    """The (episode, camera) work items of pass 2: (camera, tick frame indices)."""
+    items = []
+    for eid in ids:
+        ep, parts = load_aligned(source, eid, cfg)
+        for al in parts:
+            for cam in al.frames:
+                items.append((source, ep.cameras[cam], al.frames[cam]))
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dataset", choices=sorted(SOURCES), nargs="?", default="g1")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args(argv)
+    if args.threads is not None:
+        os.environ["TRAJSHARD_DECODE_THREADS"] = str(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="trajshard-p2-"))
+    src = SOURCES[args.dataset](work)
+    if src is None:
+        return 1
+    cfg = JobConfig(workers=1)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    report = run_ingest(str(src), str(work / "out0"), cfg, progress=False)
+    ray.shutdown()
+    tok = read_json(work / "out0" / "meta" / "tokenizer.json")
+    source = source_for(str(src), "raw", cfg)
+    ids = sorted(p.name for p in Path(src).iterdir() if p.is_dir())
+    items = stages(source, ids, cfg)
+    frames = sum(len(c.pts) for _, c, _ in items)
+
+    def full():
+        for _, c, _ in items:
+            for _ in camera_frames(source, c):
+                pass
+
+    def sparse():
+        for s, c, need in items:
+            for _ in camera_frames(s, c, int(c.pts[need[0]]), c.pts[need]):
+                pass
+
+    def convert():
+        for s, c, need in items:
+            want = set(int(x) for x in c.pts[need])
+            for f in camera_frames(s, c, int(c.pts[need[0]]), c.pts[need]):
+                if f.pts in want:
+                    frame_to_rgb(f, cfg.image_size, cfg.resize_mode)
+
+    def images():
+        for s, c, need in items:
+            frames_ = camera_frames(s, c, int(c.pts[need[0]]), c.pts[need])
+            for _ in tick_images(frames_, c.pts, need, cfg.image_size, cfg.resize_mode, cfg.jpeg_quality):
+                pass
+
+    n = [0]
+
+    def pass2():
+        n[0] += 1
+        pass2_group(str(src), "raw", ids, cfg, tok, str(work / f"p2-{n[0]}"), 0, None)
+
+    rows = [
+        ("decode all frames", best(full, args.repeat)),
+        ("sparse decode", best(sparse, args.repeat)),
+        ("+ RGB 224 of tick frames", best(convert, args.repeat)),
+        ("+ JPEG (tick_images)", best(images, args.repeat)),
+        ("pass2_group (whole)", best(pass2, args.repeat)),
+    ]
+    ticks = sum(len(need) for _, _, need in items)
+    print(
+        f"{args.dataset}: {len(ids)} episodes, {frames} source frames, {ticks} tick images, "
+        f"{report.samples} samples; decoder threads {os.environ.get('TRAJSHARD_DECODE_THREADS', 'default')}"
+    )
+    print("| stage | seconds | source frames/s | x decode-all |")
+    print("|---|---:|---:|---:|")
+    for name, sec in rows:
+        print(f"| {name} | {sec:.3f} | {frames / sec:,.0f} | {rows[0][1] / sec:.2f} |")
+    per = (rows[3][1] - rows[2][1]) / max(ticks, 1) * 1e3
+    print(f"JPEG per tick image ~{per:.3f} ms (difference of rows)")
+    if args.profile:
+        from pyinstrument import Profiler
+
+        prof = Profiler(interval=0.0005)
+        prof.start()
+        pass2()
+        prof.stop()
+        print(prof.output_text(unicode=False, color=False, show_all=False))
+    _ = encode_jpeg
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
