@@ -1,9 +1,11 @@
 """Ingest throughput and memory against the PyAV decode-only limit, on real and synthetic data.
 
     python bench/ingest.py [--quick] [--out-dir DIR] [--keep] [--repeat N] [--no-warmup]
+                           [--no-ray-data] [--decode-threads N]
 
-Prints one markdown table (one row per dataset and worker count), a scaling line per dataset and a
-header with the machine's facts. See bench/README.md for how to read it.
+Prints one markdown table (one row per dataset and worker count): whole ingest, pass 2 alone and the
+same samples through Ray Data's ``write_webdataset`` (the peer), each against PyAV decode-only on the
+same files; then scaling and memory lines and a header with the machine's facts. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
+from raydata_peer import write_with_ray_data
 
 from trajshard import __version__ as trajshard_version
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import IngestReport, run_ingest
 from trajshard.schemas.raw_layout import VIDEO_EXTS
 from trajshard.sources.synthetic import write_synthetic_dataset
-from trajshard.sources.video import probe_video
+from trajshard.sources.video import DECODE_THREADS_ENV, probe_video
 
 SHARED_DATA = Path(
     os.environ.get("TRAJSHARD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -231,10 +234,20 @@ class Row:
     worker_peak: int
     driver_start: int  # RSS as the first ingest started (Ray up, workers warmed)
     worker_start: int
+    pass2: float = 0.0  # best report.phases["pass2"] over the repeats
+    ray_data: float | None = None  # best wall seconds of the Ray Data peer, None: not run
 
     @property
     def ingest_fps(self) -> float:
         return self.src_frames / self.wall
+
+    @property
+    def pass2_fps(self) -> float:
+        return self.src_frames / self.pass2
+
+    @property
+    def ray_data_fps(self) -> float | None:
+        return None if self.ray_data is None else self.src_frames / self.ray_data
 
     @property
     def decode_fps(self) -> float:
@@ -245,16 +258,22 @@ class Row:
         episodes = f"{r.episodes_written}" + (
             f" (+{r.episodes_quarantined} quarantined)" if r.episodes_quarantined else ""
         )
+        rd = self.ray_data_fps
         return [
             self.dataset,
             str(self.workers),
             episodes,
             f"{self.src_frames:,}",
             f"{r.samples:,}",
+            f"{self.decode_fps:,.0f}",
             f"{self.wall:.2f}",
             f"{self.ingest_fps:,.0f}",
-            f"{self.decode_fps:,.0f}",
-            f"{self.ingest_fps / self.decode_fps:.2f}",
+            f"**{self.ingest_fps / self.decode_fps:.2f}**",
+            f"{self.pass2:.2f}",
+            f"{self.pass2_fps:,.0f}",
+            f"**{self.pass2_fps / self.decode_fps:.2f}**",
+            "-" if rd is None else f"{rd:,.0f}",
+            "-" if rd is None else f"**{rd / self.decode_fps:.2f}**",
             f"{self.driver_peak / MIB:,.0f}",
             f"{self.worker_peak / MIB:,.0f}",
         ]
@@ -262,10 +281,10 @@ class Row:
 
 def written_videos(source: Path, out: Path) -> list[Path]:
     """The video files of the episodes the ingest wrote (from its meta/episodes.parquet)."""
-    episodes = pq.read_table(out / "meta" / "episodes.parquet", columns=["episode"]).column("episode")
+    table = pq.read_table(out / "meta" / "episodes.parquet", columns=["source_episode"])
     return [
         p
-        for e in episodes.to_pylist()
+        for e in dict.fromkeys(table.column("source_episode").to_pylist())
         for p in sorted((source / e).iterdir())
         if p.suffix.lower() in VIDEO_EXTS
     ]
@@ -302,17 +321,30 @@ def timed_ingest(source: Path, out: Path, workers: int) -> tuple[IngestReport, f
 
 
 def measure(
-    dataset: str, source: Path, workers: int, work: Path, warm_source: Path | None, repeat: int
+    dataset: str,
+    source: Path,
+    workers: int,
+    work: Path,
+    warm_source: Path | None,
+    repeat: int,
+    ray_data: bool = True,
 ) -> Row:
-    """Ingest ``repeat`` times on one fresh Ray (best wall time, largest peaks), then decode-only
-    ``repeat`` times with Ray shut down (best time)."""
+    """Ingest ``repeat`` times on one fresh Ray (best wall time, largest peaks), then the Ray Data peer
+    ``repeat`` times on the same Ray (best time), then decode-only ``repeat`` times with Ray shut down
+    (best time)."""
     name = f"{dataset}-w{workers}"
     start_ray(workers, warm_source, work / "scratch" / name)
     try:
         runs = [timed_ingest(source, work / "out" / f"{name}-r{i}", workers) for i in range(repeat)]
+        report = runs[0][0]
+        peer = None
+        if ray_data:
+            peer = time_ray_data(
+                source, Path(report.out), report.samples, work, name, workers, repeat, warm_source is not None
+            )
     finally:
         ray.shutdown()
-    report, wall = runs[0][0], min(r[1] for r in runs)
+    wall = min(r[1] for r in runs)
     videos = written_videos(source, Path(report.out))
     src_frames = sum(len(probe_video(str(p)).pts) for p in videos)
     decode_frames, decode_seconds = min((decode_only(videos) for _ in range(repeat)), key=lambda d: d[1])
@@ -331,7 +363,37 @@ def measure(
         max(r[2].worker_peak for r in runs),
         first.driver_start,
         first.worker_start,
+        pass2=min(r[0].phases["pass2"] for r in runs),
+        ray_data=peer,
     )
+
+
+def time_ray_data(
+    source: Path,
+    out: Path,
+    expected: int,
+    work: Path,
+    name: str,
+    workers: int,
+    repeat: int,
+    warm: bool,
+) -> float:
+    """Best wall seconds of writing the ingest's episodes through Ray Data (``bench/raydata_peer.py``),
+    after one untimed run over the first episode when ``warm`` (Ray Data's own imports in the workers)."""
+    table = pq.read_table(out / "meta" / "episodes.parquet", columns=["source_episode"])
+    episodes = list(dict.fromkeys(table.column("source_episode").to_pylist()))
+    tok = json.loads((out / "meta" / "tokenizer.json").read_text())
+    if warm:
+        write_with_ray_data(source, episodes[:1], tok, work / "scratch" / f"{name}-raydata-warm", workers)
+    best = None
+    for i in range(repeat):
+        seconds, samples = write_with_ray_data(
+            source, episodes, tok, work / "out" / f"{name}-raydata{i}", workers
+        )
+        if samples != expected:
+            raise RuntimeError(f"Ray Data wrote {samples} samples, the ingest {expected}")
+        best = seconds if best is None else min(best, seconds)
+    return best
 
 
 # ----------------------------------------------------------------------------------------------- output
@@ -343,17 +405,25 @@ COLUMNS = [
     "episodes",
     "src frames",
     "samples",
-    "wall s",
+    "(a) PyAV decode-only frames/s",
+    "ingest wall s",
     "ingest frames/s",
-    "PyAV decode-only frames/s",
-    "ratio",
-    "driver peak MiB",
-    "worker peak MiB",
+    "ingest / (a)",
+    "pass-2 s",
+    "(b) pass-2 frames/s",
+    "(c) = (b) / (a)",
+    "(d) Ray Data frames/s",
+    "(d) / (a)",
+    "(e) driver peak MiB",
+    "(e) worker peak MiB",
 ]
 
 
 def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 8) + "|"]
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join(["---"] * 3 + ["---:"] * (len(COLUMNS) - 3)) + "|",
+    ]
     lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -363,11 +433,29 @@ def scaling_lines(rows: list[Row]) -> list[str]:
     for dataset in dict.fromkeys(r.dataset for r in rows):
         by_workers = {r.workers: r for r in rows if r.dataset == dataset}
         if 1 in by_workers and 2 in by_workers:
-            factor = by_workers[2].ingest_fps / by_workers[1].ingest_fps
-            lines.append(f"- {dataset}: 2 workers / 1 worker = {factor:.2f}x ingest frames/s")
+            one, two = by_workers[1], by_workers[2]
+            lines.append(
+                f"- {dataset}: 2 workers / 1 worker = {two.pass2_fps / one.pass2_fps:.2f}x pass-2 frames/s, "
+                f"{two.ingest_fps / one.ingest_fps:.2f}x ingest frames/s"
+            )
         else:
             lines.append(f"- {dataset}: only workers={sorted(by_workers)}, no scaling factor")
     return lines
+
+
+def memory_lines(rows: list[Row]) -> list[str]:
+    """Worker peak at 10x episode length against 1x, same worker count."""
+    lines = []
+    for long in (r for r in rows if r.dataset.endswith("-10x")):
+        short = [r for r in rows if r.dataset == long.dataset[: -len("-10x")] and r.workers == long.workers]
+        if short:
+            s = short[0]
+            lines.append(
+                f"- worker peak {long.dataset} / {s.dataset} (workers={long.workers}): "
+                f"{long.worker_peak / MIB:,.0f} / {s.worker_peak / MIB:,.0f} MiB = "
+                f"{long.worker_peak / s.worker_peak:.2f}x; driver {long.driver_peak / s.driver_peak:.2f}x"
+            )
+    return lines or ["- no 10x row (--quick)"]
 
 
 def baseline_lines(rows: list[Row]) -> list[str]:
@@ -391,7 +479,12 @@ def machine_facts() -> list[str]:
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         f"- Python {platform.python_version()} on {platform.platform()}",
         f"- PyAV {av.__version__}, FFmpeg {getattr(av, 'ffmpeg_version_info', '?')} ({libs})",
-        f"- Ray {ray.__version__}, trajshard {trajshard_version}",
+        f"- Ray {ray.__version__}, trajshard {trajshard_version}; decoder threads in the workers: "
+        + (
+            f"{DECODE_THREADS_ENV}={os.environ[DECODE_THREADS_ENV]}"
+            if os.environ.get(DECODE_THREADS_ENV)
+            else "Ray's OMP_NUM_THREADS (the task's CPUs, 1)"
+        ),
     ]
 
 
@@ -419,6 +512,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2,
         help="timed ingests (and decode-only passes) per row; the best time is reported (default 2)",
     )
+    p.add_argument("--no-ray-data", action="store_true", help="skip the Ray Data peer column")
+    p.add_argument(
+        "--decode-threads",
+        type=int,
+        help=f"decoder threads in the workers ({DECODE_THREADS_ENV}; 0: FFmpeg's automatic choice); "
+        "default: one per task (Ray's OMP_NUM_THREADS)",
+    )
     p.add_argument(
         "--no-warmup",
         action="store_true",
@@ -433,6 +533,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.decode_threads is not None:
+        os.environ[DECODE_THREADS_ENV] = str(args.decode_threads)  # inherited by the Ray workers
     base = Path(args.out_dir) if args.out_dir else None
     if base is not None:
         base.mkdir(parents=True, exist_ok=True)
@@ -447,10 +549,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         warm = None if args.no_warmup else write_warm_source(work)
-        rows, failures = run_rows(row_groups(args.quick), work, warm, args.repeat)
+        rows, failures = run_rows(row_groups(args.quick), work, warm, args.repeat, not args.no_ray_data)
         print(markdown_table(rows) + "\n")
-        print("Scaling (ingest frames/s):")
+        print("(f) Scaling:")
         print("\n".join(scaling_lines(rows)))
+        print("\n(e) Memory at 10x episode length:")
+        print("\n".join(memory_lines(rows)))
         print("\nRSS as the ingest started (Ray up, workers warmed): the floor under the peak columns")
         print("\n".join(baseline_lines(rows)))
         if failures:
@@ -474,7 +578,7 @@ def write_warm_source(work: Path) -> Path:
 
 
 def run_rows(
-    groups: list[RowGroup], work: Path, warm: Path | None, repeat: int
+    groups: list[RowGroup], work: Path, warm: Path | None, repeat: int, ray_data: bool = True
 ) -> tuple[list[Row], list[str]]:
     """The measured rows, and a line for each row that failed (the others still run)."""
     rows, failures = [], []
@@ -486,7 +590,7 @@ def run_rows(
         print(f"[{group.name}] source ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         for workers in group.workers:
             try:
-                row = measure(group.name, source, workers, work, warm, repeat)
+                row = measure(group.name, source, workers, work, warm, repeat, ray_data)
             except Exception as exc:  # noqa: BLE001 - one broken row must not hide the others
                 failures.append(
                     f"- {group.name} workers={workers}: FAILED: {type(exc).__name__}: "
