@@ -1,0 +1,123 @@
+"""The fast paths of pass 2 give what the plain ones give: tick images from a sparse decode are the
+bytes a full decode gives, the YUV route to JPEG keeps each resize mode's geometry and stays close to
+the RGB route, per-row npy bytes equal ``np.save``'s, and the decoder thread count is read right."""
+
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import shared_data
+from trajshard.pipelines.frames import encode_jpeg, frame_to_jpeg, frame_to_rgb, tick_images, yuv_route
+from trajshard.pipelines.samples import npy_rows
+from trajshard.schemas.sample import npy_bytes
+from trajshard.sources.video import DECODE_THREADS_ENV, decode_frames, decoder_threads, probe_video
+
+
+def g1_video() -> str:
+    root = shared_data("g1_lerobot_v21")
+    return str(root / "videos" / "chunk-000" / "observation.images.cam_high" / "episode_000029.mp4")
+
+
+def decoded(image: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(image)).convert("RGB")).astype(np.int16)
+
+
+@pytest.mark.parametrize("mode", ["stretch", "pad", "center-crop"])
+def test_tick_images_from_sparse_decode_equal_full_decode(mode):
+    """The JPEG bytes pass 2 writes for G1 at 10 Hz (frames 0, 3, 6, ...) are the same whether the
+    decoder saw every packet or only those the ticks' frames depend on."""
+    video = g1_video()
+    probe = probe_video(video)
+    needed = np.repeat(np.arange(0, len(probe.pts), 3), 2)[:50]  # ticks may share a frame
+    full = list(tick_images(decode_frames(video), probe.pts, needed, 96, mode, 90))
+    sparse = list(tick_images(decode_frames(video, None, probe.pts[needed]), probe.pts, needed, 96, mode, 90))
+    assert len(full) == len(needed)
+    assert sparse == full
+
+
+def gradient(width: int, height: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width]
+    rgb = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) * 127 // (width + height)], -1)
+    return rgb.astype(np.uint8)
+
+
+def synthetic_frame(width: int, height: int, colorspace: int | None = None) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(gradient(width, height), format="rgb24").reformat(format="yuv420p")
+    if colorspace is not None:
+        frame.colorspace = colorspace
+    return frame
+
+
+@pytest.mark.parametrize("shape", [(160, 120), (64, 64)])
+def test_yuv_route_is_as_close_to_the_picture_as_the_rgb_route(shape):
+    """Against the source picture box-filtered to 48x48, the YUV route is no worse than RGB and back
+    (it is better: swscale's YUV to RGB step is biased by about -2 levels on this gradient)."""
+    frame = synthetic_frame(*shape)
+    assert yuv_route(frame, "4:4:4")
+    truth = np.asarray(Image.fromarray(gradient(*shape)).resize((48, 48), Image.BOX)).astype(np.int16)
+    yuv = decoded(frame_to_jpeg(frame, 48, "stretch", 95))
+    rgb = decoded(encode_jpeg(frame_to_rgb(frame, 48, "stretch"), 95))
+    assert np.abs(yuv - truth).mean() <= np.abs(rgb - truth).mean() + 0.25
+
+
+@pytest.mark.parametrize("mode", ["stretch", "pad", "center-crop"])
+@pytest.mark.parametrize("shape", [(160, 120), (120, 160), (64, 64)])
+def test_yuv_route_keeps_the_resize_mode(mode, shape):
+    frame = synthetic_frame(*shape)
+    yuv = decoded(frame_to_jpeg(frame, 48, mode, 95))
+    rgb = decoded(encode_jpeg(frame_to_rgb(frame, 48, mode), 95))
+    assert yuv.shape == rgb.shape == (48, 48, 3)
+    assert np.abs(yuv - rgb).mean() < 3.5  # same geometry (a shifted crop or bar would be far off)
+    if mode == "pad" and shape != (64, 64):
+        border = yuv[:2] if shape[0] > shape[1] else yuv[:, :2]
+        assert border.mean() < 1.5  # black bars (up to JPEG ringing), as in the RGB route
+
+
+def test_yuv_route_only_where_jpeg_ycbcr_is_the_frames_own():
+    assert not yuv_route(synthetic_frame(32, 32), "4:2:0")  # chroma subsampled: through RGB
+    assert not yuv_route(synthetic_frame(32, 32, colorspace=1), "4:4:4")  # BT.709: another matrix
+    assert not yuv_route(av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24"), "4:4:4")
+    assert yuv_route(synthetic_frame(32, 32, colorspace=6), "4:4:4")  # SMPTE 170M is BT.601
+
+
+def test_jpeg_bytes_are_deterministic():
+    frame = synthetic_frame(160, 120)
+    assert frame_to_jpeg(frame, 64, "stretch", 95) == frame_to_jpeg(frame, 64, "stretch", 95)
+    bt709 = synthetic_frame(160, 120, colorspace=1)
+    assert frame_to_jpeg(bt709, 64, "pad", 80, "4:2:0") == frame_to_jpeg(bt709, 64, "pad", 80, "4:2:0")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.arange(12, dtype=np.float32).reshape(4, 3),
+        np.arange(24, dtype=np.int32).reshape(4, 2, 3),
+        np.asfortranarray(np.arange(12, dtype=np.float64).reshape(4, 3)),
+        np.array([[True, False], [False, True]]),
+        np.arange(10, dtype=np.int64).reshape(10, 1)[::2],
+    ],
+)
+def test_npy_rows_equal_np_save(values):
+    assert list(npy_rows(values)) == [npy_bytes(v) for v in values]
+
+
+def test_npy_rows_of_ragged_lists():
+    values = [np.arange(3, dtype=np.int32), np.arange(5, dtype=np.int32)]
+    assert list(npy_rows(values)) == [npy_bytes(v) for v in values]
+
+
+def test_decoder_threads(monkeypatch):
+    monkeypatch.delenv(DECODE_THREADS_ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert decoder_threads() == 0
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what Ray sets in a worker of a num_cpus=1 task
+    assert decoder_threads() == 1
+    monkeypatch.setenv(DECODE_THREADS_ENV, "0")
+    assert decoder_threads() == 0
+    monkeypatch.setenv(DECODE_THREADS_ENV, "many")
+    assert decoder_threads() == 1
