@@ -23,6 +23,22 @@ def action_chunks(action: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndar
     return action[np.minimum(idx, t_len - 1)], mask
 
 
+def npy_rows(values) -> Iterator[bytes]:
+    """``npy_bytes(v) for v in values``, byte for byte, at a fraction of the cost (about 0.3 instead of
+    9 us a row): rows of one array share one header (dtype, shape), made once; each row adds its raw
+    bytes. A list of arrays of different shapes (FAST tokens) is serialized row by row."""
+    if not isinstance(values, np.ndarray):
+        yield from (npy_bytes(np.asarray(v)) for v in values)
+        return
+    if len(values) == 0:
+        return
+    rows = np.ascontiguousarray(values)
+    first = npy_bytes(rows[0])
+    header = first[: len(first) - rows[0].nbytes]
+    for row in rows:
+        yield header + row.tobytes()
+
+
 def episode_samples(
     aligned: AlignedEpisode,
     images: Mapping[str, Iterator[bytes]],
@@ -39,19 +55,27 @@ def episode_samples(
         tokens = [tokenizer.encode(c) for c in chunks] if chunked else tokenizer.encode(chunks)
     else:
         tokens = tokenizer.encode(aligned.action)
-    cams = sorted(images)
+    cams = [(cam, f"{cam}.jpg") for cam in sorted(images)]
+    members = {  # field -> its npy bytes, one per step, made as the steps are
+        "state.npy": npy_rows(aligned.state),
+        "action.npy": npy_rows(aligned.action),
+        "tokens.npy": npy_rows(tokens),
+    }
+    if vocab is not None:
+        members["token_ids.npy"] = npy_rows(
+            vocab(tokens).astype(np.int64)
+            if isinstance(tokens, np.ndarray)
+            else (vocab(tk).astype(np.int64) for tk in tokens)
+        )
+    if horizon > 1:
+        members["action_chunk.npy"] = npy_rows(chunks)
+        members["action_chunk_mask.npy"] = npy_rows(masks)
     for t in range(n):
         sample: dict[str, bytes | str] = {"__key__": f"{aligned.episode_id}_{t:06d}"}
-        for cam in cams:
-            sample[f"{cam}.jpg"] = next(images[cam])
-        sample["state.npy"] = npy_bytes(aligned.state[t])
-        sample["action.npy"] = npy_bytes(aligned.action[t])
-        sample["tokens.npy"] = npy_bytes(tokens[t])
-        if vocab is not None:
-            sample["token_ids.npy"] = npy_bytes(vocab(tokens[t]).astype(np.int64))
-        if horizon > 1:
-            sample["action_chunk.npy"] = npy_bytes(chunks[t])
-            sample["action_chunk_mask.npy"] = npy_bytes(masks[t])
+        for cam, name in cams:
+            sample[name] = next(images[cam])
+        for name, rows in members.items():
+            sample[name] = next(rows)
         sample["meta.json"] = json_bytes(
             {
                 "episode": aligned.episode_id,
