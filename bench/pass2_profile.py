@@ -28,6 +28,7 @@ from trajshard.config import JobConfig  # noqa: E402
 from trajshard.pipelines.frames import frame_to_rgb, tick_images  # noqa: E402
 from trajshard.pipelines.ingest import run_ingest  # noqa: E402
 from trajshard.pipelines.passes import load_aligned, pass2_group, source_for  # noqa: E402
+from trajshard.pipelines.plan import Group  # noqa: E402
 from trajshard.pipelines.shards import read_json  # noqa: E402
 from trajshard.sources import camera_frames  # noqa: E402
 
@@ -110,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def pass2():
         n[0] += 1
-        pass2_group(str(src), "raw", ids, cfg, tok, str(work / f"p2-{n[0]}"), 0, None)
+        pass2_group(
+            str(src), "raw", Group(0, cfg.split, tuple(ids)), cfg, tok, str(work / f"p2-{n[0]}"), None
+        )
 
     rows = [
         ("decode all frames", best(full, args.repeat)),
