@@ -7,7 +7,7 @@ for frames a tick selects.
 
 A BT.601 (or untagged) YUV frame with 4:4:4 JPEG output never becomes RGB: swscale scales it straight
 to full-range YUV 4:4:4, JPEG's own YCbCr, and libjpeg-turbo encodes those planes (``frame_to_yuv``);
-it skips two colour conversions and is 40-50% cheaper per tick than RGB and back. Anything else (RGB
+it skips two colour conversions: 25-35% fewer instructions per tick than RGB and back. Anything else (RGB
 sources, BT.709 and other matrices, 4:2:0/4:2:2 output) goes through RGB (``frame_to_rgb``).
 """
 
