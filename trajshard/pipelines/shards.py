@@ -3,8 +3,9 @@
 A pass-2 task writes the samples of its episode group into parts
 ``shards/<split>-g<group:06d>-p<part:04d>.tar.part``; each part is written to a temporary name and
 renamed when complete. At commit the driver renames the parts, in (group, part) order, to
-``shards/<split>-%06d.tar``. Tar members have a fixed mtime (0), owner and mode and the order
-``webdataset.TarWriter`` gives (sorted fields per sample), so bytes depend only on the samples.
+``shards/<split>-%06d.tar``. Tar members are written by :class:`TarStream` exactly as
+``webdataset.TarWriter`` would (fixed mtime 0, owner and mode, sorted fields per sample), so bytes
+depend only on the samples.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import webdataset as wds
-
+from trajshard.pipelines.tarstream import TarStream
 from trajshard.storage import FILE_MODE, Store, atomic_output
 
 BLOCK = 512
 RECORD = 20 * BLOCK
-TAR_OWNER = "trajshard"
 
 
 class ShardWriteError(RuntimeError):
@@ -94,7 +93,7 @@ class PartWriter:
         self.parts: list[PartInfo] = []
         self._tmp: str | None = None
         self._file: HashingFile | None = None
-        self._writer: wds.TarWriter | None = None
+        self._writer: TarStream | None = None
         self._offset = 0
 
     def write(self, sample: dict[str, bytes | str], episode_id: str) -> None:
@@ -148,15 +147,7 @@ class PartWriter:
         fd, self._tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.tmp_dir)
         os.fchmod(fd, FILE_MODE)
         self._file = HashingFile(os.fdopen(fd, "wb"))
-        self._writer = wds.TarWriter(
-            self._file,
-            user=TAR_OWNER,
-            group=TAR_OWNER,
-            mode=0o444,
-            mtime=0,
-            encoder=False,
-            format="PAX_FORMAT",
-        )
+        self._writer = TarStream(self._file)
         self._offset = 0
         self.parts.append(PartInfo(name))
 
