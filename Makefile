@@ -36,6 +36,7 @@ bench: install-dev
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/tokenizer_speed.py
 	$(BIN)/python bench/loader.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf demo_out .pytest_cache .ruff_cache
