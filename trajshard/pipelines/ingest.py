@@ -40,7 +40,7 @@ from trajshard.tokenizers import fit
 from trajshard.tokenizers.vocab import VocabMap
 
 log = logging.getLogger("trajshard.ingest")
-PASS1_BATCH = 8
+PASS1_BATCH = 32  # most episodes per pass-1 task (low-dimensional reads: ~5 ms an episode)
 TASK_RETRIES = 3  # Ray re-runs a task lost with its worker or node (and pass 2 on a ShardWriteError)
 
 
@@ -121,7 +121,10 @@ def run_ingest(
     try:
         workers = cfg.workers or max(1, int(ray.available_resources().get("CPU", 1) / cfg.task_cpus))
         opts = _task_options(cfg)
-        batches = [ids[i : i + PASS1_BATCH] for i in range(0, len(ids), PASS1_BATCH)]
+        # about four tasks per worker, so the pass balances, of up to PASS1_BATCH episodes, so task
+        # overhead stays small; results merge in episode order, so the batching never shows in the output
+        size = max(1, min(PASS1_BATCH, -(-len(ids) // (4 * workers))))
+        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
         pass1 = Pass1Merger()
         bar = Progress("pass 1: statistics", len(ids), show)
 
@@ -184,7 +187,12 @@ def run_ingest(
         clean_temporaries(store, keep=state.kept_parts(done))
         lap("fit")
 
-        todo = [g for g in groups if g.index not in done]
+        # longest groups first, so the last tasks to start are short and the workers finish together
+        # (the output does not depend on the order: parts are named by group index)
+        todo = sorted(
+            (g for g in groups if g.index not in done),
+            key=lambda g: (-sum(steps_of[e] for e in g.episodes), g.index),
+        )
         results: dict[int, GroupResult] = dict(done)
         bar = Progress("pass 2: shards", len(steps_of), show, done=sum(len(groups[i].episodes) for i in done))
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from trajshard.config import VAL_SPLIT, JobConfig
 
 MIN_GROUPS = 64  # pass-2 tasks a dataset is cut into at least (when it has the steps for it)
-MIN_GROUP_STEPS = 200  # but no task smaller than this, to amortize task overhead
+MIN_GROUP_STEPS = (
+    32  # but no task smaller than this (a task costs a few ms: opening the source, the tokenizer)
+)
 
 
 @dataclass(frozen=True)
