@@ -115,20 +115,25 @@ class TrajDataset(IterableDataset):
 
     def _role_samples(self, role: int, roles: int, epoch: int, skip: int) -> Iterator[dict]:
         if not self.is_mixture:
-            src = self.sources[0]
-            plan = role_plan(
-                src.counts,
-                seed=self.seed,
-                epoch=epoch,
-                role=role,
-                roles=roles,
-                shuffle_buffer=self.shuffle_buffer,
-                shuffle_shards=self.shuffle_shards,
-            )
-            for key, members in emit(src, plan, skip):
-                yield decode_sample(key, members, self.decode_images)
+            yield from self._read(self.sources[0], self.seed, epoch, role, roles, skip)
             return
         yield from self._mixture_samples(role, roles, epoch, skip)
+
+    def _read(
+        self, src: SplitSource, seed: int, epoch: int, role: int, roles: int, skip: int
+    ) -> Iterator[dict]:
+        """One role's samples of one source in one epoch, the first ``skip`` left out unread."""
+        plan = role_plan(
+            src.counts,
+            seed=seed,
+            epoch=epoch,
+            role=role,
+            roles=roles,
+            shuffle_buffer=self.shuffle_buffer,
+            shuffle_shards=self.shuffle_shards,
+        )
+        for key, members in emit(src, plan, skip):
+            yield decode_sample(key, members, self.decode_images)
 
     def _mixture_samples(self, role: int, roles: int, epoch: int, skip: int) -> Iterator[dict]:
         # One endless stream per role; epoch e is draws [e*L, (e+1)*L). Draw k picks a dataset by weight;
@@ -157,17 +162,7 @@ class TrajDataset(IterableDataset):
         sub_epoch, offset = divmod(position, hi - lo)
         seed = hash_ints(self.seed, d, 0xD5)
         while True:
-            plan = role_plan(
-                src.counts,
-                seed=seed,
-                epoch=sub_epoch,
-                role=role,
-                roles=roles,
-                shuffle_buffer=self.shuffle_buffer,
-                shuffle_shards=self.shuffle_shards,
-            )
-            for key, members in emit(src, plan, offset):
-                yield decode_sample(key, members, self.decode_images)
+            yield from self._read(src, seed, sub_epoch, role, roles, offset)
             sub_epoch, offset = sub_epoch + 1, 0
 
     def __iter__(self) -> Iterator[dict]:
