@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from trajshard.pipelines.ingest import run_ingest
 from trajshard.reports.validation import validate_output
 from trajshard.storage import Store, redact
 
-CFG = dict(shard_size="400KB", val_fraction=0.25, seed=2)
+CFG = dict(shard_size="400KB", val_fraction=0.25, seed=4)  # seed 4: 3 of the 8 episodes in val
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_cli_with_credentials_from_the_environment(s3, s3_raw, local_out, tmp_pa
     env.pop("RAY_ADDRESS", None)
     cli = Path(sys.executable).with_name("trajshard")
     cmd = [str(cli), "ingest", s3.uri("raw", credentials=False), s3.uri("out2", credentials=False)]
-    cmd += ["--workers", "2", "--shard-size", CFG["shard_size"], "--val-fraction", "0.25", "--seed", "2"]
+    cmd += ["--workers", "2", "--shard-size", CFG["shard_size"], "--val-fraction", "0.25", "--seed", "4"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "quarantined 0 of 8" in done.stdout and "secret" not in done.stdout + done.stderr
@@ -106,3 +107,36 @@ def test_secrets_never_print():
         redact("s3://AKIA:abc/def+g@bucket/p?endpoint_override=x") == "s3://***@bucket/p?endpoint_override=x"
     )
     assert redact("s3://bucket/raw") == "s3://bucket/raw"
+
+
+@pytest.mark.parametrize("remote", [True, False])
+def test_resume_after_a_commit_cut_short(
+    s3, s3_raw, synthetic_raw, local_out, ray_session, tmp_path, monkeypatch, caplog, remote
+):
+    """The driver dies in the middle of commit (after one shard was promoted): --resume undoes the
+    promotion, keeps every finished group (checked against its sha256) and writes the same bytes."""
+    from trajshard.pipelines import shards
+    from trajshard.pipelines.ingest import IngestError
+
+    out = s3.uri("cut") if remote else str(tmp_path / "cut")
+    real, moved = shards.Store.move, []
+
+    def dies_after_one(self, a, b):
+        if moved:
+            raise KeyboardInterrupt("driver killed")
+        moved.append(b)
+        return real(self, a, b)
+
+    monkeypatch.setattr(shards.Store, "move", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        run_ingest(str(synthetic_raw), out, JobConfig(workers=2, **CFG), progress=False)
+    monkeypatch.setattr(shards.Store, "move", real)
+    store = Store(out)
+    assert store.exists(moved[0]) and not store.exists("meta/info.json")
+    with pytest.raises(IngestError, match="unfinished job"):
+        run_ingest(str(synthetic_raw), out, JobConfig(workers=2, **CFG), progress=False)
+    with caplog.at_level(logging.INFO, logger="trajshard.ingest"):
+        run_ingest(str(synthetic_raw), out, JobConfig(workers=2, **CFG), progress=False, resume=True)
+    assert "pass 2: shards: 8 of 8 episodes already done (resumed)" in caplog.text  # every group kept
+    got = download(out, tmp_path / "got") if remote else Path(out)
+    assert tree_digest(got) == tree_digest(local_out)
