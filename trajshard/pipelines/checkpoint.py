@@ -76,9 +76,6 @@ class JobState:
     def clear(self) -> None:
         self.store.delete_dir(STATE)
 
-    def kept_parts(self, done: dict[int, GroupResult]) -> set[str]:
-        return {p.name for r in done.values() for p in r.parts}
-
     def _finished(self, plan: dict) -> dict[int, GroupResult]:
         done = {}
         names = set(self.store.list(f"{STATE}/groups"))

@@ -17,7 +17,7 @@ from trajshard.pipelines.actions import gripper_convention
 from trajshard.pipelines.passes import EpisodeFacts, GroupResult, Quarantined
 from trajshard.pipelines.plan import Group
 from trajshard.pipelines.samples import sample_features
-from trajshard.pipelines.shards import json_document, promote_parts
+from trajshard.pipelines.shards import json_document, promote_parts, shard_name
 from trajshard.pipelines.stats import stats_document
 from trajshard.reports.card import dataset_card
 from trajshard.schemas.metadata import EPISODES_VERSION, INFO_VERSION, MANIFEST_VERSION
@@ -46,18 +46,13 @@ def commit(
     bad = {q.episode for q in quarantined}
     written = [f for f in facts if f.source_episode not in bad]
     n_written = len({f.source_episode for f in written})
-    parts, split_of_part, moves = [], [], []
-    for split in cfg.splits:
-        mine = [p for g, r in groups if g.split == split for p in r.parts]
-        parts.append((split, mine))
-        moves += [(p.name, f"{split}-{i:06d}.tar") for i, p in enumerate(mine)]
+    by_split = {split: [p for g, r in groups if g.split == split for p in r.parts] for split in cfg.splits}
     if before_promotion is not None:
-        before_promotion(moves)
-    promoted = []
-    for split, mine in parts:
-        promoted += promote_parts(store, split, mine)
-        split_of_part += [split] * len(mine)
-    parts = promoted
+        before_promotion(
+            [(p.name, shard_name(split, i)) for split, mine in by_split.items() for i, p in enumerate(mine)]
+        )
+    parts = [p for split, mine in by_split.items() for p in promote_parts(store, split, mine)]
+    split_of_part = [split for split, mine in by_split.items() for _ in mine]
     shard_names = [f"shards/{p.name}" for p in parts]
     split_of_episode = {e: g.split for g, r in groups for p in r.parts for e in p.episodes}
 

@@ -26,6 +26,7 @@ from trajshard.pipelines.passes import (
     EpisodeFacts,
     GroupResult,
     Quarantined,
+    part_names,
     pass1_batch,
     pass2_group,
     sample_chunks,
@@ -184,7 +185,7 @@ def run_ingest(
             done = state.start(state.plan_document(cfg.output_dict(), tok_json, vocab_json, groups), resume)
         except ValueError as exc:
             raise IngestError(str(exc)) from exc
-        clean_temporaries(store, keep=state.kept_parts(done))
+        clean_temporaries(store, keep=part_names(done.values()))
         lap("fit")
 
         # longest groups first, so the last tasks to start are short and the workers finish together
@@ -220,7 +221,7 @@ def run_ingest(
     finally:
         if owns_ray:
             ray.shutdown()
-    clean_temporaries(store, keep={p.name for r in group_results for p in r.parts})
+    clean_temporaries(store, keep=part_names(group_results))
     report = commit.commit(
         store,
         src,

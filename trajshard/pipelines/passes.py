@@ -100,6 +100,11 @@ class GroupResult:
         )
 
 
+def part_names(results) -> set[str]:
+    """The part file names the group results hold."""
+    return {p.name for r in results for p in r.parts}
+
+
 def align_config(cfg: JobConfig) -> AlignConfig:
     return AlignConfig(
         fps=cfg.fps,
@@ -154,16 +159,17 @@ def pass1_episode(source, episode_id: str, cfg: JobConfig) -> list[EpisodeFacts]
     """The facts of each aligned part of one episode, or why it is quarantined. A finding about the
     data (EpisodeError) quarantines at once; an unexpected exception is retried ``episode_retries``
     times first (it may be transient: a network read, a full temp disk)."""
-    for attempt in range(cfg.episode_retries + 1):
+    tries = 0
+    while True:
         try:
             ep, parts = load_aligned(source, episode_id, cfg)
             return _facts(episode_id, ep, parts)
         except EpisodeError as exc:
             return Quarantined(episode_id, exc.where, exc.message)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
-            if attempt == cfg.episode_retries:
-                return Quarantined(episode_id, "", _unexpected(exc, attempt + 1))
-    raise AssertionError("unreachable")
+            tries += 1
+            if tries > cfg.episode_retries:
+                return Quarantined(episode_id, "", _unexpected(exc, tries))
 
 
 def _facts(episode_id: str, ep: Episode, parts: list[AlignedEpisode]) -> list[EpisodeFacts]:
@@ -274,8 +280,9 @@ def _vocab(vocab_json: dict | None) -> VocabMap | None:
 
 
 def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, put: Callable[[dict, str, str], None]):
-    """Samples of ``todo``'s episodes to ``put(sample, part id, source episode id)`` until one fails; (failure or None, frames, round trip).
-    The frames and round trip of a failed episode are not counted."""
+    """Samples of ``todo``'s episodes to ``put(sample, part id, source episode id)`` until one fails;
+    return (the failure or None, frames, round trip). A failed episode's frames and round trip are
+    not counted."""
     tokenizer, vocab = tokens
     roundtrip = RoundTrip.empty(tokenizer.dims)
     frames = 0

@@ -240,11 +240,15 @@ def read_json(path: str | os.PathLike) -> object:
         return json.loads(f.read().decode("utf-8"))
 
 
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:06d}.tar"
+
+
 def promote_parts(store: Store, split: str, parts: list[PartInfo]) -> list[PartInfo]:
     """Rename parts (already in group, part order) to ``<split>-%06d.tar``; return them renamed."""
     out = []
     for i, p in enumerate(parts):
-        final = f"{split}-{i:06d}.tar"
+        final = shard_name(split, i)
         store.move(f"shards/{p.name}", f"shards/{final}")
         out.append(PartInfo(final, p.samples, p.bytes, p.sha256, list(p.episodes)))
     return out
