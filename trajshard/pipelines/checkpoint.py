@@ -45,7 +45,7 @@ class JobState:
             "config": digest(config),
             "tokenizer": digest(tok_json),
             "vocab": digest(vocab_json),
-            "groups": [[g.index, g.split, list(g.episodes)] for g in groups],
+            "groups": [g.to_json() for g in groups],
         }
 
     def start(self, plan: dict, resume: bool) -> dict[int, GroupResult]:
@@ -79,7 +79,7 @@ class JobState:
     def _finished(self, plan: dict) -> dict[int, GroupResult]:
         done = {}
         names = set(self.store.list(f"{STATE}/groups"))
-        for index, _, _ in plan["groups"]:
+        for index, *_ in plan["groups"]:
             name = f"{index:06d}.json"
             if name not in names:
                 continue

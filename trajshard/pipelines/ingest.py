@@ -30,6 +30,7 @@ from trajshard.pipelines.passes import (
     pass1_batch,
     pass2_group,
     sample_chunks,
+    settle_spans,
 )
 from trajshard.pipelines.plan import Group, group_steps, plan_groups
 from trajshard.pipelines.progress import Progress
@@ -169,11 +170,15 @@ def run_ingest(
                 vocab.check_against(cfg.vocab_file)
             vocab_json = vocab.to_json()
         steps_of: dict[str, int] = {}
+        cuts_of: dict[str, list[int]] = {}  # over a source episode's parts in order: each part's start too
         for f in facts:
-            steps_of[f.source_episode] = steps_of.get(f.source_episode, 0) + f.steps
+            at = steps_of.get(f.source_episode, 0)
+            cuts_of.setdefault(f.source_episode, []).extend(([at] if at else []) + [at + c for c in f.cuts])
+            steps_of[f.source_episode] = at + f.steps
         total = sum(steps_of.values())
         task_steps = cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total)
-        groups = plan_groups(list(steps_of.items()), cfg, task_steps)
+        groups = plan_groups(list(steps_of.items()), cfg, task_steps, cuts_of)
+        del cuts_of
         for split in sorted(set(cfg.splits) - {g.split for g in groups}):
             log.warning(
                 "split %r gets no episodes (val_fraction %s, %d episodes)",
@@ -190,18 +195,19 @@ def run_ingest(
 
         # longest groups first, so the last tasks to start are short and the workers finish together
         # (the output does not depend on the order: parts are named by group index)
-        todo = sorted(
-            (g for g in groups if g.index not in done),
-            key=lambda g: (-sum(steps_of[e] for e in g.episodes), g.index),
-        )
+        todo = sorted((g for g in groups if g.index not in done), key=lambda g: (-g.steps(steps_of), g.index))
         results: dict[int, GroupResult] = dict(done)
-        bar = Progress("pass 2: shards", len(steps_of), show, done=sum(len(groups[i].episodes) for i in done))
+
+        def finished(g: Group) -> int:  # episodes a group finishes: a span, its episode's last one
+            return len(g.episodes) if g.span is None else int(g.span[1] == steps_of[g.episodes[0]])
+
+        bar = Progress("pass 2: shards", len(steps_of), show, done=sum(finished(groups[i]) for i in done))
 
         def pass2_result(i: int, result: GroupResult) -> None:
             group = todo[i]
             state.record(group, result)  # now a resumed job keeps this group
             results[group.index] = result
-            bar.update(len(group.episodes), result.frames_written, len(result.quarantined))
+            bar.update(finished(group), result.frames_written, len(result.quarantined))
 
         _run_bounded(
             [
@@ -213,7 +219,7 @@ def run_ingest(
             "pass 2",
         )
         bar.close()
-        group_results = [results[g.index] for g in groups]
+        group_results = settle_spans(groups, [results[g.index] for g in groups])
         check_quarantine(
             cfg, quarantined + [q for r in group_results for q in r.quarantined], n_input, "after pass 2"
         )

@@ -19,12 +19,12 @@ from trajshard.config import JobConfig
 from trajshard.pipelines.actions import binarize_gripper
 from trajshard.pipelines.align import AlignConfig, AlignedEpisode, SignalKinds, StreamReport, align
 from trajshard.pipelines.frames import FrameError, tick_images
-from trajshard.pipelines.plan import Group, permutation
+from trajshard.pipelines.plan import Group, cut_ticks, permutation
 from trajshard.pipelines.samples import action_chunks, episode_samples
 from trajshard.pipelines.shards import PartInfo, PartWriter, SampleSpill, ShardWriteError
 from trajshard.pipelines.stats import StreamStats
 from trajshard.schemas.episode import Episode, EpisodeError
-from trajshard.sources import camera_frames, open_source
+from trajshard.sources import camera_frames, entry_frames, open_source
 from trajshard.sources.video import VideoError
 from trajshard.storage import Store
 from trajshard.tokenizers import from_json
@@ -60,6 +60,7 @@ class EpisodeFacts:
     cameras: tuple[str, ...]
     embodiment: str
     action_source: str
+    cuts: tuple[int, ...] = ()  # ticks where a pass-2 task may start this part (plan.cut_ticks)
 
 
 @dataclass
@@ -190,6 +191,7 @@ def _facts(episode_id: str, ep: Episode, parts: list[AlignedEpisode]) -> list[Ep
             cameras=tuple(sorted(al.frames)),
             embodiment=ep.embodiment,
             action_source=al.action_source,
+            cuts=cut_ticks(al.frames, {c: entry_frames(ep.cameras[c]) for c in al.frames}, al.steps),
         )
         for al in parts
     ]
@@ -232,7 +234,7 @@ def pass2_group(
         writer = PartWriter(Store(out), group.split, group.index, cfg.shard_size_bytes)
         try:
             failed, frames, roundtrip = _write_episodes(
-                source, todo, cfg, tokens, lambda sample, part, _, w=writer: w.write(sample, part)
+                source, todo, cfg, tokens, lambda sample, part, _, w=writer: w.write(sample, part), group.span
             )
             if failed is None:
                 return GroupResult(writer.close(), quarantined, frames, roundtrip)
@@ -275,14 +277,42 @@ def _shuffled_group(source, group: Group, cfg: JobConfig, tokens, store: Store) 
         spill.close()
 
 
+def settle_spans(groups: list[Group], results: list[GroupResult]) -> list[GroupResult]:
+    """An episode cut into spans is written whole or not at all: when a span of it was quarantined,
+    its other spans' parts are dropped (and left out of the counts) and one quarantine record stays,
+    the first span's. Results in group order; the others are returned as they are."""
+    bad = {
+        q.episode for g, r in zip(groups, results, strict=True) if g.span is not None for q in r.quarantined
+    }
+    if not bad:
+        return results
+    seen: set[str] = set()
+    settled = []
+    for g, r in zip(groups, results, strict=True):
+        if g.span is None or g.episodes[0] not in bad:
+            settled.append(r)
+            continue
+        first = [q for q in r.quarantined if q.episode not in seen]
+        seen.update(q.episode for q in first)
+        settled.append(GroupResult([], first, 0, None))
+    return settled
+
+
 def _vocab(vocab_json: dict | None) -> VocabMap | None:
     return VocabMap(vocab_json["spec"], vocab_json["ids"], vocab_json["token_lo"]) if vocab_json else None
 
 
-def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, put: Callable[[dict, str, str], None]):
+def _write_episodes(
+    source,
+    todo: list[str],
+    cfg: JobConfig,
+    tokens,
+    put: Callable[[dict, str, str], None],
+    span: tuple[int, int] | None = None,
+):
     """Samples of ``todo``'s episodes to ``put(sample, part id, source episode id)`` until one fails;
     return (the failure or None, frames, round trip). A failed episode's frames and round trip are
-    not counted."""
+    not counted. With ``span`` (one episode), only its ticks ``[start, stop)`` over its parts."""
     tokenizer, vocab = tokens
     roundtrip = RoundTrip.empty(tokenizer.dims)
     frames = 0
@@ -290,12 +320,23 @@ def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, put: Callab
         try:
             ep, parts = load_aligned(source, eid, cfg)
             ep_frames, ep_rt = 0, RoundTrip.empty(tokenizer.dims)
+            offset = 0
             for al in parts:
-                images = {c: _camera_images(source, ep, al, c, cfg) for c in al.frames}
-                for sample in episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment, vocab):
+                lo, hi = (
+                    (0, al.steps)
+                    if span is None
+                    else (max(0, span[0] - offset), min(al.steps, span[1] - offset))
+                )
+                offset += al.steps
+                if lo >= hi:
+                    continue
+                images = {c: _camera_images(source, ep, al, c, cfg, lo, hi) for c in al.frames}
+                for sample in episode_samples(
+                    al, images, tokenizer, cfg.horizon, ep.embodiment, vocab, lo, hi
+                ):
                     put(sample, al.episode_id, eid)
-                ep_rt = ep_rt.merge(RoundTrip.measure(al.action, tokenizer, cfg.horizon))
-                ep_frames += al.steps * len(al.frames)
+                ep_rt = ep_rt.merge(RoundTrip.measure(al.action, tokenizer, cfg.horizon, lo, hi))
+                ep_frames += (hi - lo) * len(al.frames)
         except ShardWriteError:
             raise  # the output cannot be written: not this episode's fault, the task fails (and is retried)
         except EpisodeError as exc:
@@ -306,14 +347,22 @@ def _write_episodes(source, todo: list[str], cfg: JobConfig, tokens, put: Callab
     return None, frames, roundtrip
 
 
-def _camera_images(source, ep: Episode, al: AlignedEpisode, cam: str, cfg: JobConfig):
-    """The camera's tick images; any decode failure becomes an EpisodeError naming the file."""
+def _camera_images(source, ep: Episode, al: AlignedEpisode, cam: str, cfg: JobConfig, lo: int, hi: int):
+    """The camera's images of ticks ``[lo, hi)``; any decode failure becomes an EpisodeError naming the
+    file. Past the first tick, decoding starts at the last entry frame at or before the first one needed
+    (``cut_ticks`` put ``lo`` where that frame comes after the previous tick's)."""
     c = ep.cameras[cam]
+    needed = al.frames[cam][lo:hi]
+    start = int(needed[0])
+    entry = entry_frames(c)
+    if lo > 0 and entry is not None:
+        starts = np.flatnonzero(entry[: start + 1])
+        start = int(starts[-1]) if len(starts) else start
     try:
         yield from tick_images(
-            camera_frames(source, c, int(c.pts[al.frames[cam][0]]), c.pts[al.frames[cam]]),
+            camera_frames(source, c, int(c.pts[start]), c.pts[needed]),
             c.pts,
-            al.frames[cam],
+            needed,
             cfg.image_size,
             cfg.resize_mode,
             cfg.jpeg_quality,

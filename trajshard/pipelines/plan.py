@@ -6,8 +6,12 @@ the order tasks finish, so the output bytes do not either.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from trajshard.config import VAL_SPLIT, JobConfig
 
@@ -15,15 +19,78 @@ MIN_GROUPS = 64  # pass-2 tasks a dataset is cut into at least (when it has the 
 MIN_GROUP_STEPS = (
     32  # but no task smaller than this (a task costs a few ms: opening the source, the tokenizer)
 )
+MAX_CUTS = 64  # span starts pass 1 keeps per aligned episode part: the driver's memory stays bounded
+MAX_REDECODE = 8  # frames a camera may decode twice at a span start, when no start costs nothing
 
 
 @dataclass(frozen=True)
 class Group:
-    """One pass-2 task: source episodes of one split, written into parts ``<split>-g<index>-pNNNN``."""
+    """One pass-2 task: source episodes of one split, written into parts ``<split>-g<index>-pNNNN``.
+
+    With ``span`` the group is one stretch of one long source episode: ticks ``[start, stop)``,
+    counted over its aligned parts in order. Such an episode's spans are consecutive groups."""
 
     index: int
     split: str
     episodes: tuple[str, ...]
+    span: tuple[int, int] | None = None
+
+    def steps(self, steps_of: Mapping[str, int]) -> int:
+        if self.span is not None:
+            return self.span[1] - self.span[0]
+        return sum(steps_of[e] for e in self.episodes)
+
+    def to_json(self) -> list:
+        return [self.index, self.split, list(self.episodes), None if self.span is None else list(self.span)]
+
+
+def cut_ticks(
+    needed: Mapping[str, np.ndarray], entries: Mapping[str, np.ndarray | None], steps: int
+) -> tuple[int, ...]:
+    """Ticks where a pass-2 task may start an aligned episode part: tick t > 0 where every camera has an
+    entry frame (``entries[cam][i]``: decoding may start at frame i) at or before the frame of tick t
+    (``needed[cam][t]``). The task starting there decodes each camera from that entry frame, so the
+    frames from it to tick t-1's were decoded by the task before too. The ticks where that costs nothing
+    (the entry frame comes after tick t-1's, for every camera) when there are any, else those where it
+    costs at most ``MAX_REDECODE`` frames a camera (cameras whose keyframes fall at different times).
+    At most ``MAX_CUTS``, evenly thinned; () when a camera has no entry information."""
+    waste = np.zeros(steps)
+    waste[0] = np.inf
+    for cam, idx in needed.items():
+        entry = entries.get(cam)
+        if entry is None or len(idx) != steps:
+            return ()
+        starts = np.flatnonzero(entry)
+        if not len(starts):
+            return ()
+        at = np.searchsorted(starts, idx, side="right") - 1  # the last entry frame at or before each tick's
+        last = np.where(at >= 0, starts[np.clip(at, 0, None)], -1)
+        twice = np.where(last[1:] >= 0, np.maximum(0, idx[:-1] - last[1:] + 1), np.inf)
+        waste[1:] = np.maximum(waste[1:], twice)
+    cuts = np.flatnonzero(waste == 0)
+    if not len(cuts):
+        cuts = np.flatnonzero(waste <= MAX_REDECODE)
+    if len(cuts) > MAX_CUTS:
+        cuts = np.unique(cuts[np.linspace(0, len(cuts) - 1, MAX_CUTS).round().astype(int)])
+    return tuple(int(c) for c in cuts)
+
+
+def episode_spans(steps: int, cuts: Sequence[int], task_steps: int) -> list[tuple[int, int]]:
+    """How one source episode is cut into pass-2 tasks: ``steps // task_steps`` stretches of about equal
+    length (an episode under twice ``task_steps`` stays whole), each starting at the cut nearest its
+    ideal start, none shorter than half of ``task_steps``."""
+    n = steps // max(1, task_steps)
+    if n < 2 or not cuts:
+        return [(0, steps)]
+    bounds = [0]
+    for k in range(1, n):
+        ideal = k * steps / n
+        i = bisect.bisect_left(cuts, ideal)
+        near = min(cuts[max(0, i - 1) : i + 1], key=lambda c: (abs(c - ideal), c))
+        if near - bounds[-1] >= task_steps / 2 and steps - near >= task_steps / 2:
+            bounds.append(near)
+    bounds.append(steps)
+    return list(zip(bounds, bounds[1:], strict=False))
 
 
 def _unit(seed: int, purpose: str, episode_id: str) -> float:
@@ -41,30 +108,47 @@ def split_of(episode_id: str, cfg: JobConfig) -> str:
     return cfg.split
 
 
-def plan_groups(episodes: list[tuple[str, int]], cfg: JobConfig, task_steps: int) -> list[Group]:
+def plan_groups(
+    episodes: list[tuple[str, int]],
+    cfg: JobConfig,
+    task_steps: int,
+    cuts: Mapping[str, Sequence[int]] | None = None,
+) -> list[Group]:
     """Groups of source episodes, split by split (in ``cfg.splits`` order).
 
     ``episodes``: (source episode id, steps of all its parts) in id order. Without a shuffle window,
-    consecutive episodes are grouped until a group holds ``task_steps`` steps. With one, episodes are
-    put in a seeded hash order (so one group mixes episodes from all over the dataset, not one recording
-    session) and cut into groups of ``shuffle_window`` episodes, whose samples pass 2 interleaves."""
+    consecutive episodes are grouped until a group holds ``task_steps`` steps, and an episode of at least
+    twice ``task_steps`` with ``cuts`` (tick offsets where a task may start it, see ``cut_ticks``) is
+    cut into spans, a group each, so a few long episodes still spread over the workers. With a shuffle
+    window, episodes are put in a seeded hash order (so one group mixes episodes from all over the
+    dataset, not one recording session) and cut into groups of ``shuffle_window`` whole episodes,
+    whose samples pass 2 interleaves."""
     groups: list[Group] = []
+    cuts = cuts or {}
     for split in cfg.splits:
         mine = [(e, n) for e, n in episodes if split_of(e, cfg) == split]
         if cfg.shuffle_window:
             mine.sort(key=lambda en: (_unit(cfg.seed, "shuffle", en[0]), en[0]))
-            cuts = [mine[i : i + cfg.shuffle_window] for i in range(0, len(mine), cfg.shuffle_window)]
-        else:
-            cuts, current, steps = [], [], 0
-            for e, n in mine:
-                if current and steps >= task_steps:
-                    cuts.append(current)
-                    current, steps = [], 0
-                current.append((e, n))
-                steps += n
-            if current:
-                cuts.append(current)
-        groups += [Group(len(groups) + i, split, tuple(e for e, _ in c)) for i, c in enumerate(cuts)]
+            for i in range(0, len(mine), cfg.shuffle_window):
+                groups.append(
+                    Group(len(groups), split, tuple(e for e, _ in mine[i : i + cfg.shuffle_window]))
+                )
+            continue
+        current: list[str] = []
+        steps = 0
+        for e, n in mine:
+            spans = episode_spans(n, cuts.get(e, ()), task_steps)
+            if current and (steps >= task_steps or len(spans) > 1):
+                groups.append(Group(len(groups), split, tuple(current)))
+                current, steps = [], 0
+            if len(spans) > 1:
+                for span in spans:
+                    groups.append(Group(len(groups), split, (e,), span))
+                continue
+            current.append(e)
+            steps += n
+        if current:
+            groups.append(Group(len(groups), split, tuple(current)))
     return groups
 
 

@@ -46,19 +46,24 @@ def episode_samples(
     horizon: int,
     embodiment: str,
     vocab=None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[dict[str, bytes | str]]:
-    """Yield one sample dict per tick: ``__key__`` plus ``<field>: bytes``."""
+    """Yield one sample dict per tick ``start <= t < stop`` (default: all): ``__key__`` plus
+    ``<field>: bytes``. A stretch of ticks gives the same samples as the whole episode's, cut."""
     n = aligned.steps
+    stop = n if stop is None else stop
+    rows = slice(start, stop)
     chunked = getattr(tokenizer, "chunked", False)
     if horizon > 1:
-        chunks, masks = action_chunks(aligned.action, horizon)
+        chunks, masks = (a[rows] for a in action_chunks(aligned.action, horizon))
         tokens = [tokenizer.encode(c) for c in chunks] if chunked else tokenizer.encode(chunks)
     else:
-        tokens = tokenizer.encode(aligned.action)
+        tokens = tokenizer.encode(aligned.action[rows])
     cams = [(cam, f"{cam}.jpg") for cam in sorted(images)]
     members = {  # field -> its npy bytes, one per step, made as the steps are
-        "state.npy": npy_rows(aligned.state),
-        "action.npy": npy_rows(aligned.action),
+        "state.npy": npy_rows(aligned.state[rows]),
+        "action.npy": npy_rows(aligned.action[rows]),
         "tokens.npy": npy_rows(tokens),
     }
     if vocab is not None:
@@ -70,7 +75,7 @@ def episode_samples(
     if horizon > 1:
         members["action_chunk.npy"] = npy_rows(chunks)
         members["action_chunk_mask.npy"] = npy_rows(masks)
-    for t in range(n):
+    for t in range(start, stop):
         sample: dict[str, bytes | str] = {"__key__": f"{aligned.episode_id}_{t:06d}"}
         for cam, name in cams:
             sample[name] = next(images[cam])

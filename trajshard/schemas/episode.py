@@ -52,6 +52,9 @@ class Camera:
     width: int
     height: int
     codec: str
+    # bool [F]: frame i is a clean entry point (decoding may start there and every later frame comes
+    # out as from a decode of the whole file); None when unknown. See sources/video.py entry_test.
+    entry: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

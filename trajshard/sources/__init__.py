@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from trajshard.schemas.raw_layout import EPISODE_ID_RE
 from trajshard.sources.hdf5 import HDF5Source
 from trajshard.sources.lerobot import LeRobotSource
@@ -89,6 +91,14 @@ def open_source(
     if fmt in STEP_INDEXED:
         return SOURCES[fmt](path, step_rate)
     return SOURCES[fmt](path, mcap) if fmt == "mcap" else SOURCES[fmt](path)
+
+
+def entry_frames(camera) -> np.ndarray | None:
+    """bool [F]: the frames where decoding this camera may start (every frame of stored images); None
+    when only its first is known to be one."""
+    if camera.codec in STORED_IMAGES:
+        return np.ones(len(camera.pts), dtype=bool)
+    return camera.entry
 
 
 def camera_frames(source, camera, start_pts: int | None = None, needed_pts=None):

@@ -217,12 +217,13 @@ class LeRobotSource:
             probe = probe_video(str(path))
         except VideoError as exc:
             raise EpisodeError(episode_id, path.name, f"camera {key!r}: {exc}") from exc
-        times, pts = probe.seconds, probe.pts
+        times, pts, entry = probe.seconds, probe.pts, probe.entry
         if self.version.startswith("v3"):
             sel = (times >= start - 1e-6) & (times < end - 1e-6)
             times, pts = times[sel], pts[sel]
+            entry = None if entry is None else entry[sel]
         name = key.removeprefix("observation.images.")
-        return Camera(name, str(path), times - start, pts, probe.width, probe.height, probe.codec)
+        return Camera(name, str(path), times - start, pts, probe.width, probe.height, probe.codec, entry)
 
     def _names(self, key: str) -> tuple[str, ...]:
         names = self.info.get("features", {}).get(key, {}).get("names")

@@ -166,7 +166,9 @@ class McapSource:
             except VideoError as exc:
                 raise EpisodeError(episode_id, video.name, f"camera {cam!r}: {exc}") from exc
             times = probe.seconds + (int(start) - t0) / 1e9
-            cameras[cam] = Camera(cam, str(video), times, probe.pts, probe.width, probe.height, probe.codec)
+            cameras[cam] = Camera(
+                cam, str(video), times, probe.pts, probe.width, probe.height, probe.codec, probe.entry
+            )
         text = meta.get("task", {}).get("instruction", "")
         ep = Episode(
             episode_id,

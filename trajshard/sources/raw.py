@@ -147,7 +147,9 @@ class RawSource:
         times = probe.seconds
         if ts_name is not None:
             times = self._frame_times(episode_id, ep_dir / ts_name, len(probe.pts))
-        return Camera(cam, str(path), times + offset, probe.pts, probe.width, probe.height, probe.codec)
+        return Camera(
+            cam, str(path), times + offset, probe.pts, probe.width, probe.height, probe.codec, probe.entry
+        )
 
     def _frame_times(self, episode_id: str, path: Path, n_frames: int) -> np.ndarray:
         path = self._file(episode_id, path)

@@ -78,8 +78,11 @@ def write_synthetic_dataset(
     seed: int = 0,
     width: int = 160,
     height: int = 120,
+    keyframe_seconds: float | None = None,
 ) -> list[str]:
-    """Write a synthetic raw-layout-v1 dataset to root; return the episode ids (sorted)."""
+    """Write a synthetic raw-layout-v1 dataset to root; return the episode ids (sorted). With
+    ``keyframe_seconds`` both videos get a keyframe at least that often (else the encoders' default:
+    every 250 frames for H.264, 128 for VP9)."""
     if width % 2 or height % 2 or width < 32 or height < 32:
         raise ValueError(f"width and height must be even and >= 32, got {width}x{height}")
     if seconds <= WRIST_OFFSET:
@@ -87,12 +90,17 @@ def write_synthetic_dataset(
     ids = []
     for index in range(n_episodes):
         episode_id = f"ep_{index:03d}"
-        _write_episode(Path(root) / episode_id, index, seconds, seed, width, height)
+        _write_episode(Path(root) / episode_id, index, seconds, seed, width, height, keyframe_seconds)
         ids.append(episode_id)
     return sorted(ids)
 
 
-def _write_episode(out: Path, index: int, seconds: float, seed: int, width: int, height: int) -> None:
+def _write_episode(
+    out: Path, index: int, seconds: float, seed: int, width: int, height: int, keyframe_seconds: float | None
+) -> None:
+    def gop(fps: int) -> dict[str, str]:
+        return {} if keyframe_seconds is None else {"g": str(max(1, round(keyframe_seconds * fps)))}
+
     rng = np.random.default_rng(seed + index)
     state = _make_state_fn(rng, seconds)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,13 +136,16 @@ def _write_episode(out: Path, index: int, seconds: float, seed: int, width: int,
     else:
         _remove(out / "front.timestamps.npy")
     frames = (_draw_front(state(np.array([t]))[0], t, seconds, width, height) for t in t_front)
-    _atomic_write(out / "front.mp4", lambda p: _encode(p, "mp4", "libx264", 30, _X264, frames, width, height))
+    _atomic_write(
+        out / "front.mp4", lambda p: _encode(p, "mp4", "libx264", 30, _X264 | gop(30), frames, width, height)
+    )
 
     n_wrist = int(np.floor((seconds - WRIST_OFFSET) * 15 + 1e-9)) + 1
     t_wrist = WRIST_OFFSET + np.arange(n_wrist) / 15.0
     frames = (_draw_wrist(state(np.array([t]))[0], t, seconds, width, height) for t in t_wrist)
     _atomic_write(
-        out / "wrist.webm", lambda p: _encode(p, "webm", "libvpx-vp9", 15, _VP9, frames, width, height)
+        out / "wrist.webm",
+        lambda p: _encode(p, "webm", "libvpx-vp9", 15, _VP9 | gop(15), frames, width, height),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import av
@@ -21,6 +21,12 @@ DECODE_THREADS_ENV = "TRAJSHARD_DECODE_THREADS"
 SPARSE_CODECS = {"av1", "libdav1d", "libaom-av1", "vp9", "libvpx-vp9", "vp8", "libvpx"}
 
 
+# Codecs whose every frame is coded on its own (each packet a keyframe).
+INTRA_ONLY_CODECS = {"mjpeg", "png", "rawvideo", "ffv1"}
+H264_IDR = 5  # nal_unit_type of an IDR slice: every reference is reset
+HEVC_IRAP = range(16, 22)  # BLA, IDR and CRA NAL unit types: random access points
+
+
 class VideoError(ValueError):
     """A video file that cannot be used; the message says what is wrong."""
 
@@ -32,6 +38,7 @@ class VideoProbe:
     width: int
     height: int
     codec: str
+    entry: np.ndarray | None = None  # bool [F]: a decoder may start at this frame (see entry_points)
 
     @property
     def seconds(self) -> np.ndarray:
@@ -50,7 +57,8 @@ def probe_video(path: str) -> VideoProbe:
         stream = container.streams.video[0]
         if stream.time_base is None:
             raise VideoError("video stream has no time base")
-        pts = []
+        pts, entries = [], []
+        is_entry = entry_test(stream.codec_context)
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:
@@ -59,6 +67,13 @@ def probe_video(path: str) -> VideoProbe:
                 if t is None:
                     raise VideoError(f"packet {len(pts)} has neither PTS nor DTS")
                 pts.append(t)
+                if (
+                    is_entry is not None
+                    and packet.pts is not None
+                    and packet.is_keyframe
+                    and is_entry(packet)
+                ):
+                    entries.append(packet.pts)
                 if len(pts) > MAX_FRAMES:
                     raise VideoError(f"more than {MAX_FRAMES} frames")
         except av.FFmpegError as exc:
@@ -86,7 +101,49 @@ def probe_video(path: str) -> VideoProbe:
             raise VideoError(
                 f"truncated: frames end at {last:.2f} s, its header declares {declared_end:.2f} s"
             )
-    return VideoProbe(arr, time_base, width, height, codec)
+    entry = np.isin(arr, np.asarray(entries, dtype=np.int64)) if is_entry is not None else None
+    return VideoProbe(arr, time_base, width, height, codec, entry)
+
+
+def entry_test(ctx) -> Callable[[av.Packet], bool] | None:
+    """How to tell, from a keyframe packet, whether decoding may start there and give every later frame
+    exactly as a decode from the start of the file would; None when it cannot be told for the codec.
+
+    AV1, VP8/VP9 keyframes and intra-only codecs reset everything. An H.264 keyframe packet must hold an
+    IDR slice and an HEVC one a random-access (IRAP) NAL unit: an encoder may flag other I-frames as
+    keyframes, after which a frame can still refer to one before it."""
+    name = ctx.name
+    if name in SPARSE_CODECS or name in INTRA_ONLY_CODECS:
+        return lambda packet: True
+    if name not in ("h264", "hevc"):
+        return None
+    extra = bytes(ctx.extradata or b"")
+    length_size = None  # Annex B (start codes) unless the extradata is an avcC / hvcC record
+    if name == "h264" and len(extra) > 4 and extra[0] == 1:
+        length_size = (extra[4] & 3) + 1
+    elif name == "hevc" and len(extra) > 21 and extra[0] == 1:
+        length_size = (extra[21] & 3) + 1
+    if name == "h264":
+        return lambda packet: any(b & 0x1F == H264_IDR for b in nal_headers(bytes(packet), length_size))
+    return lambda packet: any((b >> 1) & 0x3F in HEVC_IRAP for b in nal_headers(bytes(packet), length_size))
+
+
+def nal_headers(data: bytes, length_size: int | None) -> Iterator[int]:
+    """The first byte of each NAL unit in a packet: length-prefixed (MP4, Matroska) or Annex B."""
+    if length_size:
+        i = 0
+        while i + length_size < len(data):
+            n = int.from_bytes(data[i : i + length_size], "big")
+            i += length_size
+            if n <= 0 or i + n > len(data):
+                return
+            yield data[i]
+            i += n
+        return
+    i = data.find(b"\x00\x00\x01")
+    while 0 <= i < len(data) - 3:
+        yield data[i + 3]
+        i = data.find(b"\x00\x00\x01", i + 3)
 
 
 def decoder_threads() -> int:

@@ -31,16 +31,20 @@ class RoundTrip:
         return cls(0, z.copy(), z.copy(), z.copy(), z.copy(), np.zeros(dims, dtype=np.int64))
 
     @classmethod
-    def measure(cls, actions: np.ndarray, tokenizer, horizon: int = 1) -> RoundTrip:
-        """Round trip of each step's action, or of each step's chunk for a chunked tokenizer."""
+    def measure(
+        cls, actions: np.ndarray, tokenizer, horizon: int = 1, start: int = 0, stop: int | None = None
+    ) -> RoundTrip:
+        """Round trip of each step's action, or of each step's chunk for a chunked tokenizer; of steps
+        ``[start, stop)`` only when given (a chunk still reaches past ``stop``)."""
         x = np.asarray(actions, dtype=np.float64)
+        rows = slice(start, len(x) if stop is None else stop)
         lengths: dict[int, int] = {}
         failures = 0
         counts = None
         if getattr(tokenizer, "chunked", False):
             from trajshard.pipelines.samples import action_chunks
 
-            chunks = action_chunks(x, horizon)[0]
+            chunks = action_chunks(x, horizon)[0][rows]
             decoded = np.empty_like(chunks)
             for i, c in enumerate(chunks):
                 ids = tokenizer.encode(c)
@@ -52,6 +56,7 @@ class RoundTrip:
                     decoded[i] = np.nan
             x, dec = chunks.reshape(-1, x.shape[-1]), decoded.reshape(-1, x.shape[-1])
         else:
+            x = x[rows]
             lengths[x.shape[-1]] = len(x)
             tokens = tokenizer.encode(x)
             dec = tokenizer.decode(tokens).astype(np.float64)
