@@ -169,14 +169,27 @@ def decode_frames(
     """Decoded frames in presentation order, one at a time (never a whole video in memory).
 
     With ``start_pts`` the decoder first seeks to the keyframe at or before it (a file holding many
-    episodes, LeRobot v3, is not decoded from its start for each). With ``needed_pts`` and a stream
-    without B-frames, only the packets a needed frame depends on reach the decoder: from the last
-    keyframe before it, up to it; the packets of a group of pictures after its last needed frame are
-    skipped, and nothing after the last needed frame is decoded. (LeRobot encodes AV1 with a keyframe
-    every 2 frames, so at 10 Hz from 30 fps about half the frames are never decoded.) Frames come out
-    identical to a full decode. Only for AV1 and VP8/VP9 (``SPARSE_CODECS``) and streams without
-    B-frames; anything else is decoded in full, up to the last needed frame. The decoder runs
-    ``decoder_threads()`` threads.
+    episodes, LeRobot v3, is not decoded from its start for each). With ``needed_pts`` (the frames the
+    caller will use; the others may or may not come out) the decoder does less, and every needed frame
+    comes out identical to a full decode:
+
+    - AV1 and VP8/VP9 (``SPARSE_CODECS``) without B-frames: only the packets a needed frame depends on
+      reach the decoder: from the last keyframe before it, up to it; the packets of a group of
+      pictures after its last needed frame are skipped, and nothing after the last needed frame is
+      decoded. (LeRobot encodes AV1 with a keyframe every 2 frames, so at 10 Hz from 30 fps about half
+      the frames are never decoded.)
+    - H.264 and HEVC (``SKIP_NONREF_CODECS``): the packets reach the decoder in decode order, and
+      before each one that is not a needed frame's the decoder is set to skip it if it is a
+      non-reference frame (``skip_frame="NONREF"``). No frame is predicted from a non-reference one,
+      and reference frames are always decoded, so the needed frames do not change. Decoding stops
+      once the packets of all needed frames were sent (with B-frames the last needed frame's packet
+      can come before others'). HEVC only when its ``hvcC`` header declares one temporal sub-layer:
+      with more, a sub-layer non-reference picture may be a reference for a higher sub-layer. From
+      the first packet without a PTS on, nothing is skipped.
+
+    Anything else is decoded in full (the caller stops reading after its last needed frame). The
+    decoder runs ``decoder_threads()`` threads; the H.264/HEVC skipping holds with frame threads too
+    (FFmpeg copies ``skip_frame`` to a frame thread when the packet is submitted, inside ``decode``).
     """
     with av.open(path) as container:
         stream = container.streams.video[0]
@@ -187,7 +200,13 @@ def decode_frames(
         if start_pts:
             container.seek(int(start_pts), stream=stream, backward=True, any_frame=False)
         ctx = stream.codec_context
-        if needed_pts is None or len(needed_pts) == 0 or ctx.has_b_frames or ctx.name not in SPARSE_CODECS:
+        if needed_pts is None or len(needed_pts) == 0:
+            yield from container.decode(stream)
+            return
+        if _skips_nonref(ctx):
+            yield from _decode_skipping_nonref(container, stream, needed_pts)
+            return
+        if ctx.has_b_frames or ctx.name not in SPARSE_CODECS:
             yield from container.decode(stream)
             return
         needed = {int(p) for p in needed_pts}
@@ -208,6 +227,45 @@ def decode_frames(
                 if needed is not None and packet.pts >= last:
                     break
         yield from ctx.decode(None)
+
+
+# Decoders (FFmpeg's own) that honour skip_frame="NONREF" by dropping exactly the frames nothing refers
+# to: H.264 by nal_ref_idc == 0, HEVC by its sub-layer non-reference NAL unit types.
+SKIP_NONREF_CODECS = {"h264", "hevc"}
+
+
+def _skips_nonref(ctx: av.VideoCodecContext) -> bool:
+    """Whether ``decode_frames`` may skip this stream's unneeded non-reference frames."""
+    if ctx.name not in SKIP_NONREF_CODECS:
+        return False
+    if ctx.name == "h264":
+        return True
+    # HEVCDecoderConfigurationRecord: version 1, numTemporalLayers in bits 3-5 of byte 21. With more
+    # than one sub-layer (or no such record: Annex B), a "non-reference" picture may be referenced.
+    extradata = ctx.extradata
+    return bool(extradata) and len(extradata) >= 23 and extradata[0] == 1 and (extradata[21] >> 3) & 7 == 1
+
+
+def _decode_skipping_nonref(
+    container: av.container.InputContainer, stream: av.VideoStream, needed_pts: np.ndarray
+) -> Iterator[av.VideoFrame]:
+    """``decode_frames`` for H.264/HEVC: the decoder skips the non-reference frames not needed."""
+    ctx = stream.codec_context
+    remaining: set[int] | None = {int(p) for p in needed_pts}  # needed frames whose packet is not sent
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        if packet.pts is None:  # no presentation times to select by: decode everything from here
+            remaining = None
+        needed = remaining is None or packet.pts in remaining
+        # read when the packet is decoded (or handed to a frame thread), inside decode()
+        ctx.skip_frame = "DEFAULT" if needed else "NONREF"
+        yield from ctx.decode(packet)
+        if remaining is not None and needed:
+            remaining.discard(packet.pts)
+            if not remaining:
+                break
+    yield from ctx.decode(None)
 
 
 class StoredJpeg:
