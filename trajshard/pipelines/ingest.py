@@ -214,7 +214,7 @@ def run_ingest(
                 lambda g=g: _pass2_task.options(**opts).remote(src, fmt, g, cfg, tok_json, out, vocab_json)
                 for g in todo
             ],
-            workers,
+            2 * workers,  # one task queued behind each running one: no worker waits for the driver
             pass2_result,
             "pass 2",
         )

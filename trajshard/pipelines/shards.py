@@ -54,6 +54,9 @@ def member_bytes(sample: dict[str, bytes | str]) -> int:
     return total
 
 
+WRITE_BUFFER = 1 << 20  # bytes a part collects before a write(2): a sample (~30 KB at 224 px) is not one
+
+
 class HashingFile:
     """A write-only file that hashes (sha256) and counts the bytes on their way to disk."""
 
@@ -146,7 +149,7 @@ class PartWriter:
         name = f"{self.prefix}-p{len(self.parts):04d}.tar.part"
         fd, self._tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.tmp_dir)
         os.fchmod(fd, FILE_MODE)
-        self._file = HashingFile(os.fdopen(fd, "wb"))
+        self._file = HashingFile(os.fdopen(fd, "wb", buffering=WRITE_BUFFER))
         self._writer = TarStream(self._file)
         self._offset = 0
         self.parts.append(PartInfo(name))

@@ -252,17 +252,20 @@ def _decode_skipping_nonref(
     """``decode_frames`` for H.264/HEVC: the decoder skips the non-reference frames not needed."""
     ctx = stream.codec_context
     remaining: set[int] | None = {int(p) for p in needed_pts}  # needed frames whose packet is not sent
+    mode = ""
     for packet in container.demux(stream):
         if packet.size == 0:
             continue
-        if packet.pts is None:  # no presentation times to select by: decode everything from here
+        pts = packet.pts
+        if pts is None:  # no presentation times to select by: decode everything from here
             remaining = None
-        needed = remaining is None or packet.pts in remaining
-        # read when the packet is decoded (or handed to a frame thread), inside decode()
-        ctx.skip_frame = "DEFAULT" if needed else "NONREF"
+        needed = remaining is None or pts in remaining
+        want = "DEFAULT" if needed else "NONREF"
+        if want != mode:  # read when the packet is decoded (or handed to a frame thread), inside decode()
+            ctx.skip_frame = mode = want
         yield from ctx.decode(packet)
         if remaining is not None and needed:
-            remaining.discard(packet.pts)
+            remaining.discard(pts)
             if not remaining:
                 break
     yield from ctx.decode(None)
