@@ -347,7 +347,9 @@ def _write_episodes(
     return None, frames, roundtrip
 
 
-def _camera_images(source, ep: Episode, al: AlignedEpisode, cam: str, cfg: JobConfig, lo: int, hi: int):
+def _camera_images(
+    source, ep: Episode, al: AlignedEpisode, cam: str, cfg: JobConfig, lo: int = 0, hi: int | None = None
+):
     """The camera's images of ticks ``[lo, hi)``; any decode failure becomes an EpisodeError naming the
     file. Past the first tick, decoding starts at the last entry frame at or before the first one needed
     (``cut_ticks`` put ``lo`` where that frame comes after the previous tick's)."""
