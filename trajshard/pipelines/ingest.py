@@ -32,7 +32,7 @@ from trajshard.pipelines.passes import (
     sample_chunks,
     settle_spans,
 )
-from trajshard.pipelines.plan import Group, group_steps, plan_groups
+from trajshard.pipelines.plan import MIN_SPAN_STEPS, Group, group_steps, plan_groups
 from trajshard.pipelines.progress import Progress
 from trajshard.pipelines.shards import ShardWriteError, clean_temporaries
 from trajshard.pipelines.stats import StreamStats
@@ -177,7 +177,8 @@ def run_ingest(
             steps_of[f.source_episode] = at + f.steps
         total = sum(steps_of.values())
         task_steps = cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total)
-        groups = plan_groups(list(steps_of.items()), cfg, task_steps, cuts_of)
+        span_steps = cfg.task_steps or max(task_steps, MIN_SPAN_STEPS)
+        groups = plan_groups(list(steps_of.items()), cfg, task_steps, cuts_of, span_steps)
         del cuts_of
         for split in sorted(set(cfg.splits) - {g.split for g in groups}):
             log.warning(

@@ -19,6 +19,7 @@ MIN_GROUPS = 64  # pass-2 tasks a dataset is cut into at least (when it has the 
 MIN_GROUP_STEPS = (
     32  # but no task smaller than this (a task costs a few ms: opening the source, the tokenizer)
 )
+MIN_SPAN_STEPS = 64  # a span costs a task's start (load, open, seek: ~10 ms), so never shorter by default
 MAX_CUTS = 64  # span starts pass 1 keeps per aligned episode part: the driver's memory stays bounded
 MAX_REDECODE = 8  # frames a camera may decode twice at a span start, when no start costs nothing
 
@@ -113,13 +114,15 @@ def plan_groups(
     cfg: JobConfig,
     task_steps: int,
     cuts: Mapping[str, Sequence[int]] | None = None,
+    span_steps: int | None = None,
 ) -> list[Group]:
     """Groups of source episodes, split by split (in ``cfg.splits`` order).
 
     ``episodes``: (source episode id, steps of all its parts) in id order. Without a shuffle window,
     consecutive episodes are grouped until a group holds ``task_steps`` steps, and an episode of at least
-    twice ``task_steps`` with ``cuts`` (tick offsets where a task may start it, see ``cut_ticks``) is
-    cut into spans, a group each, so a few long episodes still spread over the workers. With a shuffle
+    twice ``span_steps`` (default ``task_steps``) with ``cuts`` (tick offsets where a task may start it,
+    see ``cut_ticks``) is cut into spans, a group each, so a few long episodes still spread over the
+    workers. With a shuffle
     window, episodes are put in a seeded hash order (so one group mixes episodes from all over the
     dataset, not one recording session) and cut into groups of ``shuffle_window`` whole episodes,
     whose samples pass 2 interleaves."""
@@ -137,7 +140,7 @@ def plan_groups(
         current: list[str] = []
         steps = 0
         for e, n in mine:
-            spans = episode_spans(n, cuts.get(e, ()), task_steps)
+            spans = episode_spans(n, cuts.get(e, ()), span_steps or task_steps)
             if current and (steps >= task_steps or len(spans) > 1):
                 groups.append(Group(len(groups), split, tuple(current)))
                 current, steps = [], 0
