@@ -1,7 +1,7 @@
 """Ingest throughput and memory against the PyAV decode-only limit, on real and synthetic data.
 
     python bench/ingest.py [--quick] [--out-dir DIR] [--keep] [--repeat N] [--no-warmup]
-                           [--no-ray-data] [--decode-threads N]
+                           [--no-ray-data] [--decode-threads N] [--only ROW[,ROW]]
 
 Prints one markdown table (one row per dataset and worker count): whole ingest, pass 2 alone and the
 same samples through Ray Data's ``write_webdataset`` (the peer), each against PyAV decode-only on the
@@ -514,6 +514,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-ray-data", action="store_true", help="skip the Ray Data peer column")
     p.add_argument(
+        "--only",
+        help="comma-separated dataset rows to run (g1-real, gr00t-real, synthetic, synthetic-10x); default all",
+    )
+    p.add_argument(
         "--decode-threads",
         type=int,
         help=f"decoder threads in the workers ({DECODE_THREADS_ENV}; 0: FFmpeg's automatic choice); "
@@ -549,7 +553,14 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         warm = None if args.no_warmup else write_warm_source(work)
-        rows, failures = run_rows(row_groups(args.quick), work, warm, args.repeat, not args.no_ray_data)
+        groups = row_groups(args.quick and not args.only)
+        if args.only:
+            wanted = set(args.only.split(","))
+            unknown = wanted - {g.name for g in groups}
+            if unknown:
+                raise SystemExit(f"--only: unknown rows {sorted(unknown)}")
+            groups = [g for g in groups if g.name in wanted]
+        rows, failures = run_rows(groups, work, warm, args.repeat, not args.no_ray_data)
         print(markdown_table(rows) + "\n")
         print("(f) Scaling:")
         print("\n".join(scaling_lines(rows)))

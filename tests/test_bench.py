@@ -1,0 +1,37 @@
+"""The benchmark suite runs end to end (a small row of it): its table, the Ray Data peer and the
+scaling line. Timings are printed, never asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ingest_bench_prints_a_full_row_for_each_worker_count(tmp_path):
+    run = subprocess.run(
+        [
+            sys.executable,
+            "bench/ingest.py",
+            "--only",
+            "synthetic",
+            "--repeat",
+            "1",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| synthetic |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["1", "2"]
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert "-" not in cells and all(cells), row  # every column measured, the Ray Data peer's too
+    assert "synthetic: 2 workers / 1 worker = " in run.stdout
+    assert "Failed rows" not in run.stdout
