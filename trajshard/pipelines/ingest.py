@@ -175,6 +175,7 @@ def run_ingest(
             at = steps_of.get(f.source_episode, 0)
             cuts_of.setdefault(f.source_episode, []).extend(([at] if at else []) + [at + c for c in f.cuts])
             steps_of[f.source_episode] = at + f.steps
+            f.cuts = ()  # only the plan needs them
         total = sum(steps_of.values())
         task_steps = cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total)
         span_steps = cfg.task_steps or max(task_steps, MIN_SPAN_STEPS)

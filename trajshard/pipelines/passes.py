@@ -19,7 +19,7 @@ from trajshard.config import JobConfig
 from trajshard.pipelines.actions import binarize_gripper
 from trajshard.pipelines.align import AlignConfig, AlignedEpisode, SignalKinds, StreamReport, align
 from trajshard.pipelines.frames import FrameError, tick_images
-from trajshard.pipelines.plan import Group, cut_ticks, permutation
+from trajshard.pipelines.plan import MIN_SPAN_STEPS, Group, cut_ticks, permutation
 from trajshard.pipelines.samples import action_chunks, episode_samples
 from trajshard.pipelines.shards import PartInfo, PartWriter, SampleSpill, ShardWriteError
 from trajshard.pipelines.stats import StreamStats
@@ -164,7 +164,7 @@ def pass1_episode(source, episode_id: str, cfg: JobConfig) -> list[EpisodeFacts]
     while True:
         try:
             ep, parts = load_aligned(source, episode_id, cfg)
-            return _facts(episode_id, ep, parts)
+            return _facts(episode_id, ep, parts, 2 * (cfg.task_steps or MIN_SPAN_STEPS))
         except EpisodeError as exc:
             return Quarantined(episode_id, exc.where, exc.message)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
@@ -173,7 +173,10 @@ def pass1_episode(source, episode_id: str, cfg: JobConfig) -> list[EpisodeFacts]
                 return Quarantined(episode_id, "", _unexpected(exc, tries))
 
 
-def _facts(episode_id: str, ep: Episode, parts: list[AlignedEpisode]) -> list[EpisodeFacts]:
+def _facts(episode_id: str, ep: Episode, parts: list[AlignedEpisode], span_from: int) -> list[EpisodeFacts]:
+    """The facts of each part; where spans may start only when the source episode is long enough to be
+    cut (``span_from`` steps), so the driver holds them only for long episodes."""
+    long = sum(al.steps for al in parts) >= span_from
     return [
         EpisodeFacts(
             episode=al.episode_id,
@@ -191,7 +194,9 @@ def _facts(episode_id: str, ep: Episode, parts: list[AlignedEpisode]) -> list[Ep
             cameras=tuple(sorted(al.frames)),
             embodiment=ep.embodiment,
             action_source=al.action_source,
-            cuts=cut_ticks(al.frames, {c: entry_frames(ep.cameras[c]) for c in al.frames}, al.steps),
+            cuts=cut_ticks(al.frames, {c: entry_frames(ep.cameras[c]) for c in al.frames}, al.steps)
+            if long
+            else (),
         )
         for al in parts
     ]
