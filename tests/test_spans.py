@@ -187,3 +187,40 @@ def test_a_failed_span_quarantines_its_whole_episode(keyed_raw, tmp_path, ray_se
     )  # the dropped spans' parts are gone
     assert validate_output(tmp_path / "spans").ok
     assert spans.samples == whole.samples and spans.frames == whole.frames
+
+
+class DriverKilled(BaseException):
+    """Stands for the driver dying: not an Exception, so nothing on the way catches it."""
+
+
+def test_resume_with_spans_keeps_the_finished_spans_and_writes_the_same_bytes(
+    keyed_raw, tmp_path, ray_session, monkeypatch
+):
+    from test_ingest import tree_digest
+
+    from trajshard.pipelines.checkpoint import JobState
+    from trajshard.pipelines.ingest import IngestError
+
+    cfg = JobConfig(workers=2, task_steps=8)
+    clean = tmp_path / "clean"
+    run_ingest(str(keyed_raw), str(clean), cfg)
+    out = tmp_path / "cut"
+    real, recorded = JobState.record, []
+
+    def dies_after_three(self, group, result):
+        if len(recorded) == 3:
+            raise DriverKilled
+        recorded.append(group)
+        return real(self, group, result)
+
+    monkeypatch.setattr(JobState, "record", dies_after_three)
+    with pytest.raises(DriverKilled):
+        run_ingest(str(keyed_raw), str(out), cfg)
+    monkeypatch.setattr(JobState, "record", real)
+    assert any(g.span is not None for g in recorded)
+    plan = json.loads((out / ".trajshard" / "plan.json").read_text())
+    assert any(g[3] is not None for g in plan["groups"])  # the spans are part of the plan
+    with pytest.raises(IngestError, match="unfinished job"):
+        run_ingest(str(keyed_raw), str(out), cfg)
+    run_ingest(str(keyed_raw), str(out), cfg, resume=True)
+    assert tree_digest(out) == tree_digest(clean)
