@@ -216,7 +216,7 @@ def run_ingest(
                 lambda g=g: _pass2_task.options(**opts).remote(src, fmt, g, cfg, tok_json, out, vocab_json)
                 for g in todo
             ],
-            2 * workers,  # one task queued behind each running one: no worker waits for the driver
+            _queue_depth(workers, cfg),
             pass2_result,
             "pass 2",
         )
@@ -291,6 +291,15 @@ def _finished_report(store: Store, seconds: float) -> IngestReport:
         0,
         seconds,
     )
+
+
+def _queue_depth(workers: int, cfg: JobConfig) -> int:
+    """Pass-2 tasks to keep submitted: one more per worker, queued in Ray behind the running one so no
+    worker waits for the driver's round trip between tasks, but only when Ray itself cannot run more
+    than ``workers`` at once (its CPUs hold no more tasks of ``task_cpus``); else ``workers``, so
+    ``--workers`` still caps the tasks that run (a cluster, a Ray already running)."""
+    capacity = int(ray.cluster_resources().get("CPU", 0) / cfg.task_cpus + 1e-9)
+    return 2 * workers if capacity <= workers else workers
 
 
 def _task_options(cfg: JobConfig) -> dict:
