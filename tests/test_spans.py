@@ -17,7 +17,14 @@ from conftest import shared_data
 
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
-from trajshard.pipelines.plan import MAX_CUTS, MAX_REDECODE, cut_ticks, episode_spans, plan_groups
+from trajshard.pipelines.plan import (
+    MAX_CUTS,
+    MAX_REDECODE,
+    MAX_SPANS,
+    cut_ticks,
+    episode_spans,
+    plan_groups,
+)
 from trajshard.reports.validation import validate_output
 from trajshard.sources.synthetic import write_synthetic_dataset
 from trajshard.sources.video import probe_video
@@ -83,6 +90,8 @@ def test_episode_spans_are_even_at_cuts_and_never_tiny():
     assert episode_spans(63, tuple(range(1, 63)), 32) == [(0, 63)]  # under twice the task size
     assert episode_spans(200, (3, 197), 32) == [(0, 200)]  # every cut would leave a stub
     assert episode_spans(200, (), 32) == [(0, 200)]
+    many = episode_spans(10_000, tuple(range(1, 10_000)), 32)  # a long recording: at most MAX_SPANS
+    assert len(many) == MAX_SPANS and many[0][0] == 0 and many[-1][1] == 10_000
 
 
 def test_plan_groups_spans_of_one_episode_are_consecutive_groups_covering_it():
@@ -242,3 +251,14 @@ def test_workers_caps_the_pass2_tasks_that_run_when_ray_has_more_cpus(keyed_raw,
     )
     assert len(spans) >= 8
     assert all(b[0] >= a[1] - 1e3 for a, b in zip(spans, spans[1:], strict=False))  # 1 ms clock slack
+
+
+@pytest.mark.parametrize(("dataset", "task_steps"), [("gr00t_pnp_lerobot_v20", None), ("g1_lerobot_v21", 32)])
+def test_real_videos_give_the_same_members_in_spans(dataset, task_steps, tmp_path, ray_session):
+    """GR00T (H.264 with B-frames, cut at its IDR frame 250) and G1 (AV1, cut anywhere): every member
+    of every sample the same whether an episode is written in spans or whole."""
+    source = str(shared_data(dataset))
+    spans = run_ingest(source, str(tmp_path / "spans"), JobConfig(workers=2, task_steps=task_steps))
+    whole = run_ingest(source, str(tmp_path / "whole"), JobConfig(workers=2, task_steps=10**6))
+    assert spans.shards >= 2 * whole.episodes_written > whole.shards
+    assert members(tmp_path / "spans") == members(tmp_path / "whole")

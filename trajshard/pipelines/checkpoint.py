@@ -22,7 +22,7 @@ from trajshard.pipelines.shards import json_document
 from trajshard.storage import Store
 
 STATE = ".trajshard"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: a group is [index, split, episodes, span]
 
 
 def digest(obj: object) -> str:
@@ -53,6 +53,12 @@ class JobState:
         done: dict[int, GroupResult] = {}
         if resume and self.exists():
             old = json.loads(self.store.read_bytes(f"{STATE}/plan.json"))
+            if old.get("version") != STATE_VERSION:
+                raise ValueError(
+                    f"cannot resume: the interrupted run was written by another trajshard version (job state "
+                    f"version {old.get('version')}, this one reads {STATE_VERSION}). To start over, delete "
+                    f"{STATE}/ in OUT and run without --resume (the old parts are then discarded)"
+                )
             changed = [k for k in ("config", "tokenizer", "vocab", "groups") if old.get(k) != plan[k]]
             if changed:
                 raise ValueError(

@@ -146,8 +146,10 @@ def tick_images(
     mode: str,
     quality: int,
     subsampling: str = "4:4:4",
+    first_tick: int = 0,
 ) -> Iterator[bytes]:
-    """Yield the JPEG of frame ``needed[t]`` for each tick t (``needed`` is non-decreasing).
+    """Yield the JPEG of frame ``needed[t]`` for each tick t (``needed`` is non-decreasing; its first
+    is tick ``first_tick`` of the episode, which messages name).
 
     ``pts[i]`` is the presentation timestamp of frame i; decoded frames are recognised by their PTS
     (or counted when the decoder gives none).
@@ -183,5 +185,5 @@ def tick_images(
     if t < n_ticks:
         raise FrameError(
             f"the video ended after {counted + 1} decoded frames, before frame "
-            f"{int(needed[t])} that tick {t} needs ({len(pts)} frames in the container)"
+            f"{int(needed[t])} that tick {first_tick + t} needs ({len(pts)} frames in the container)"
         )

@@ -178,6 +178,8 @@ def run_ingest(
             f.cuts = ()  # only the plan needs them
         total = sum(steps_of.values())
         task_steps = cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total)
+        if is_remote(src):
+            cuts_of = {}  # a span task stages its whole episode: spans would download it again each
         span_steps = cfg.task_steps or max(task_steps, MIN_SPAN_STEPS)
         groups = plan_groups(list(steps_of.items()), cfg, task_steps, cuts_of, span_steps)
         del cuts_of

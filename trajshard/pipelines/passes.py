@@ -374,6 +374,7 @@ def _camera_images(
             cfg.resize_mode,
             cfg.jpeg_quality,
             cfg.jpeg_subsampling,
+            lo,
         )
     except (FrameError, VideoError, av.FFmpegError, OSError, ValueError) as exc:
         raise EpisodeError(

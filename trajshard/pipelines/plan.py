@@ -20,6 +20,9 @@ MIN_GROUP_STEPS = (
     32  # but no task smaller than this (a task costs a few ms: opening the source, the tokenizer)
 )
 MIN_SPAN_STEPS = 64  # a span costs a task's start (load, open, seek: ~10 ms), so never shorter by default
+# a span task loads its whole episode (probes every video, reads the tables): with at most this many
+# spans an episode, that stays a few percent of decoding it
+MAX_SPANS = 16
 MAX_CUTS = 64  # span starts pass 1 keeps per aligned episode part: the driver's memory stays bounded
 MAX_REDECODE = 8  # frames a camera may decode twice at a span start, when no start costs nothing
 
@@ -77,10 +80,10 @@ def cut_ticks(
 
 
 def episode_spans(steps: int, cuts: Sequence[int], task_steps: int) -> list[tuple[int, int]]:
-    """How one source episode is cut into pass-2 tasks: ``steps // task_steps`` stretches of about equal
-    length (an episode under twice ``task_steps`` stays whole), each starting at the cut nearest its
-    ideal start, none shorter than half of ``task_steps``."""
-    n = steps // max(1, task_steps)
+    """How one source episode is cut into pass-2 tasks: ``steps // task_steps`` stretches (at most
+    ``MAX_SPANS``) of about equal length (an episode under twice ``task_steps`` stays whole), each
+    starting at the cut nearest its ideal start, none shorter than half of ``task_steps``."""
+    n = min(MAX_SPANS, steps // max(1, task_steps))
     if n < 2 or not cuts:
         return [(0, steps)]
     bounds = [0]
