@@ -125,10 +125,9 @@ def plan_groups(
     consecutive episodes are grouped until a group holds ``task_steps`` steps, and an episode of at least
     twice ``span_steps`` (default ``task_steps``) with ``cuts`` (tick offsets where a task may start it,
     see ``cut_ticks``) is cut into spans, a group each, so a few long episodes still spread over the
-    workers. With a shuffle
-    window, episodes are put in a seeded hash order (so one group mixes episodes from all over the
-    dataset, not one recording session) and cut into groups of ``shuffle_window`` whole episodes,
-    whose samples pass 2 interleaves."""
+    workers. With a shuffle window, episodes are put in a seeded hash order (so one group mixes
+    episodes from all over the dataset, not one recording session) and cut into groups of
+    ``shuffle_window`` whole episodes, whose samples pass 2 interleaves."""
     groups: list[Group] = []
     cuts = cuts or {}
     for split in cfg.splits:

@@ -38,7 +38,7 @@ class VideoProbe:
     width: int
     height: int
     codec: str
-    entry: np.ndarray | None = None  # bool [F]: a decoder may start at this frame (see entry_points)
+    entry: np.ndarray | None = None  # bool [F]: a decoder may start at this frame (see entry_test)
 
     @property
     def seconds(self) -> np.ndarray:
