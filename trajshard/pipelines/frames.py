@@ -37,13 +37,11 @@ def resize_plan(width: int, height: int, size: int, mode: str) -> tuple[int, int
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _scaled(frame, reformatter: VideoReformatter | None, **kwargs):
+def _scaled(frame: av.VideoFrame, reformatter: VideoReformatter | None, **kwargs) -> av.VideoFrame:
     """``frame.reformat(**kwargs)``, through ``reformatter`` when given: a VideoFrame's own reformat
     sets up a new swscale context (its filters) every call, a kept one only when the input changes;
     about 45% of a 256 px frame's scaling time (same pixels)."""
-    if reformatter is None or not isinstance(frame, av.VideoFrame):
-        return frame.reformat(**kwargs)
-    return reformatter.reformat(frame, **kwargs)
+    return frame.reformat(**kwargs) if reformatter is None else reformatter.reformat(frame, **kwargs)
 
 
 def frame_to_rgb(frame, size: int, mode: str, reformatter: VideoReformatter | None = None) -> np.ndarray:

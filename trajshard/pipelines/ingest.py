@@ -33,7 +33,7 @@ from trajshard.pipelines.passes import (
     sample_chunks,
     settle_spans,
 )
-from trajshard.pipelines.plan import MIN_SPAN_STEPS, Group, group_steps, plan_groups
+from trajshard.pipelines.plan import Group, group_steps, plan_groups, span_length
 from trajshard.pipelines.progress import Progress
 from trajshard.pipelines.shards import ShardWriteError, clean_temporaries
 from trajshard.sources import checked_plan, open_source
@@ -180,8 +180,7 @@ def run_ingest(
         task_steps = cfg.task_steps or group_steps(cfg, len(facts[0].cameras), total)
         if is_remote(src):
             cuts_of = {}  # a span task stages its whole episode: spans would download it again each
-        span_steps = cfg.task_steps or max(task_steps, MIN_SPAN_STEPS)
-        groups = plan_groups(list(steps_of.items()), cfg, task_steps, cuts_of, span_steps)
+        groups = plan_groups(list(steps_of.items()), cfg, task_steps, cuts_of, span_length(cfg, task_steps))
         del cuts_of
         for split in sorted(set(cfg.splits) - {g.split for g in groups}):
             log.warning(

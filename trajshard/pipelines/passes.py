@@ -19,7 +19,7 @@ from trajshard.config import JobConfig
 from trajshard.pipelines.actions import binarize_gripper
 from trajshard.pipelines.align import AlignConfig, AlignedEpisode, SignalKinds, StreamReport, align
 from trajshard.pipelines.frames import FrameError, tick_images
-from trajshard.pipelines.plan import MIN_SPAN_STEPS, Group, cut_ticks, permutation
+from trajshard.pipelines.plan import Group, cut_ticks, permutation, span_length
 from trajshard.pipelines.samples import action_chunks, episode_samples
 from trajshard.pipelines.shards import PartInfo, PartWriter, SampleSpill, ShardWriteError
 from trajshard.pipelines.stats import StreamStats
@@ -164,7 +164,7 @@ def pass1_episode(source, episode_id: str, cfg: JobConfig) -> list[EpisodeFacts]
     while True:
         try:
             ep, parts = load_aligned(source, episode_id, cfg)
-            return _facts(episode_id, ep, parts, 2 * (cfg.task_steps or MIN_SPAN_STEPS))
+            return _facts(episode_id, ep, parts, 2 * span_length(cfg))
         except EpisodeError as exc:
             return Quarantined(episode_id, exc.where, exc.message)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause

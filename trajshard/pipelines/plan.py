@@ -48,6 +48,13 @@ class Group:
         return [self.index, self.split, list(self.episodes), None if self.span is None else list(self.span)]
 
 
+def span_length(cfg: JobConfig, task_steps: int = 0) -> int:
+    """The length spans are cut to: ``task_steps`` when the user set it, else the automatic
+    ``task_steps`` but at least ``MIN_SPAN_STEPS``. Without ``task_steps`` (pass 1, before it is
+    known): the least it can be, so an episode under twice this is never cut."""
+    return cfg.task_steps or max(task_steps, MIN_SPAN_STEPS)
+
+
 def cut_ticks(
     needed: Mapping[str, np.ndarray], entries: Mapping[str, np.ndarray | None], steps: int
 ) -> tuple[int, ...]:
