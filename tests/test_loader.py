@@ -39,6 +39,16 @@ def run(out, split="train", *, workers=2, seed=0, batch=4, buffer=16, stop=None,
     return keys, None
 
 
+def first_keys(loader, batches: int) -> list[str]:
+    """Keys of the loader's first ``batches`` batches; the loader stops there, mid-epoch."""
+    keys = []
+    for i, b in enumerate(loader):
+        keys += b["key"]
+        if i + 1 == batches:
+            break
+    return keys
+
+
 # ---- order, pure -----------------------------------------------------------------------------------
 
 
@@ -216,11 +226,7 @@ def test_mixture_draws_by_weight_deterministically_and_resumes(two_split, tmp_pa
     assert keys_and_sources(seed=0) == pairs
     assert keys_and_sources(seed=1) != pairs
     loader = make_loader(open_dataset(mix, batch_size=8, shuffle_buffer=16), 2)
-    head = []
-    for i, b in enumerate(loader):
-        head += b["key"]
-        if i == 20:
-            break
+    head = first_keys(loader, 21)
     resumed = make_loader(open_dataset(mix, batch_size=8, shuffle_buffer=16), 2)
     resumed.load_state_dict(loader.state_dict())
     assert head + [k for b in resumed for k in b["key"]] == [k for k, _ in pairs]
@@ -251,9 +257,5 @@ def test_mixture_weighting_by_transitions_and_bad_files(two_split, tmp_path):
 def test_a_new_pass_after_break_continues_the_epoch(two_split):
     full, _ = run(two_split)
     loader = make_loader(open_dataset(two_split, batch_size=4, shuffle_buffer=16), 2)
-    head = []
-    for i, b in enumerate(loader):
-        head += b["key"]
-        if i == 9:
-            break
+    head = first_keys(loader, 10)
     assert head + [k for b in loader for k in b["key"]] == full and loader.epoch == 1
