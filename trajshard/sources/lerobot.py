@@ -32,6 +32,7 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources.tables import TableError, read_table
 from trajshard.sources.video import VideoError, probe_video
 
 MAX_META_BYTES = 64 << 20
@@ -191,7 +192,9 @@ class LeRobotSource:
                 "listed in meta/episodes.jsonl but its parquet file is missing",
             )
         try:
-            return pq.read_table(path), str(path.relative_to(self.root)), 0.0
+            return read_table(str(path)), str(path.relative_to(self.root)), 0.0
+        except TableError as exc:
+            raise EpisodeError(episode_id, str(path.relative_to(self.root)), str(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - any unreadable parquet is this episode's problem
             raise EpisodeError(
                 episode_id, str(path.relative_to(self.root)), f"cannot be read: {exc}"

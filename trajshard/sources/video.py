@@ -45,10 +45,31 @@ class VideoProbe:
         return self.pts.astype(np.float64) * self.time_base
 
 
+# Codec options for avformat_find_stream_info's trial decoding only (PyAV's own decoder never sees them).
+PROBE_DECODE_OPTIONS = {"skip_frame": "nonkey"}
+
+
+def open_video(path: str) -> av.container.InputContainer:
+    """``av.open`` without the stream-info probe decoding frames, when the container's headers say
+    enough. ``av.open`` runs FFmpeg's ``avformat_find_stream_info``, which decodes frames to learn the
+    pixel format and, for H.264, until it has seen 7 or more: about 2 ms a file at 256x256, as much as
+    decoding 10 frames, paid by every probe and every pass-2 task. Told to decode keyframes only, it
+    stops at the first. Nothing here reads what that leaves unset (the codec context's ``pix_fmt``,
+    and the ``has_b_frames`` guess of a stream whose headers do not carry it: only read for AV1 and VP8/9,
+    which never reorder); decoding is unchanged (the same frames, a test compares the pixels). A
+    container whose headers do not give the frame size (raw streams) is opened again the usual way."""
+    container = av.open(path, options=PROBE_DECODE_OPTIONS)
+    video = container.streams.video
+    if video and not (video[0].codec_context.width and video[0].codec_context.height):
+        container.close()
+        container = av.open(path)
+    return container
+
+
 def probe_video(path: str) -> VideoProbe:
     """Read every packet's presentation time without decoding (demux only)."""
     try:
-        container = av.open(path)
+        container = open_video(path)
     except (av.FFmpegError, OSError) as exc:
         raise VideoError(f"cannot open: {exc}") from exc
     with container:
@@ -191,7 +212,7 @@ def decode_frames(
     decoder runs ``decoder_threads()`` threads; the H.264/HEVC skipping holds with frame threads too
     (FFmpeg copies ``skip_frame`` to a frame thread when the packet is submitted, inside ``decode``).
     """
-    with av.open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         threads = decoder_threads()
