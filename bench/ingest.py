@@ -42,7 +42,7 @@ from trajshard.sources.video import DECODE_THREADS_ENV, probe_video
 SHARED_DATA = Path(
     os.environ.get("TRAJSHARD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
-SAMPLE_PERIOD_S = 0.2  # psutil over every process: 50 ms cost ~0.1 core on 2 cores
+SAMPLE_PERIOD_S = 1.0  # psutil walks every process: see RssSampler
 MIB = 1 << 20
 RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")  # Ray's own helpers, not task workers
 
@@ -161,23 +161,65 @@ def row_groups(quick: bool) -> list[RowGroup]:
 # ----------------------------------------------------------------------------------------------- memory
 
 
+def ray_workers() -> list[psutil.Process]:
+    """The Ray task worker processes (descendants of this process), without Ray's agents."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if ("ray::" in cmd or "default_worker.py" in cmd) and not cmd.startswith(RAY_AGENTS):
+            found.append(proc)
+    return found
+
+
+def reset_peak_rss(procs: list[psutil.Process]) -> bool:
+    """Reset each process's RSS high-water mark (``VmHWM``) to its current RSS (Linux: ``clear_refs``)."""
+    try:
+        for proc in procs:
+            Path(f"/proc/{proc.pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss(proc: psutil.Process) -> int:
+    """The RSS high-water mark of a live process (``VmHWM`` in ``/proc/<pid>/status``), or 0."""
+    try:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 @dataclass
 class RssSampler:
-    """Samples the driver's RSS and every Ray worker's RSS (descendants of this process) every 50 ms."""
+    """The largest RSS of the driver and of any one Ray worker (descendants of this process) over a
+    ``with`` block, without taking the CPU the block is timed on.
+
+    Exact on Linux: each process's RSS high-water mark is reset as the block starts and read as it
+    ends (``reset_peak_rss``, ``peak_rss``). A psutil sampler every ``period`` seconds covers processes
+    that start and exit inside the block; where the marks cannot be reset it is the only measure (with
+    the driver's ``ru_maxrss`` when it rose). It samples rarely on purpose: psutil walks every process
+    on the machine, and at 50 ms that cost about a tenth of a core on 2 cores, taken from the workers."""
 
     period: float = SAMPLE_PERIOD_S
     driver_peak: int = 0
     worker_peak: int = 0
-    driver_start: int = 0  # the first sample, taken as the sampler starts
+    driver_start: int = 0  # the first sample, taken as the block starts
     worker_start: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _is_worker: dict[int, bool] = field(default_factory=dict)
+    _exact: bool = False
 
     def __enter__(self) -> RssSampler:
         self._ru_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self._sample()
         self.driver_start, self.worker_start = self.driver_peak, self.worker_peak
+        self._exact = reset_peak_rss([psutil.Process(), *ray_workers()])
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._thread.start()
         return self
@@ -187,8 +229,12 @@ class RssSampler:
         assert self._thread is not None
         self._thread.join()
         self._sample()
+        if self._exact:
+            self.driver_peak = max(self.driver_peak, peak_rss(psutil.Process()))
+            self.worker_peak = max([self.worker_peak, *(peak_rss(p) for p in ray_workers())])
+            return
         ru_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        if ru_after > self._ru_before:  # the lifetime peak rose during the ingest: it is this run's peak
+        if ru_after > self._ru_before:  # the lifetime peak rose during the block: it is the block's peak
             self.driver_peak = max(self.driver_peak, ru_after * 1024)  # ru_maxrss is in KiB on Linux
 
     def _run(self) -> None:
@@ -196,26 +242,15 @@ class RssSampler:
             self._sample()
 
     def _sample(self) -> None:
-        me = psutil.Process()
         try:
-            self.driver_peak = max(self.driver_peak, me.memory_info().rss)
-            children = me.children(recursive=True)
+            self.driver_peak = max(self.driver_peak, psutil.Process().memory_info().rss)
         except psutil.Error:
             return
-        for proc in children:
+        for proc in ray_workers():
             try:
-                if self._worker(proc):
-                    self.worker_peak = max(self.worker_peak, proc.memory_info().rss)
+                self.worker_peak = max(self.worker_peak, proc.memory_info().rss)
             except psutil.Error:
                 continue
-
-    def _worker(self, proc: psutil.Process) -> bool:
-        if proc.pid not in self._is_worker:
-            cmd = " ".join(proc.cmdline())
-            self._is_worker[proc.pid] = ("ray::" in cmd or "default_worker.py" in cmd) and not cmd.startswith(
-                RAY_AGENTS
-            )
-        return self._is_worker[proc.pid]
 
 
 # ----------------------------------------------------------------------------------------------- measuring

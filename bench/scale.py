@@ -154,40 +154,6 @@ def machine_busy_seconds() -> tuple[float, float]:
 # ----------------------------------------------------------------------------------------------- measuring
 
 
-def ray_workers() -> list[psutil.Process]:
-    """The Ray task worker processes (descendants of this process), without Ray's agents."""
-    found = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            cmd = " ".join(proc.cmdline())
-        except psutil.Error:
-            continue
-        if ("ray::" in cmd or "default_worker.py" in cmd) and not cmd.startswith(RAY_AGENTS):
-            found.append(proc)
-    return found
-
-
-def reset_peak_rss(procs: list[psutil.Process]) -> bool:
-    """Reset each process's RSS high-water mark (``VmHWM``) to its current RSS (Linux: ``clear_refs``)."""
-    try:
-        for proc in procs:
-            Path(f"/proc/{proc.pid}/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss(proc: psutil.Process) -> int:
-    """The RSS high-water mark of a live process (``VmHWM`` in ``/proc/<pid>/status``), or 0."""
-    try:
-        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 @dataclass
 class TaskStats:
     """One pass's tasks from Ray's task timeline."""
@@ -268,22 +234,17 @@ class Run:
 def measure(source: Path, workers: int, out: Path, scratch: Path, warm: Path, image_size: int) -> Run:
     """One timed ingest on a fresh, warmed local Ray with ``workers`` CPUs.
 
-    Memory: each process's RSS high-water mark is reset as the ingest starts and read as it ends
-    (exact, no sampling cost), and a 1 s sampler catches processes that come and go."""
+    Memory: ``RssSampler`` (each process's RSS high-water mark, reset as the ingest starts and read as
+    it ends; a 1 s sampler for processes that come and go)."""
     start_ray(workers, warm, scratch)
     try:
         before, machine_before = cpu_seconds_by_role(), machine_busy_seconds()
-        driver, workers_now = psutil.Process(), ray_workers()
-        exact = reset_peak_rss([driver, *workers_now])
-        with RssSampler(period=1.0) as mem, StoreSampler() as store:
+        with RssSampler() as mem, StoreSampler() as store:
             started, since = time.perf_counter(), time.time()
             report = run_ingest(
                 str(source), str(out), JobConfig(workers=workers, image_size=image_size), progress=False
             )
             wall = time.perf_counter() - started
-            if exact:
-                mem.driver_peak = max(mem.driver_peak, peak_rss(driver))
-                mem.worker_peak = max([mem.worker_peak, *(peak_rss(p) for p in ray_workers())])
         after, machine_after = cpu_seconds_by_role(), machine_busy_seconds()
         cpu = {k: after[k] - before[k] for k in before}
         cpu["machine"] = machine_after[0] - machine_before[0]  # every process on the machine, ours included
