@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_data
-from trajshard.sources.video import decode_frames, open_video, probe_video
+from trajshard.sources.video import PROBE_DECODE_OPTIONS, decode_frames, open_video, probe_video
 
 # (file name, encoder, container format, encoder options, pixel format)
 CASES = [
@@ -26,6 +26,7 @@ CASES = [
     ("vp9.webm", "libvpx-vp9", None, {}, "yuv420p"),
     ("mpeg4.avi", "mpeg4", None, {"bf": "2"}, "yuv420p"),
     ("mjpeg.avi", "mjpeg", None, {}, "yuvj420p"),
+    ("mjpeg-raw.mjpeg", "mjpeg", "mjpeg", {}, "yuvj420p"),  # no size in any header: the fallback
 ]
 
 
@@ -89,13 +90,20 @@ def test_open_video_on_the_real_videos(dataset):
         check_same(str(path))
 
 
-def test_open_video_skips_the_trial_decode_but_opens_normally_without_it(tmp_path):
-    """The cheap open leaves the pixel format unset (nothing was decoded); a plain open sets it. Both
-    read the same size, so the fallback (a second, plain open) is not taken for an MP4."""
+def test_open_video_skips_the_trial_decode_and_falls_back_without_a_size(tmp_path):
+    """The cheap open leaves the pixel format unset (nothing was decoded); a plain open sets it. A raw
+    MJPEG stream's size is only known by decoding: there the cheap open alone would have none, and
+    ``open_video`` opens it the usual way."""
     path = tmp_path / "x264.mp4"
     encode(path, "libx264", None, {"bf": "3", "g": "30"}, "yuv420p")
     with av.open(str(path)) as container:
         assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
     with open_video(str(path)) as container:
         assert container.streams.video[0].codec_context.pix_fmt is None
+        assert container.streams.video[0].codec_context.width == 160
+    raw = tmp_path / "raw.mjpeg"
+    encode(raw, "mjpeg", "mjpeg", {}, "yuvj420p")
+    with av.open(str(raw), options=PROBE_DECODE_OPTIONS) as container:
+        assert container.streams.video[0].codec_context.width == 0
+    with open_video(str(raw)) as container:
         assert container.streams.video[0].codec_context.width == 160
