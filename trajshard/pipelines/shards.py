@@ -19,7 +19,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from trajshard.pipelines.tarstream import TarStream
+from trajshard.pipelines.tarstream import TarStream, sample_bytes
 from trajshard.storage import FILE_MODE, Store, atomic_output
 
 BLOCK = 512
@@ -38,20 +38,6 @@ class PartInfo:
     sha256: str = ""
     episodes: list[str] = field(default_factory=list)  # in order of first sample
     seen: set[str] = field(default_factory=set, repr=False, compare=False)
-
-
-def member_bytes(sample: dict[str, bytes | str]) -> int:
-    """Bytes a sample adds to a tar: a 512-byte header per member plus the data padded to 512, and a
-    PAX extended header (two more blocks) for a member name longer than 100 bytes."""
-    key = sample.get("__key__", "")
-    total = 0
-    for k, v in sample.items():
-        if k.startswith("_"):
-            continue
-        total += BLOCK + -(-len(v) // BLOCK) * BLOCK
-        if len(f"{key}.{k}".encode()) > 100:
-            total += 2 * BLOCK
-    return total
 
 
 WRITE_BUFFER = 1 << 20  # bytes a part collects before a write(2): a sample (~30 KB at 224 px) is not one
@@ -106,17 +92,17 @@ class PartWriter:
             raise ShardWriteError(f"cannot write shard part under {self.store!r}: {exc}") from exc
 
     def _write(self, sample: dict[str, bytes | str], episode_id: str) -> None:
-        size = member_bytes(sample)
+        chunk = sample_bytes(sample)
         if (
             self._writer is not None
             and self.parts[-1].samples
-            and _closed_size(self._offset + size) > self.cap
+            and _closed_size(self._offset + len(chunk)) > self.cap
         ):
             self._close_part()
         if self._writer is None:
             self._open_part()
-        self._writer.write(sample)
-        self._offset += size
+        self._writer.write_encoded(chunk)
+        self._offset += len(chunk)
         part = self.parts[-1]
         part.samples += 1
         if episode_id not in part.seen:

@@ -49,29 +49,37 @@ def member_header(name: str, size: int) -> bytes:
     return bytes(header)
 
 
+def sample_bytes(sample: dict[str, bytes | str]) -> bytes:
+    """A sample's tar members, fields in sorted order, fields starting with ``_`` skipped."""
+    key = sample["__key__"]
+    parts = []
+    for k in sorted(sample):
+        if k[0] == "_":
+            continue
+        data = sample[k]
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ValueError(f"{key}.{k} is {type(data).__name__}, not bytes")
+        parts.append(member_header(f"{key}.{k}", len(data)))
+        parts.append(data)
+        pad = -len(data) % BLOCK
+        if pad:
+            parts.append(b"\0" * pad)
+    return b"".join(parts)
+
+
 class TarStream:
-    """Samples (``__key__`` plus ``field: bytes``) to a binary file, fields in sorted order, fields
-    starting with ``_`` skipped; ``close`` writes the two end blocks and pads to a 10,240-byte record."""
+    """Samples (``__key__`` plus ``field: bytes``) to a binary file (``sample_bytes``); ``close``
+    writes the two end blocks and pads to a 10,240-byte record."""
 
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
         self.offset = 0
 
     def write(self, sample: dict[str, bytes | str]) -> None:
-        key = sample["__key__"]
-        parts = []
-        for k in sorted(sample):
-            if k[0] == "_":
-                continue
-            data = sample[k]
-            if not isinstance(data, bytes | bytearray | memoryview):
-                raise ValueError(f"{key}.{k} is {type(data).__name__}, not bytes")
-            parts.append(member_header(f"{key}.{k}", len(data)))
-            parts.append(data)
-            pad = -len(data) % BLOCK
-            if pad:
-                parts.append(b"\0" * pad)
-        chunk = b"".join(parts)
+        self.write_encoded(sample_bytes(sample))
+
+    def write_encoded(self, chunk: bytes) -> None:
+        """Write a sample already encoded by ``sample_bytes``."""
         self.f.write(chunk)
         self.offset += len(chunk)
 

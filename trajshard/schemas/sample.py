@@ -49,9 +49,13 @@ def load_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+# one encoder for every sample: json.dumps with options builds a new JSONEncoder at each call
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def json_bytes(obj: object) -> bytes:
     """Canonical JSON: sorted keys, no spaces beyond separators, UTF-8."""
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _CANONICAL.encode(obj).encode("utf-8")
 
 
 def split_key(key: str) -> tuple[str, int] | None:
