@@ -71,6 +71,7 @@ class LeRobotSource:
         self.state_key = "observation.state" if "observation.state" in feats else None
         self.notes: list[str] = []
         self.duplicates: set[str] = set()
+        self._data: tuple[Path, object] | None = None  # the v3 data file last read (_data_file)
         try:
             self.tasks = self._tasks()
             self.episodes = self._episodes()
@@ -177,8 +178,10 @@ class LeRobotSource:
             if not path.is_file():
                 raise EpisodeError(episode_id, str(path.relative_to(self.root)), "data file is missing")
             try:
-                t = pq.read_table(path)
+                t = self._data_file(path)
                 t = t.filter(pc.equal(t.column("episode_index"), index))
+            except TableError as exc:
+                raise EpisodeError(episode_id, str(path.relative_to(self.root)), str(exc)) from exc
             except Exception as exc:  # noqa: BLE001 - an unreadable data file is this episode's problem
                 raise EpisodeError(
                     episode_id, str(path.relative_to(self.root)), f"cannot be read: {exc}"
@@ -200,6 +203,14 @@ class LeRobotSource:
                 episode_id, str(path.relative_to(self.root)), f"cannot be read: {exc}"
             ) from exc
 
+    def _data_file(self, path: Path):
+        """A v3 data file's table. It holds many episodes, and a task loads consecutive episodes, so the
+        last file read is kept (one file: the memory a load needs anyway) instead of read for each."""
+        if self._data is None or self._data[0] != path:
+            self._data = None  # the old table goes before the new one is read
+            self._data = (path, read_table(str(path)))
+        return self._data[1]
+
     def _camera(self, episode_id: str, meta: dict, index: int, key: str) -> Camera:
         start = 0.0
         if self.version.startswith("v3"):
@@ -217,16 +228,21 @@ class LeRobotSource:
         if path is None or not path.is_file():
             raise EpisodeError(episode_id, key, f"camera {key!r}: the episode's video file is missing")
         try:
-            probe = probe_video(str(path))
+            # v3: the episode's stretch of a file that holds many episodes, not the whole file each time
+            probe = probe_video(str(path), (start, end) if self.version.startswith("v3") else None)
         except VideoError as exc:
             raise EpisodeError(episode_id, path.name, f"camera {key!r}: {exc}") from exc
-        times, pts, entry = probe.seconds, probe.pts, probe.entry
-        if self.version.startswith("v3"):
-            sel = (times >= start - 1e-6) & (times < end - 1e-6)
-            times, pts = times[sel], pts[sel]
-            entry = None if entry is None else entry[sel]
         name = key.removeprefix("observation.images.")
-        return Camera(name, str(path), times - start, pts, probe.width, probe.height, probe.codec, entry)
+        return Camera(
+            name,
+            str(path),
+            probe.seconds - start,
+            probe.pts,
+            probe.width,
+            probe.height,
+            probe.codec,
+            probe.entry,
+        )
 
     def _names(self, key: str) -> tuple[str, ...]:
         names = self.info.get("features", {}).get(key, {}).get("names")

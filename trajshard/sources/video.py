@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,8 +67,15 @@ def open_video(path: str) -> av.container.InputContainer:
     return container
 
 
-def probe_video(path: str) -> VideoProbe:
-    """Read every packet's presentation time without decoding (demux only)."""
+def probe_video(path: str, window: tuple[float, float] | None = None) -> VideoProbe:
+    """Read every packet's presentation time without decoding (demux only).
+
+    With ``window`` = (start, end) in seconds, only the frames with ``start - 1e-6 <= time < end - 1e-6``,
+    and only that part of the file is read: a file that holds many episodes (LeRobot v3) is not demuxed
+    whole for each of them. The demuxer seeks to the keyframe before ``start`` and stops once a packet's
+    decode time reaches ``end`` (no later packet can be shown earlier). The whole-file checks
+    (truncation against the header) are then left out; an episode's own missing frames show up where
+    its frames are aligned."""
     try:
         container = open_video(path)
     except (av.FFmpegError, OSError) as exc:
@@ -78,10 +86,12 @@ def probe_video(path: str) -> VideoProbe:
         stream = container.streams.video[0]
         if stream.time_base is None:
             raise VideoError("video stream has no time base")
+        time_base = float(stream.time_base)
         pts, entries = [], []
         is_entry = entry_test(stream.codec_context)
         try:
-            for packet in container.demux(stream):
+            packets = container.demux(stream) if window is None else _window(container, stream, window)
+            for packet in packets:
                 if packet.size == 0:
                     continue
                 t = packet.pts if packet.pts is not None else packet.dts
@@ -101,13 +111,17 @@ def probe_video(path: str) -> VideoProbe:
             raise VideoError(f"demux failed after {len(pts)} packets: {exc}") from exc
         ctx = stream.codec_context
         width, height, codec = ctx.width, ctx.height, ctx.name
-        time_base = float(stream.time_base)
-        declared_frames = int(stream.frames or 0)
+        declared_frames = int(stream.frames or 0) if window is None else 0
         # the container's duration, which muxers count from 0 (Matroska) or from the first frame: the
         # smaller reading, so a file is called truncated only when its frames end before both
-        declared_end = container.duration / 1e6 if container.duration else None
+        declared_end = container.duration / 1e6 if container.duration and window is None else None
+    if window is not None:
+        start, end = window
+        pts = [t for t in pts if start - 1e-6 <= t * time_base < end - 1e-6]
     if not pts:
-        raise VideoError("has no frames")
+        raise VideoError(
+            "has no frames" if window is None else f"has no frames from {start:.3f} to {end:.3f} s"
+        )
     if not width or not height:
         raise VideoError("video stream declares no frame size")
     arr = np.sort(np.asarray(pts, dtype=np.int64))
@@ -124,6 +138,34 @@ def probe_video(path: str) -> VideoProbe:
             )
     entry = np.isin(arr, np.asarray(entries, dtype=np.int64)) if is_entry is not None else None
     return VideoProbe(arr, time_base, width, height, codec, entry)
+
+
+def _window(
+    container: av.container.InputContainer, stream: av.VideoStream, window: tuple[float, float]
+) -> Iterator[av.Packet]:
+    """The stream's packets from the keyframe before ``window[0]`` seconds until a packet's decode time
+    reaches ``window[1]``. The seek lands on a keyframe by decode time; when that keyframe is shown
+    after ``window[0]`` (B-frames: frames of the group before it may still be shown inside the window),
+    or has no presentation time, the packets are read from the start of the file instead."""
+    time_base = float(stream.time_base)
+    # the window's first frame, or one within 2 us of it (no two frames are that close)
+    start_pts = int(np.floor((window[0] + 1e-6) / time_base))
+    end = window[1]
+    if start_pts > 0:
+        container.seek(start_pts, stream=stream, backward=True, any_frame=False)
+        packets = container.demux(stream)
+        first = next((p for p in packets if p.size), None)
+        if first is not None and first.pts is not None and first.pts <= start_pts:
+            packets = itertools.chain([first], packets)
+        else:
+            container.seek(0, stream=stream, backward=True, any_frame=False)
+            packets = container.demux(stream)
+    else:
+        packets = container.demux(stream)
+    for packet in packets:
+        if packet.dts is not None and packet.dts * time_base >= end:
+            return  # decode times only grow, and a frame is never shown before it is decoded
+        yield packet
 
 
 def entry_test(ctx) -> Callable[[av.Packet], bool] | None:
