@@ -37,6 +37,7 @@ bench: install-dev
 	$(BIN)/python bench/tokenizer_speed.py
 	$(BIN)/python bench/loader.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/lerobot_v3.py
 
 clean:
 	rm -rf demo_out .pytest_cache .ruff_cache

@@ -35,3 +35,16 @@ def test_ingest_bench_prints_a_full_row_for_each_worker_count(tmp_path):
         assert "-" not in cells and all(cells), row  # every column measured, the Ray Data peer's too
     assert "synthetic: 2 workers / 1 worker = " in run.stdout
     assert "Failed rows" not in run.stdout
+
+
+def test_lerobot_v3_bench_prints_a_row_per_file_size():
+    run = subprocess.run(
+        [sys.executable, "bench/lerobot_v3.py", "--episodes", "3,6", "--frames", "8"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| 3 |") or line.startswith("| 6 |")]
+    assert len(rows) == 2 and all(len(r.split("|")) == 9 for r in rows)
