@@ -161,6 +161,11 @@ def row_groups(quick: bool) -> list[RowGroup]:
 # ----------------------------------------------------------------------------------------------- memory
 
 
+def is_ray_worker(cmdline: str) -> bool:
+    """A Ray task worker's command line (not one of Ray's agents)."""
+    return ("ray::" in cmdline or "default_worker.py" in cmdline) and not cmdline.startswith(RAY_AGENTS)
+
+
 def ray_workers() -> list[psutil.Process]:
     """The Ray task worker processes (descendants of this process), without Ray's agents."""
     found = []
@@ -169,19 +174,22 @@ def ray_workers() -> list[psutil.Process]:
             cmd = " ".join(proc.cmdline())
         except psutil.Error:
             continue
-        if ("ray::" in cmd or "default_worker.py" in cmd) and not cmd.startswith(RAY_AGENTS):
+        if is_ray_worker(cmd):
             found.append(proc)
     return found
 
 
 def reset_peak_rss(procs: list[psutil.Process]) -> bool:
-    """Reset each process's RSS high-water mark (``VmHWM``) to its current RSS (Linux: ``clear_refs``)."""
-    try:
-        for proc in procs:
+    """Reset each process's RSS high-water mark (``VmHWM``) to its current RSS (Linux: ``clear_refs``).
+    False when the kernel does not allow it; a process that exited meanwhile is skipped."""
+    for proc in procs:
+        try:
             Path(f"/proc/{proc.pid}/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone: nothing to measure
+        except OSError:
+            return False
+    return True
 
 
 def peak_rss(proc: psutil.Process) -> int:
@@ -213,13 +221,13 @@ class RssSampler:
     worker_start: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _exact: bool = False
+    exact: bool = False  # the high-water marks could be reset: the peaks are exact
 
     def __enter__(self) -> RssSampler:
         self._ru_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self._sample()
         self.driver_start, self.worker_start = self.driver_peak, self.worker_peak
-        self._exact = reset_peak_rss([psutil.Process(), *ray_workers()])
+        self.exact = reset_peak_rss([psutil.Process(), *ray_workers()])
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._thread.start()
         return self
@@ -229,7 +237,7 @@ class RssSampler:
         assert self._thread is not None
         self._thread.join()
         self._sample()
-        if self._exact:
+        if self.exact:
             self.driver_peak = max(self.driver_peak, peak_rss(psutil.Process()))
             self.worker_peak = max([self.worker_peak, *(peak_rss(p) for p in ray_workers())])
             return
@@ -271,6 +279,7 @@ class Row:
     worker_start: int
     pass2: float = 0.0  # best report.phases["pass2"] over the repeats
     ray_data: float | None = None  # best wall seconds of the Ray Data peer, None: not run
+    exact_memory: bool = True  # peaks are the kernel's high-water marks (else sampled every second)
 
     @property
     def ingest_fps(self) -> float:
@@ -400,6 +409,7 @@ def measure(
         first.worker_start,
         pass2=min(r[0].phases["pass2"] for r in runs),
         ray_data=peer,
+        exact_memory=all(r[2].exact for r in runs),
     )
 
 
@@ -490,7 +500,13 @@ def memory_lines(rows: list[Row]) -> list[str]:
                 f"{long.worker_peak / MIB:,.0f} / {s.worker_peak / MIB:,.0f} MiB = "
                 f"{long.worker_peak / s.worker_peak:.2f}x; driver {long.driver_peak / s.driver_peak:.2f}x"
             )
-    return lines or ["- no 10x row (--quick)"]
+    sampled = [f"{r.dataset} workers={r.workers}" for r in rows if not r.exact_memory]
+    lines.append(
+        "- peaks: the kernel's RSS high-water marks, exact"
+        if not sampled
+        else f"- peaks sampled once a second (the high-water marks could not be reset) for: {', '.join(sampled)}"
+    )
+    return lines if len(lines) > 1 else ["- no 10x row (--quick)", *lines]
 
 
 def baseline_lines(rows: list[Row]) -> list[str]:

@@ -25,7 +25,14 @@ from pathlib import Path
 
 import psutil
 import ray
-from ingest import MIB, RAY_AGENTS, RssSampler, machine_facts, start_ray, write_warm_source  # bench/ingest.py
+from ingest import (
+    MIB,
+    RssSampler,
+    is_ray_worker,
+    machine_facts,
+    start_ray,
+    write_warm_source,
+)  # bench/ingest.py
 
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import IngestReport, run_ingest
@@ -139,8 +146,7 @@ def cpu_seconds_by_role() -> dict[str, float]:
             t = proc.cpu_times()
         except psutil.Error:
             continue
-        is_worker = ("ray::" in cmd or "default_worker.py" in cmd) and not cmd.startswith(RAY_AGENTS)
-        totals["workers" if is_worker else "ray"] += t.user + t.system
+        totals["workers" if is_ray_worker(cmd) else "ray"] += t.user + t.system
     return totals
 
 

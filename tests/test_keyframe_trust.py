@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.test_open_video import encode
+from tests.videos import encode
 from trajshard.sources.video import decode_frames, probe_video
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import trajshard.sources.lerobot as lerobot
 from tests.lerobot_v3 import write_v3
-from tests.test_open_video import encode
+from tests.videos import encode
 from trajshard.sources.video import _window, open_video, probe_video
 
 FILES = [  # (name, encoder, options): B-frames with short and long groups, and AV1, VP9 without

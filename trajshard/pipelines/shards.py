@@ -83,7 +83,6 @@ class PartWriter:
         self._tmp: str | None = None
         self._file: HashingFile | None = None
         self._writer: TarStream | None = None
-        self._offset = 0
 
     def write(self, sample: dict[str, bytes | str], episode_id: str) -> None:
         try:
@@ -96,13 +95,12 @@ class PartWriter:
         if (
             self._writer is not None
             and self.parts[-1].samples
-            and _closed_size(self._offset + len(chunk)) > self.cap
+            and _closed_size(self._writer.offset + len(chunk)) > self.cap
         ):
             self._close_part()
         if self._writer is None:
             self._open_part()
         self._writer.write_encoded(chunk)
-        self._offset += len(chunk)
         part = self.parts[-1]
         part.samples += 1
         if episode_id not in part.seen:
@@ -137,7 +135,6 @@ class PartWriter:
         os.fchmod(fd, FILE_MODE)
         self._file = HashingFile(os.fdopen(fd, "wb", buffering=WRITE_BUFFER))
         self._writer = TarStream(self._file)
-        self._offset = 0
         self.parts.append(PartInfo(name))
 
     def _close_part(self) -> None:

@@ -60,8 +60,14 @@ def open_video(path: str) -> av.container.InputContainer:
     which never reorder); decoding is unchanged (the same frames, a test compares the pixels). A
     container whose headers do not give the frame size (raw streams) is opened again the usual way."""
     container = av.open(path, options=PROBE_DECODE_OPTIONS)
-    video = container.streams.video
-    if video and not (video[0].codec_context.width and video[0].codec_context.height):
+    try:
+        video = container.streams.video
+        ctx = video[0].codec_context if video else None
+        sized = ctx is None or (ctx.width and ctx.height)  # no decoder at all: nothing a plain open adds
+    except BaseException:
+        container.close()
+        raise
+    if not sized:
         container.close()
         container = av.open(path)
     return container
@@ -269,6 +275,7 @@ def decode_frames(
         if _skips_nonref(ctx):
             yield from _decode_skipping_nonref(container, stream, needed_pts)
             return
+        # has_b_frames is read for SPARSE_CODECS only: open_video may leave it unset for H.264/HEVC
         if ctx.has_b_frames or ctx.name not in SPARSE_CODECS:
             yield from container.decode(stream)
             return
