@@ -80,3 +80,32 @@ def test_corrupt_record_is_caught_by_its_crc(tmp_path):
     shard.write_bytes(bytes(data))
     with pytest.raises(RecordError, match="CRC"):
         index_records(str(shard))
+
+
+def test_a_task_indexes_only_the_shards_its_episodes_are_in(tmp_path, monkeypatch):
+    """A pass-1 or pass-2 task opens a new source and loads a few episodes: it must not read the record
+    headers of every shard of the dataset (thousands in Open X-Embodiment) to find them."""
+    import trajshard.sources.rlds as rlds
+
+    real = shared_data("bridge_rlds")
+    for name in ("features.json", "dataset_info.json"):
+        shutil.copy(real / name, tmp_path / name)
+    shard = real / "bridge_dataset-train.tfrecord-00000-of-00001"
+    for i in range(3):
+        shutil.copy(shard, tmp_path / f"bridge_dataset-train.tfrecord-{i:05d}-of-00003")
+    ids, rejected = open_source(tmp_path, "rlds", step_rate=5.0).plan()
+    assert len(ids) == 75 and not rejected and "train_00002_000007" in ids
+    planned = open_source(tmp_path, "rlds", step_rate=5.0)
+    planned.plan()
+    reference = planned.load("train_00002_000007")
+
+    indexed: list[str] = []
+    real_index = rlds.index_records
+    monkeypatch.setattr(rlds, "index_records", lambda path: indexed.append(path) or real_index(path))
+    task = open_source(tmp_path, "rlds", step_rate=5.0)
+    ep = task.load("train_00002_000007")
+    task.load("train_00002_000003")
+    assert [p.rsplit("tfrecord-", 1)[1] for p in indexed] == ["00002-of-00003"]  # one shard, indexed once
+    np.testing.assert_array_equal(ep.streams["action"].values, reference.streams["action"].values)
+    with pytest.raises(Exception, match="no such episode"):
+        task.load("train_00002_000099")

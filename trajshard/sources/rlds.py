@@ -36,6 +36,7 @@ from trajshard.sources.tfrecord import RecordError, index_records, parse_example
 from trajshard.sources.video import StoredJpeg
 
 SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<split>[A-Za-z0-9_]+)\.tfrecord-(?P<shard>\d{5})-of-\d{5}$")
+EPISODE_RE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)_(?P<shard>\d{5})_(?P<record>\d{6,})$")
 PREFIX = "steps/observation/"
 
 
@@ -68,19 +69,27 @@ class RLDSSource:
         )
         self.shards = sorted(p for p in self.root.iterdir() if SHARD_RE.match(p.name))
         self._index: dict[str, tuple[Path, int, int]] | None = None
+        self._shard_records: dict[Path, list[tuple[int, int]] | None] = {}
         self.rejected: list[tuple[str, str, str]] = []
 
+    def _shard(self, path: Path) -> list[tuple[int, int]] | None:
+        """(offset, length) of each record of one shard, read once per source; None when it cannot be
+        indexed (the plan rejects it)."""
+        if path not in self._shard_records:
+            try:
+                self._shard_records[path] = index_records(str(path))
+            except (RecordError, OSError) as exc:
+                self.rejected.append((path.name, path.name, f"shard cannot be indexed: {exc}"))
+                self._shard_records[path] = None
+        return self._shard_records[path]
+
     def _records(self) -> dict[str, tuple[Path, int, int]]:
+        """Every episode's record, over all shards (the plan)."""
         if self._index is None:
             self._index = {}
             for path in self.shards:
                 m = SHARD_RE.match(path.name)
-                try:
-                    records = index_records(str(path))
-                except (RecordError, OSError) as exc:
-                    self.rejected.append((path.name, path.name, f"shard cannot be indexed: {exc}"))
-                    continue
-                for k, (off, n) in enumerate(records):
+                for k, (off, n) in enumerate(self._shard(path) or ()):
                     eid = f"{m['split']}_{m['shard']}_{k:06d}"
                     if eid in self._index:  # two shard families in one directory: never overwrite
                         self.rejected.append(
@@ -94,12 +103,31 @@ class RLDSSource:
                     self._index[eid] = (path, off, n)
         return self._index
 
+    def _record(self, episode_id: str) -> tuple[Path, int, int] | None:
+        """One episode's record. A task loads a few episodes: it indexes only the shards their ids name
+        (``<split>_<shard>_<record>``), not every shard of the dataset, and finds the record the plan
+        found (the first shard, in name order, that holds it)."""
+        if self._index is not None:
+            return self._index.get(episode_id)
+        m = EPISODE_RE.match(episode_id)
+        if m is None:
+            return None
+        k = int(m["record"])
+        for path in self.shards:
+            sm = SHARD_RE.match(path.name)
+            if (sm["split"], sm["shard"]) != (m["split"], m["shard"]):
+                continue
+            records = self._shard(path)
+            if records is not None and k < len(records):
+                return (path, *records[k])
+        return None
+
     def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
         ids = sorted(self._records())
         return ids, list(self.rejected)
 
     def _example(self, episode_id: str) -> tuple[dict, str]:
-        rec = self._records().get(episode_id)
+        rec = self._record(episode_id)
         if rec is None:
             raise EpisodeError(episode_id, "tfrecord", "no such episode in the shards")
         path, off, n = rec
