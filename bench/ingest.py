@@ -2,6 +2,7 @@
 
     python bench/ingest.py [--quick] [--out-dir DIR] [--keep] [--repeat N] [--no-warmup]
                            [--no-ray-data] [--decode-threads N] [--only ROW[,ROW]]
+                           [--jpeg-subsampling 4:4:4|4:2:2|4:2:0]
 
 Prints one markdown table (one row per dataset and worker count): whole ingest, pass 2 alone and the
 same samples through Ray Data's ``write_webdataset`` (the peer), each against PyAV decode-only on the
@@ -356,10 +357,14 @@ def start_ray(workers: int, warm_source: Path | None, scratch: Path) -> None:
         run_ingest(str(warm_source), str(scratch), JobConfig(workers=workers, task_steps=1), progress=False)
 
 
+# JobConfig fields every timed ingest of this run sets (``--jpeg-subsampling``); defaults otherwise
+JOB_OPTIONS: dict[str, object] = {}
+
+
 def timed_ingest(source: Path, out: Path, workers: int) -> tuple[IngestReport, float, RssSampler]:
     with RssSampler() as mem:
         started = time.perf_counter()
-        report = run_ingest(str(source), str(out), JobConfig(workers=workers), progress=False)
+        report = run_ingest(str(source), str(out), JobConfig(workers=workers, **JOB_OPTIONS), progress=False)
         wall = time.perf_counter() - started
     return report, wall, mem
 
@@ -565,6 +570,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-ray-data", action="store_true", help="skip the Ray Data peer column")
     p.add_argument(
+        "--jpeg-subsampling",
+        choices=["4:4:4", "4:2:2", "4:2:0"],
+        help="chroma subsampling of the ingests' JPEGs (default: the job default, 4:4:4)",
+    )
+    p.add_argument(
         "--only",
         help="comma-separated dataset rows to run (g1-real, gr00t-real, synthetic, synthetic-10x); default all",
     )
@@ -590,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.decode_threads is not None:
         os.environ[DECODE_THREADS_ENV] = str(args.decode_threads)  # inherited by the Ray workers
+    if args.jpeg_subsampling:
+        JOB_OPTIONS["jpeg_subsampling"] = args.jpeg_subsampling
     base = Path(args.out_dir) if args.out_dir else None
     if base is not None:
         base.mkdir(parents=True, exist_ok=True)
@@ -600,7 +612,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(machine_facts()) + "\n", flush=True)
         print(
             f"Each row: fresh Ray (num_cpus = workers), workers {'cold' if args.no_warmup else 'warmed up'}, "
-            f"best of {args.repeat} ingest(s) and of {args.repeat} decode-only pass(es).\n",
+            f"best of {args.repeat} ingest(s) and of {args.repeat} decode-only pass(es); JPEG chroma "
+            f"{args.jpeg_subsampling or JobConfig().jpeg_subsampling}.\n",
             flush=True,
         )
         warm = None if args.no_warmup else write_warm_source(work)

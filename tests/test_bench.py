@@ -21,6 +21,8 @@ def test_ingest_bench_prints_a_full_row_for_each_worker_count(tmp_path):
             "1",
             "--out-dir",
             str(tmp_path),
+            "--jpeg-subsampling",
+            "4:2:0",
         ],
         cwd=REPO,
         capture_output=True,
@@ -28,6 +30,7 @@ def test_ingest_bench_prints_a_full_row_for_each_worker_count(tmp_path):
         timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "JPEG chroma 4:2:0." in run.stdout
     rows = [line for line in run.stdout.splitlines() if line.startswith("| synthetic |")]
     assert [r.split("|")[2].strip() for r in rows] == ["1", "2"]
     for row in rows:

@@ -12,7 +12,14 @@ import pytest
 from PIL import Image
 
 from tests.conftest import shared_data
-from trajshard.pipelines.frames import encode_jpeg, frame_to_jpeg, frame_to_rgb, tick_images, yuv_route
+from trajshard.pipelines.frames import (
+    encode_jpeg,
+    frame_to_jpeg,
+    frame_to_rgb,
+    frame_to_yuv,
+    tick_images,
+    yuv_route,
+)
 from trajshard.pipelines.samples import npy_rows
 from trajshard.schemas.sample import npy_bytes
 from trajshard.sources.video import DECODE_THREADS_ENV, decode_frames, decoder_threads, probe_video
@@ -53,24 +60,39 @@ def synthetic_frame(width: int, height: int, colorspace: int | None = None) -> a
     return frame
 
 
+SAMPLING = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}  # JPEG's luma sampling factors (h, v)
+
+
+def luma_sampling(image: bytes) -> tuple[int, int]:
+    layer = Image.open(io.BytesIO(image)).layer  # [(component id, h, v, quantization table), ...]
+    return layer[0][1], layer[0][2]
+
+
+@pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:2", "4:2:0"])
 @pytest.mark.parametrize("shape", [(160, 120), (64, 64)])
-def test_yuv_route_is_as_close_to_the_picture_as_the_rgb_route(shape):
+def test_yuv_route_is_as_close_to_the_picture_as_the_rgb_route(shape, subsampling):
     """Against the source picture box-filtered to 48x48, the YUV route is no worse than RGB and back
-    (it is better: swscale's YUV to RGB step is biased by about -2 levels on this gradient)."""
+    (it is better: swscale's YUV to RGB step is biased by about -2 levels on this gradient), and its
+    JPEG has the chroma subsampling asked for."""
     frame = synthetic_frame(*shape)
-    assert yuv_route(frame, "4:4:4")
+    assert yuv_route(frame, subsampling, 48, "stretch")
     truth = np.asarray(Image.fromarray(gradient(*shape)).resize((48, 48), Image.BOX)).astype(np.int16)
-    yuv = decoded(frame_to_jpeg(frame, 48, "stretch", 95))
-    rgb = decoded(encode_jpeg(frame_to_rgb(frame, 48, "stretch"), 95))
+    image = frame_to_jpeg(frame, 48, "stretch", 95, subsampling)
+    assert luma_sampling(image) == SAMPLING[subsampling]
+    yuv = decoded(image)
+    rgb = decoded(encode_jpeg(frame_to_rgb(frame, 48, "stretch"), 95, subsampling))
     assert np.abs(yuv - truth).mean() <= np.abs(rgb - truth).mean() + 0.25
 
 
+@pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:0"])
 @pytest.mark.parametrize("mode", ["stretch", "pad", "center-crop"])
 @pytest.mark.parametrize("shape", [(160, 120), (120, 160), (64, 64)])
-def test_yuv_route_keeps_the_resize_mode(mode, shape):
+def test_yuv_route_keeps_the_resize_mode(mode, shape, subsampling):
     frame = synthetic_frame(*shape)
-    yuv = decoded(frame_to_jpeg(frame, 48, mode, 95))
-    rgb = decoded(encode_jpeg(frame_to_rgb(frame, 48, mode), 95))
+    image = frame_to_jpeg(frame, 48, mode, 95, subsampling)
+    assert luma_sampling(image) == SAMPLING[subsampling]
+    yuv = decoded(image)
+    rgb = decoded(encode_jpeg(frame_to_rgb(frame, 48, mode), 95, subsampling))
     assert yuv.shape == rgb.shape == (48, 48, 3)
     assert np.abs(yuv - rgb).mean() < 3.5  # same geometry (a shifted crop or bar would be far off)
     if mode == "pad" and shape != (64, 64):
@@ -79,10 +101,19 @@ def test_yuv_route_keeps_the_resize_mode(mode, shape):
 
 
 def test_yuv_route_only_where_jpeg_ycbcr_is_the_frames_own():
-    assert not yuv_route(synthetic_frame(32, 32), "4:2:0")  # chroma subsampled: through RGB
-    assert not yuv_route(synthetic_frame(32, 32, colorspace=1), "4:4:4")  # BT.709: another matrix
-    assert not yuv_route(av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24"), "4:4:4")
-    assert yuv_route(synthetic_frame(32, 32, colorspace=6), "4:4:4")  # SMPTE 170M is BT.601
+    square, wide = synthetic_frame(32, 32), synthetic_frame(32, 24)
+    assert yuv_route(square, "4:2:0", 16, "pad")  # square: scaled straight to 16x16 in any mode
+    assert yuv_route(wide, "4:2:0", 16, "stretch")
+    assert not yuv_route(wide, "4:2:0", 16, "pad")  # a pad or crop edge could cut a chroma sample: RGB
+    assert not yuv_route(wide, "4:2:2", 16, "center-crop")
+    assert not yuv_route(square, "4:2:0", 15, "stretch")  # odd size: chroma planes round up
+    assert yuv_route(wide, "4:4:4", 16, "pad")  # no chroma subsampling: every geometry
+    assert not yuv_route(synthetic_frame(32, 32, colorspace=1), "4:4:4", 16, "stretch")  # BT.709
+    rgb = av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24")
+    assert not yuv_route(rgb, "4:4:4", 8, "stretch")
+    assert yuv_route(synthetic_frame(32, 32, colorspace=6), "4:4:4", 16, "stretch")  # SMPTE 170M is BT.601
+    with pytest.raises(ValueError, match="scaled straight"):
+        frame_to_yuv(wide, 16, "pad", subsampling="4:2:0")
 
 
 def test_jpeg_bytes_are_deterministic():
