@@ -34,15 +34,22 @@ def decoded(image: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(image)).convert("RGB")).astype(np.int16)
 
 
-@pytest.mark.parametrize("mode", ["stretch", "pad", "center-crop"])
-def test_tick_images_from_sparse_decode_equal_full_decode(mode):
+@pytest.mark.parametrize(
+    ("mode", "subsampling"),
+    [("stretch", "4:4:4"), ("pad", "4:4:4"), ("center-crop", "4:4:4"), ("stretch", "4:2:0")],
+)
+def test_tick_images_from_sparse_decode_equal_full_decode(mode, subsampling):
     """The JPEG bytes pass 2 writes for G1 at 10 Hz (frames 0, 3, 6, ...) are the same whether the
     decoder saw every packet or only those the ticks' frames depend on."""
     video = g1_video()
     probe = probe_video(video)
     needed = np.repeat(np.arange(0, len(probe.pts), 3), 2)[:50]  # ticks may share a frame
-    full = list(tick_images(decode_frames(video), probe.pts, needed, 96, mode, 90))
-    sparse = list(tick_images(decode_frames(video, None, probe.pts[needed]), probe.pts, needed, 96, mode, 90))
+    full = list(tick_images(decode_frames(video), probe.pts, needed, 96, mode, 90, subsampling))
+    sparse = list(
+        tick_images(
+            decode_frames(video, None, probe.pts[needed]), probe.pts, needed, 96, mode, 90, subsampling
+        )
+    )
     assert len(full) == len(needed)
     assert sparse == full
 
