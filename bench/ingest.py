@@ -281,6 +281,8 @@ class Row:
     pass2: float = 0.0  # best report.phases["pass2"] over the repeats
     ray_data: float | None = None  # best wall seconds of the Ray Data peer, None: not run
     exact_memory: bool = True  # peaks are the kernel's high-water marks (else sampled every second)
+    pass2_all: tuple[float, ...] = ()  # report.phases["pass2"] of every repeat, in run order
+    decode_all: tuple[float, ...] = ()  # decode-only seconds of every repeat, in run order
 
     @property
     def ingest_fps(self) -> float:
@@ -396,7 +398,8 @@ def measure(
     wall = min(r[1] for r in runs)
     videos = written_videos(source, Path(report.out))
     src_frames = sum(len(probe_video(str(p)).pts) for p in videos)
-    decode_frames, decode_seconds = min((decode_only(videos) for _ in range(repeat)), key=lambda d: d[1])
+    decodes = [decode_only(videos) for _ in range(repeat)]
+    decode_frames, decode_seconds = min(decodes, key=lambda d: d[1])
     if decode_frames != src_frames:
         print(f"note: {dataset}: PyAV decoded {decode_frames} frames, the containers hold {src_frames}")
     first = runs[0][2]
@@ -413,6 +416,8 @@ def measure(
         first.driver_start,
         first.worker_start,
         pass2=min(r[0].phases["pass2"] for r in runs),
+        pass2_all=tuple(r[0].phases["pass2"] for r in runs),
+        decode_all=tuple(d[1] for d in decodes),
         ray_data=peer,
         exact_memory=all(r[2].exact for r in runs),
     )
@@ -491,6 +496,24 @@ def scaling_lines(rows: list[Row]) -> list[str]:
         else:
             lines.append(f"- {dataset}: only workers={sorted(by_workers)}, no scaling factor")
     return lines
+
+
+def spread_lines(rows: list[Row]) -> list[str]:
+    """Every repeat's pass-2 and decode-only seconds, and the (c) their extremes give: how far the
+    machine moved while the best-of figures in the table were taken."""
+    lines = []
+    for r in rows:
+        if len(r.pass2_all) < 2:
+            continue
+        frames = r.src_frames
+        lo = (frames / max(r.pass2_all)) / (r.decode_frames / min(r.decode_all))
+        hi = (frames / min(r.pass2_all)) / (r.decode_frames / max(r.decode_all))
+        lines.append(
+            f"- {r.dataset} workers={r.workers}: pass 2 {' / '.join(f'{t:.2f}' for t in r.pass2_all)} s, "
+            f"decode-only {' / '.join(f'{t:.2f}' for t in r.decode_all)} s: (c) from {lo:.2f} "
+            f"(slowest pass 2, fastest decode) to {hi:.2f}"
+        )
+    return lines or ["- one repeat per row: no spread"]
 
 
 def memory_lines(rows: list[Row]) -> list[str]:
@@ -628,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(rows) + "\n")
         print("(f) Scaling:")
         print("\n".join(scaling_lines(rows)))
+        print("\n(c) over the repeats (run order):")
+        print("\n".join(spread_lines(rows)))
         print("\n(e) Memory at 10x episode length:")
         print("\n".join(memory_lines(rows)))
         print("\nRSS as the ingest started (Ray up, workers warmed): the floor under the peak columns")

@@ -18,7 +18,7 @@ def test_ingest_bench_prints_a_full_row_for_each_worker_count(tmp_path):
             "--only",
             "synthetic",
             "--repeat",
-            "1",
+            "2",
             "--out-dir",
             str(tmp_path),
             "--jpeg-subsampling",
@@ -37,6 +37,8 @@ def test_ingest_bench_prints_a_full_row_for_each_worker_count(tmp_path):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert "-" not in cells and all(cells), row  # every column measured, the Ray Data peer's too
     assert "synthetic: 2 workers / 1 worker = " in run.stdout
+    spread = [line for line in run.stdout.splitlines() if line.startswith("- synthetic workers=")]
+    assert len(spread) == 2 and all(" / " in line and "(c) from " in line for line in spread), spread
     assert "Failed rows" not in run.stdout
 
 
