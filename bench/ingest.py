@@ -439,11 +439,13 @@ def time_ray_data(
     episodes = list(dict.fromkeys(table.column("source_episode").to_pylist()))
     tok = json.loads((out / "meta" / "tokenizer.json").read_text())
     if warm:
-        write_with_ray_data(source, episodes[:1], tok, work / "scratch" / f"{name}-raydata-warm", workers)
+        write_with_ray_data(
+            source, episodes[:1], tok, work / "scratch" / f"{name}-raydata-warm", workers, JOB_OPTIONS
+        )
     best = None
     for i in range(repeat):
         seconds, samples = write_with_ray_data(
-            source, episodes, tok, work / "out" / f"{name}-raydata{i}", workers
+            source, episodes, tok, work / "out" / f"{name}-raydata{i}", workers, JOB_OPTIONS
         )
         if samples != expected:
             raise RuntimeError(f"Ray Data wrote {samples} samples, the ingest {expected}")

@@ -36,10 +36,16 @@ def episode_rows(row: dict, source_path: str, cfg: JobConfig, tokenizer_json: di
 
 
 def write_with_ray_data(
-    source: Path, episodes: list[str], tokenizer_json: dict, out: Path, workers: int
+    source: Path,
+    episodes: list[str],
+    tokenizer_json: dict,
+    out: Path,
+    workers: int,
+    options: dict | None = None,
 ) -> tuple[float, int]:
-    """(wall seconds, samples written) for the episodes through Ray Data into ``out`` (Ray is up)."""
-    cfg = JobConfig(workers=workers)
+    """(wall seconds, samples written) for the episodes through Ray Data into ``out`` (Ray is up), with
+    the JobConfig fields ``options`` sets (the ingests' own, so both encode the same images)."""
+    cfg = JobConfig(workers=workers, **(options or {}))
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import bench/
     ctx = ray.data.DataContext.get_current()
     ctx.op_resource_reservation_enabled = False  # one fused operator: let it have every CPU

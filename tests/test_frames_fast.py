@@ -9,6 +9,7 @@ import io
 import av
 import numpy as np
 import pytest
+import simplejpeg
 from PIL import Image
 
 from tests.conftest import shared_data
@@ -105,6 +106,24 @@ def test_yuv_route_keeps_the_resize_mode(mode, shape, subsampling):
     if mode == "pad" and shape != (64, 64):
         border = yuv[:2] if shape[0] > shape[1] else yuv[:, :2]
         assert border.mean() < 1.5  # black bars (up to JPEG ringing), as in the RGB route
+
+
+CHROMA_SHAPE = {"4:2:2": (48, 24), "4:2:0": (24, 24)}  # Cb and Cr planes of a 48x48 image
+
+
+@pytest.mark.parametrize("subsampling", ["4:2:2", "4:2:0"])
+@pytest.mark.parametrize(
+    ("shape", "mode"), [((160, 120), "stretch"), ((64, 64), "pad"), ((64, 64), "center-crop")]
+)
+def test_subsampled_output_encodes_the_scaled_yuv_planes(shape, mode, subsampling):
+    """Where the route applies, the JPEG is libjpeg-turbo's of swscale's subsampled planes (not the RGB
+    route's bytes, which would also have the right sampling factors)."""
+    frame = synthetic_frame(*shape)
+    y, u, v = frame_to_yuv(frame, 48, mode, subsampling=subsampling)
+    assert y.shape == (48, 48) and u.shape == v.shape == CHROMA_SHAPE[subsampling]
+    image = frame_to_jpeg(frame, 48, mode, 95, subsampling)
+    assert image == simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=95, fastdct=False)
+    assert image != encode_jpeg(frame_to_rgb(frame, 48, mode), 95, subsampling)
 
 
 def test_yuv_route_only_where_jpeg_ycbcr_is_the_frames_own():

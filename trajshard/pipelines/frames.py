@@ -5,11 +5,11 @@ encoded image per tick, so at most one decoded frame is held; decoding stops aft
 a tick needs. Colour conversion and resizing happen in swscale (``VideoFrame.reformat``), and only
 for frames a tick selects.
 
-A BT.601 (or untagged) 8-bit YUV frame never becomes RGB: swscale scales it straight to full-range
-YUV at the output's chroma subsampling (4:4:4, 4:2:2 or 4:2:0), JPEG's own YCbCr, and libjpeg-turbo
-encodes those planes (``frame_to_yuv``). That skips two colour conversions and, for 4:2:0 and 4:2:2,
-the chroma upsampling and downsampling in between: 25-35% fewer instructions per tick at 4:4:4, 40%
-less time at 4:2:0. Subsampled output takes this route only when the frame is scaled straight to the
+A BT.601 (or untagged) 8-bit YUV frame is encoded without becoming RGB where it can be: swscale
+scales it straight to full-range YUV at the output's chroma subsampling (4:4:4, 4:2:2 or 4:2:0),
+JPEG's own YCbCr, and libjpeg-turbo encodes those planes (``frame_to_yuv``). That skips two colour
+conversions and, for 4:2:0 and 4:2:2, the chroma upsampling and downsampling in between: 25-35% fewer
+instructions per tick at 4:4:4 than RGB and back, about 40% less time at 4:2:0. Subsampled output takes this route only when the frame is scaled straight to the
 output size (stretch, or a square source) at an even size, where no chroma sample straddles a pad or
 crop edge. Anything else (RGB sources, BT.709 and other matrices, a pad or crop at 4:2:0/4:2:2) goes
 through RGB (``frame_to_rgb``).
