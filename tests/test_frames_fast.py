@@ -113,7 +113,15 @@ CHROMA_SHAPE = {"4:2:2": (48, 24), "4:2:0": (24, 24)}  # Cb and Cr planes of a 4
 
 @pytest.mark.parametrize("subsampling", ["4:2:2", "4:2:0"])
 @pytest.mark.parametrize(
-    ("shape", "mode"), [((160, 120), "stretch"), ((64, 64), "pad"), ((64, 64), "center-crop")]
+    ("shape", "mode"),
+    [
+        ((160, 120), "stretch"),
+        ((64, 64), "pad"),
+        ((64, 64), "center-crop"),
+        ((160, 120), "pad"),  # 48x36 in rows 6 to 41
+        ((120, 160), "pad"),  # 36x48 in columns 6 to 41
+        ((128, 96), "center-crop"),  # 64x48 cropped at column 8
+    ],
 )
 def test_subsampled_output_encodes_the_scaled_yuv_planes(shape, mode, subsampling):
     """Where the route applies, the JPEG is libjpeg-turbo's of swscale's subsampled planes (not the RGB
@@ -127,19 +135,21 @@ def test_subsampled_output_encodes_the_scaled_yuv_planes(shape, mode, subsamplin
 
 
 def test_yuv_route_only_where_jpeg_ycbcr_is_the_frames_own():
-    square, wide = synthetic_frame(32, 32), synthetic_frame(32, 24)
+    square, wide, odd = synthetic_frame(32, 32), synthetic_frame(32, 24), synthetic_frame(32, 26)
     assert yuv_route(square, "4:2:0", 16, "pad")  # square: scaled straight to 16x16 in any mode
     assert yuv_route(wide, "4:2:0", 16, "stretch")
-    assert not yuv_route(wide, "4:2:0", 16, "pad")  # a pad or crop edge could cut a chroma sample: RGB
-    assert not yuv_route(wide, "4:2:2", 16, "center-crop")
+    assert yuv_route(wide, "4:2:0", 16, "pad")  # 16x12 at row 2: on the 2x2 chroma grid
+    assert not yuv_route(odd, "4:2:0", 16, "pad")  # 16x13: a chroma sample would straddle the bar: RGB
+    assert yuv_route(odd, "4:2:2", 16, "pad")  # 4:2:2 halves only the width: rows may be odd
+    assert not yuv_route(wide, "4:2:2", 16, "center-crop")  # scaled to 21x16: odd width
     assert not yuv_route(square, "4:2:0", 15, "stretch")  # odd size: chroma planes round up
-    assert yuv_route(wide, "4:4:4", 16, "pad")  # no chroma subsampling: every geometry
+    assert yuv_route(odd, "4:4:4", 16, "pad")  # no chroma subsampling: every geometry
     assert not yuv_route(synthetic_frame(32, 32, colorspace=1), "4:4:4", 16, "stretch")  # BT.709
     rgb = av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24")
     assert not yuv_route(rgb, "4:4:4", 8, "stretch")
     assert yuv_route(synthetic_frame(32, 32, colorspace=6), "4:4:4", 16, "stretch")  # SMPTE 170M is BT.601
-    with pytest.raises(ValueError, match="scaled straight"):
-        frame_to_yuv(wide, 16, "pad", subsampling="4:2:0")
+    with pytest.raises(ValueError, match="chroma grid"):
+        frame_to_yuv(odd, 16, "pad", subsampling="4:2:0")
 
 
 def test_jpeg_bytes_are_deterministic():

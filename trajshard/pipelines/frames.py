@@ -9,10 +9,12 @@ A BT.601 (or untagged) 8-bit YUV frame is encoded without becoming RGB where it 
 scales it straight to full-range YUV at the output's chroma subsampling (4:4:4, 4:2:2 or 4:2:0),
 JPEG's own YCbCr, and libjpeg-turbo encodes those planes (``frame_to_yuv``). That skips two colour
 conversions and, for 4:2:0 and 4:2:2, the chroma upsampling and downsampling in between: 25-35% fewer
-instructions per tick at 4:4:4 than RGB and back, about 40% less time at 4:2:0. Subsampled output takes this route only when the frame is scaled straight to the
-output size (stretch, or a square source) at an even size, where no chroma sample straddles a pad or
-crop edge. Anything else (RGB sources, BT.709 and other matrices, a pad or crop at 4:2:0/4:2:2) goes
-through RGB (``frame_to_rgb``).
+instructions per tick at 4:4:4 than RGB and back, about 40% less time at 4:2:0. Subsampled output
+takes this route only where the scaled frame's size and its pad or crop offset fall on the chroma
+grid (even where the chroma is halved), so no chroma sample straddles an edge: a stretch to an even
+size, any mode of a square source, a 640x480 camera padded to 224 (224x168 at row 28); not that
+camera center-cropped (299x224). Anything else (RGB sources, BT.709 and other matrices, an off-grid
+pad or crop at 4:2:0/4:2:2) goes through RGB (``frame_to_rgb``).
 """
 
 from __future__ import annotations
@@ -74,6 +76,26 @@ BT601_COLORSPACES = {2, 5, 6}  # AVCOL_SPC_UNSPECIFIED, AVCOL_SPC_BT470BG, AVCOL
 YUV_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p"}
 # full-range planar YUV at each JPEG chroma subsampling: libjpeg-turbo reads the subsampling off the plane shapes
 YUV_JPEG_FORMATS = {"4:4:4": "yuvj444p", "4:2:2": "yuvj422p", "4:2:0": "yuvj420p"}
+CHROMA_STEP = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}  # luma pixels per chroma sample (x, y)
+
+
+def placement(width: int, height: int, size: int, mode: str) -> tuple[int, int, int, int]:
+    """(w, h, top, left): the scaled frame's size, and where it sits in the ``size`` x ``size`` output
+    (pad: its offset inside; center-crop: the output's offset inside it; stretch: 0, 0)."""
+    w, h = resize_plan(width, height, size, mode)
+    if (w, h) == (size, size):
+        return w, h, 0, 0
+    if mode == "pad":
+        return w, h, (size - h) // 2, (size - w) // 2
+    return w, h, (h - size) // 2, (w - size) // 2
+
+
+def on_chroma_grid(place: tuple[int, int, int, int], size: int, subsampling: str) -> bool:
+    """Whether a ``placement`` (w, h, top, left) in a ``size`` output keeps every width and left offset
+    a multiple of the chroma's horizontal step and every height and top offset of its vertical one."""
+    w, h, top, left = place
+    sx, sy = CHROMA_STEP[subsampling]
+    return w % sx == left % sx == size % sx == 0 and h % sy == top % sy == size % sy == 0
 
 
 def frame_to_yuv(
@@ -81,10 +103,14 @@ def frame_to_yuv(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An ``av.VideoFrame`` to JPEG's YCbCr (BT.601, full range): uint8 planes, Y [size, size] and Cb, Cr
     at ``subsampling`` (stretch, pad or center-crop; pad is black, Y 0 and Cb Cr 128, like RGB 0).
-    Subsampled planes only where the frame scales straight to ``size`` x ``size`` (see ``yuv_route``)."""
-    w, h = resize_plan(frame.width, frame.height, size, mode)
-    if subsampling != "4:4:4" and (w, h) != (size, size):
-        raise ValueError(f"{subsampling} planes need a frame scaled straight to {size}x{size}, not {w}x{h}")
+    Subsampled planes only where every size and offset falls on the chroma grid (see ``yuv_route``)."""
+    w, h, top, left = placement(frame.width, frame.height, size, mode)
+    sx, sy = CHROMA_STEP[subsampling]
+    if not on_chroma_grid((w, h, top, left), size, subsampling):
+        raise ValueError(
+            f"{subsampling} planes need sizes and offsets on the chroma grid: {w}x{h} at ({left}, {top}) "
+            f"in {size}x{size}"
+        )
     yuv = _scaled(
         frame,
         reformatter,
@@ -97,21 +123,25 @@ def frame_to_yuv(
     planes = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in yuv.planes]
     if (w, h) == (size, size):
         return planes[0], planes[1], planes[2]
+    steps = [(1, 1), (sx, sy), (sx, sy)]  # Y, Cb, Cr
     if mode == "pad":
-        out = np.empty((3, size, size), dtype=np.uint8)
-        out[0], out[1:] = 0, 128
-        top, left = (size - h) // 2, (size - w) // 2
-        for o, p in zip(out, planes, strict=True):
-            o[top : top + h, left : left + w] = p
+        out = []
+        for p, (fx, fy), fill in zip(planes, steps, (0, 128, 128), strict=True):
+            o = np.full((size // fy, size // fx), fill, dtype=np.uint8)
+            o[top // fy : top // fy + p.shape[0], left // fx : left // fx + p.shape[1]] = p
+            out.append(o)
         return out[0], out[1], out[2]
-    top, left = (h - size) // 2, (w - size) // 2
-    y, u, v = (p[top : top + size, left : left + size] for p in planes)
+    y, u, v = (
+        p[top // fy : (top + size) // fy, left // fx : (left + size) // fx]
+        for p, (fx, fy) in zip(planes, steps, strict=True)
+    )
     return y, u, v
 
 
 def yuv_route(frame, subsampling: str, size: int, mode: str) -> bool:
-    """True when ``frame_to_jpeg`` encodes the frame's YUV directly (see the module docstring): always
-    at 4:4:4; at 4:2:2 and 4:2:0 when resize ``mode`` scales the frame straight to an even ``size``."""
+    """True when ``frame_to_jpeg`` encodes the frame's YUV directly (see the module docstring): at 4:4:4
+    always; at 4:2:2 and 4:2:0 when the scaled frame's size and its pad or crop offset fall on the
+    chroma grid (even where the chroma is halved), so no chroma sample straddles an edge."""
     fmt = getattr(frame, "format", None)
     if (
         subsampling not in YUV_JPEG_FORMATS
@@ -119,9 +149,7 @@ def yuv_route(frame, subsampling: str, size: int, mode: str) -> bool:
         or getattr(frame, "colorspace", None) not in BT601_COLORSPACES
     ):
         return False
-    if subsampling == "4:4:4":
-        return True
-    return size % 2 == 0 and resize_plan(frame.width, frame.height, size, mode) == (size, size)
+    return on_chroma_grid(placement(frame.width, frame.height, size, mode), size, subsampling)
 
 
 def frame_to_jpeg(
