@@ -50,9 +50,20 @@ def _scaled(frame: av.VideoFrame, reformatter: VideoReformatter | None, **kwargs
     return frame.reformat(**kwargs) if reformatter is None else reformatter.reformat(frame, **kwargs)
 
 
+def placement(width: int, height: int, size: int, mode: str) -> tuple[int, int, int, int]:
+    """(w, h, top, left): the scaled frame's size, and where it sits in the ``size`` x ``size`` output
+    (pad: its offset inside; center-crop: the output's offset inside it; stretch: 0, 0)."""
+    w, h = resize_plan(width, height, size, mode)
+    if (w, h) == (size, size):
+        return w, h, 0, 0
+    if mode == "pad":
+        return w, h, (size - h) // 2, (size - w) // 2
+    return w, h, (h - size) // 2, (w - size) // 2
+
+
 def frame_to_rgb(frame, size: int, mode: str, reformatter: VideoReformatter | None = None) -> np.ndarray:
     """An ``av.VideoFrame`` to a uint8 [size, size, 3] RGB array (stretch, pad or center-crop)."""
-    w, h = resize_plan(frame.width, frame.height, size, mode)
+    w, h, top, left = placement(frame.width, frame.height, size, mode)
     if isinstance(frame, av.VideoFrame):
         scaled = _scaled(
             frame, reformatter, width=w, height=h, format="rgb24", interpolation="AREA", **SWS_ONE_THREAD
@@ -64,10 +75,8 @@ def frame_to_rgb(frame, size: int, mode: str, reformatter: VideoReformatter | No
         return rgb
     if mode == "pad":
         out = np.zeros((size, size, 3), dtype=np.uint8)
-        top, left = (size - h) // 2, (size - w) // 2
         out[top : top + h, left : left + w] = rgb
         return out
-    top, left = (h - size) // 2, (w - size) // 2
     return np.ascontiguousarray(rgb[top : top + size, left : left + size])
 
 
@@ -77,17 +86,6 @@ YUV_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
 # full-range planar YUV at each JPEG chroma subsampling: libjpeg-turbo reads the subsampling off the plane shapes
 YUV_JPEG_FORMATS = {"4:4:4": "yuvj444p", "4:2:2": "yuvj422p", "4:2:0": "yuvj420p"}
 CHROMA_STEP = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}  # luma pixels per chroma sample (x, y)
-
-
-def placement(width: int, height: int, size: int, mode: str) -> tuple[int, int, int, int]:
-    """(w, h, top, left): the scaled frame's size, and where it sits in the ``size`` x ``size`` output
-    (pad: its offset inside; center-crop: the output's offset inside it; stretch: 0, 0)."""
-    w, h = resize_plan(width, height, size, mode)
-    if (w, h) == (size, size):
-        return w, h, 0, 0
-    if mode == "pad":
-        return w, h, (size - h) // 2, (size - w) // 2
-    return w, h, (h - size) // 2, (w - size) // 2
 
 
 def on_chroma_grid(place: tuple[int, int, int, int], size: int, subsampling: str) -> bool:
@@ -104,13 +102,27 @@ def frame_to_yuv(
     """An ``av.VideoFrame`` to JPEG's YCbCr (BT.601, full range): uint8 planes, Y [size, size] and Cb, Cr
     at ``subsampling`` (stretch, pad or center-crop; pad is black, Y 0 and Cb Cr 128, like RGB 0).
     Subsampled planes only where every size and offset falls on the chroma grid (see ``yuv_route``)."""
-    w, h, top, left = placement(frame.width, frame.height, size, mode)
-    sx, sy = CHROMA_STEP[subsampling]
-    if not on_chroma_grid((w, h, top, left), size, subsampling):
+    place = placement(frame.width, frame.height, size, mode)
+    if not on_chroma_grid(place, size, subsampling):
+        w, h, top, left = place
         raise ValueError(
             f"{subsampling} planes need sizes and offsets on the chroma grid: {w}x{h} at ({left}, {top}) "
             f"in {size}x{size}"
         )
+    return _yuv_planes(frame, place, size, mode, reformatter, subsampling)
+
+
+def _yuv_planes(
+    frame,
+    place: tuple[int, int, int, int],
+    size: int,
+    mode: str,
+    reformatter: VideoReformatter | None,
+    subsampling: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``frame_to_yuv`` for a ``placement`` already checked to be on the chroma grid."""
+    w, h, top, left = place
+    sx, sy = CHROMA_STEP[subsampling]
     yuv = _scaled(
         frame,
         reformatter,
@@ -142,14 +154,19 @@ def yuv_route(frame, subsampling: str, size: int, mode: str) -> bool:
     """True when ``frame_to_jpeg`` encodes the frame's YUV directly (see the module docstring): at 4:4:4
     always; at 4:2:2 and 4:2:0 when the scaled frame's size and its pad or crop offset fall on the
     chroma grid (even where the chroma is halved), so no chroma sample straddles an edge."""
+    return _yuv_colours(frame, subsampling) and on_chroma_grid(
+        placement(frame.width, frame.height, size, mode), size, subsampling
+    )
+
+
+def _yuv_colours(frame, subsampling: str) -> bool:
+    """Whether the frame is 8-bit planar YUV in JPEG's BT.601 matrix, for a subsampling JPEG has."""
     fmt = getattr(frame, "format", None)
-    if (
-        subsampling not in YUV_JPEG_FORMATS
-        or getattr(fmt, "name", None) not in YUV_8BIT
-        or getattr(frame, "colorspace", None) not in BT601_COLORSPACES
-    ):
-        return False
-    return on_chroma_grid(placement(frame.width, frame.height, size, mode), size, subsampling)
+    return (
+        subsampling in YUV_JPEG_FORMATS
+        and getattr(fmt, "name", None) in YUV_8BIT
+        and getattr(frame, "colorspace", None) in BT601_COLORSPACES
+    )
 
 
 def frame_to_jpeg(
@@ -162,9 +179,11 @@ def frame_to_jpeg(
 ) -> bytes:
     """The JPEG of a decoded frame at ``size`` x ``size`` (resize mode ``mode``); pass a
     ``reformatter`` kept over a stream's frames to scale them faster."""
-    if yuv_route(frame, subsampling, size, mode):
-        y, u, v = frame_to_yuv(frame, size, mode, reformatter, subsampling)
-        return simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality, fastdct=False)
+    if _yuv_colours(frame, subsampling):  # yuv_route, with the placement made once
+        place = placement(frame.width, frame.height, size, mode)
+        if on_chroma_grid(place, size, subsampling):
+            y, u, v = _yuv_planes(frame, place, size, mode, reformatter, subsampling)
+            return simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality, fastdct=False)
     return encode_jpeg(frame_to_rgb(frame, size, mode, reformatter), quality, subsampling)
 
 
