@@ -38,6 +38,7 @@ bench: install-dev
 	$(BIN)/python bench/loader.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/lerobot_v3.py
+	$(BIN)/python bench/jpeg_chroma.py
 
 clean:
 	rm -rf demo_out .pytest_cache .ruff_cache
