@@ -1,12 +1,15 @@
 """What each JPEG chroma subsampling costs and keeps, on the real videos: the data behind ``--jpeg-subsampling``.
 
-    python bench/jpeg_chroma.py [--frames N] [--size S] [--quality Q] [--repeat N] [--video PATH ...]
+    python bench/jpeg_chroma.py [--frames N] [--size S] [--quality Q] [--repeat N]
+                                [--chroma-siting left|center] [--video PATH]...
 
 For frames spread over the real G1 (AV1 640x480) and GR00T (H.264 256x256) videos in ``../shared/data``
 (or the ``--video`` files), each tick image is made the way pass 2 makes it (``frame_to_jpeg``, resize
 mode stretch) at 4:4:4, 4:2:2 and 4:2:0, then decoded as a loader would (libjpeg-turbo to RGB) and
 compared with the exact picture: the decoded YUV converted to RGB in float (BT.601, the frame's range,
-chroma bilinear at MPEG-2 siting) and area-averaged to the output size, never rounded. Printed per
+chroma bilinear at the source's siting) and area-averaged to the output size, never rounded. The siting
+is MPEG-2's by default (``left``: co-sited with even luma columns, between luma rows), what H.264 and
+FFmpeg assume when a stream does not say; ``--chroma-siting center`` takes JPEG's instead. Printed per
 video set and subsampling: PSNR against that picture, mean bytes, and time per tick image (best of
 ``--repeat``, the subsamplings timed in turn), each also as a ratio to 4:4:4 measured in the same run.
 
@@ -32,6 +35,7 @@ from ingest import G1, GR00T, SHARED_DATA, LeRobotSpec, lerobot_file
 from trajshard.pipelines.frames import BT601_COLORSPACES, YUV_8BIT, YUV_JPEG_FORMATS, frame_to_jpeg
 
 SUBSAMPLINGS = tuple(YUV_JPEG_FORMATS)  # 4:4:4 first: the ratios are against it
+FULL_RANGE = 2  # AVCOL_RANGE_JPEG: a yuv420p frame may carry full-range values and say so
 
 
 def area_weights(n_in: int, n_out: int) -> np.ndarray:
@@ -46,12 +50,14 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
     return w / scale
 
 
-def chroma_to_luma(c: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A chroma plane bilinearly resampled to the luma grid; subsampled chroma sits on even luma
-    columns (co-sited) and between luma rows (MPEG-2 siting, H.264's and FFmpeg's default)."""
+def chroma_to_luma(c: np.ndarray, height: int, width: int, siting: str = "left") -> np.ndarray:
+    """A chroma plane bilinearly resampled to the luma grid. Subsampled chroma sits between luma rows,
+    and on even luma columns (``left``, MPEG-2: H.264's and FFmpeg's default) or between them
+    (``center``, JPEG's). An odd luma size has a last chroma sample that covers one luma sample."""
     h, w = c.shape
-    fx, fy = width // w, height // h
-    xs = np.clip(np.arange(width) / fx, 0, w - 1)
+    fx, fy = round(width / w), round(height / h)
+    cols = np.arange(width) / fx if siting == "left" else (np.arange(width) + 0.5) / fx - 0.5
+    xs = np.clip(cols, 0, w - 1)
     ys = np.clip((np.arange(height) + 0.5) / fy - 0.5, 0, h - 1)
     x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
@@ -60,18 +66,18 @@ def chroma_to_luma(c: np.ndarray, height: int, width: int) -> np.ndarray:
     return rows[y0] * (1 - ay) + rows[y1] * ay
 
 
-def exact_picture(frame: av.VideoFrame, size: int) -> np.ndarray:
+def exact_picture(frame: av.VideoFrame, size: int, siting: str = "left") -> np.ndarray:
     """The frame as float RGB [size, size, 3] on a 0-255 scale, stretched by exact area averaging."""
     y, u, v = (
         np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].astype(np.float64)
         for p in frame.planes
     )
-    if frame.format.name.startswith("yuvj"):  # full range
+    if frame.format.name.startswith("yuvj") or frame.color_range == FULL_RANGE:
         luma, cb, cr = y, u - 128, v - 128
     else:  # limited range: Y 16-235, Cb Cr 16-240
         luma, cb, cr = (y - 16) * 255 / 219, (u - 128) * 255 / 224, (v - 128) * 255 / 224
     height, width = luma.shape
-    cb, cr = chroma_to_luma(cb, height, width), chroma_to_luma(cr, height, width)
+    cb, cr = chroma_to_luma(cb, height, width, siting), chroma_to_luma(cr, height, width, siting)
     rgb = (luma + 1.402 * cr, luma - 0.344136 * cb - 0.714136 * cr, luma + 1.772 * cb)
     rows, cols = area_weights(height, size), area_weights(width, size)
     return np.clip(np.stack([rows @ c @ cols.T for c in rgb], axis=-1), 0, 255)
@@ -107,9 +113,9 @@ class Result:
     us_per_image: float
 
 
-def measure(frames: list[av.VideoFrame], size: int, quality: int, repeat: int) -> list[Result]:
+def measure(frames: list[av.VideoFrame], size: int, quality: int, repeat: int, siting: str) -> list[Result]:
     reformatter = VideoReformatter()
-    exact = [exact_picture(f, size) for f in frames]
+    exact = [exact_picture(f, size, siting) for f in frames]
     best = dict.fromkeys(SUBSAMPLINGS, float("inf"))
     for _ in range(repeat):  # the subsamplings in turn, so a slow moment of the machine hits all
         for s in SUBSAMPLINGS:
@@ -139,7 +145,11 @@ def lerobot_videos(spec: LeRobotSpec) -> list[Path]:
         return []
     info = json.loads((root / "meta" / "info.json").read_text())
     chunks = int(info.get("chunks_size", 1000))
-    return [lerobot_file(root, info["video_path"], i, chunks, spec.video_key) for i in spec.episodes]
+    try:
+        return [lerobot_file(root, info["video_path"], i, chunks, spec.video_key) for i in spec.episodes]
+    except FileNotFoundError as exc:
+        print(f"note: {spec.folder}: {exc}; skipping it")
+        return []
 
 
 def table(rows: list[tuple[str, str, int, list[Result]]]) -> str:
@@ -166,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95, the job default)")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes per subsampling, best kept")
     parser.add_argument(
+        "--chroma-siting",
+        choices=("left", "center"),
+        default="left",
+        help="where the source's chroma samples sit, for the exact picture (default left: MPEG-2, H.264)",
+    )
+    parser.add_argument(
         "--video", type=Path, action="append", help="measure these files instead of the real sets"
     )
     args = parser.parse_args(argv)
@@ -186,13 +202,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         f = kept[0]
         source = f"{f.width}x{f.height} {f.format.name}"
-        rows.append((name, source, len(kept), measure(kept, args.size, args.quality, args.repeat)))
-    print(
-        f"JPEG quality {args.quality}, {args.size}x{args.size} stretch, libjpeg-turbo via simplejpeg {simplejpeg.__version__}\n"
-    )
+        results = measure(kept, args.size, args.quality, args.repeat, args.chroma_siting)
+        rows.append((name, source, len(kept), results))
     if not rows:
-        print("no videos to measure")
-        return 1
+        print("no videos to measure (the real data is absent; --video PATH measures other files)")
+        return 0
+    print(
+        f"JPEG quality {args.quality}, {args.size}x{args.size} stretch, libjpeg-turbo via simplejpeg "
+        f"{simplejpeg.__version__}; exact picture with {args.chroma_siting}-sited source chroma\n"
+    )
     print(table(rows))
     return 0
 

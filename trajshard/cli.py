@@ -43,7 +43,7 @@ def main(verbose: bool) -> None:
     "--jpeg-subsampling",
     type=click.Choice(["4:4:4", "4:2:2", "4:2:0"]),
     default=None,
-    help="JPEG chroma (default 4:4:4). On the real data 4:2:0 is 14-21% smaller, a third cheaper, 1.7-1.8 dB lower in PSNR.",
+    help="JPEG chroma (default 4:4:4). 4:2:0: 14-21% smaller, up to 1.8 dB lower PSNR, a third cheaper from YUV (docs/cli.md).",
 )
 @click.option(
     "--tokenizer", type=click.Choice(["uniform", "quantile", "fast"]), default=None, help="Action tokenizer."

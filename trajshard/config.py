@@ -29,7 +29,7 @@ class JobConfig:
     image_size: int = 224
     resize_mode: str = "stretch"
     jpeg_quality: int = 95
-    jpeg_subsampling: str = "4:4:4"  # chroma; "4:2:0" is ~25% smaller and loses colour detail
+    jpeg_subsampling: str = "4:4:4"  # chroma; "4:2:0": 14-21% smaller, less colour detail (decisions.md)
     tokenizer: str = "uniform"
     bins: int = 256
     uniform_mode: str = "openvla"
