@@ -129,12 +129,20 @@ def convert_lerobot_episode(
     (dest / "episode.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def prepare_lerobot(spec: LeRobotSpec, work: Path) -> Path | None:
+def lerobot_meta(spec: LeRobotSpec) -> tuple[Path, dict] | None:
+    """The dataset's root and its meta/info.json; None, with a note, when ../shared/data lacks it."""
     root = SHARED_DATA / spec.folder
     if not root.is_dir():
         print(f"note: {root} is absent; skipping {spec.folder}")
         return None
-    info = json.loads((root / "meta" / "info.json").read_text())
+    return root, json.loads((root / "meta" / "info.json").read_text())
+
+
+def prepare_lerobot(spec: LeRobotSpec, work: Path) -> Path | None:
+    meta = lerobot_meta(spec)
+    if meta is None:
+        return None
+    root, info = meta
     tasks = {int(t["task_index"]): t["task"] for t in read_jsonl(root / "meta" / "tasks.jsonl")}
     out = work / "src" / spec.folder
     for index in spec.episodes:

@@ -20,7 +20,6 @@ with a note. See bench/README.md and docs/decisions.md ("JPEG 4:4:4 by default")
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -30,9 +29,9 @@ import av
 import numpy as np
 import simplejpeg
 from av.video.reformatter import VideoReformatter
-from ingest import G1, GR00T, SHARED_DATA, LeRobotSpec, lerobot_file
+from ingest import G1, GR00T, LeRobotSpec, lerobot_file, lerobot_meta
 
-from trajshard.pipelines.frames import BT601_COLORSPACES, YUV_8BIT, YUV_JPEG_FORMATS, frame_to_jpeg
+from trajshard.pipelines.frames import YUV_JPEG_FORMATS, frame_to_jpeg, yuv_route
 
 SUBSAMPLINGS = tuple(YUV_JPEG_FORMATS)  # 4:4:4 first: the ratios are against it
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG: a yuv420p frame may carry full-range values and say so
@@ -88,10 +87,6 @@ def psnr(decoded: np.ndarray, exact: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def comparable(frame: av.VideoFrame) -> bool:
-    return frame.format.name in YUV_8BIT and frame.colorspace in BT601_COLORSPACES
-
-
 def sample_frames(paths: list[Path], n: int) -> list[av.VideoFrame]:
     """About ``n`` frames spread evenly over ``paths`` (every k-th decoded frame of each file)."""
     per_file = max(1, -(-n // len(paths)))
@@ -142,11 +137,10 @@ def measure(frames: list[av.VideoFrame], size: int, quality: int, repeat: int, s
 
 
 def lerobot_videos(spec: LeRobotSpec) -> list[Path]:
-    root = SHARED_DATA / spec.folder
-    if not root.is_dir():
-        print(f"note: {root} is absent; skipping {spec.folder}")
+    meta = lerobot_meta(spec)
+    if meta is None:
         return []
-    info = json.loads((root / "meta" / "info.json").read_text())
+    root, info = meta
     chunks = int(info.get("chunks_size", 1000))
     try:
         return [lerobot_file(root, info["video_path"], i, chunks, spec.video_key) for i in spec.episodes]
@@ -198,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         if not paths:
             continue
         frames = sample_frames(paths, args.frames)
-        kept = [f for f in frames if comparable(f)]
+        # the frames pass 2 encodes from their own YUV (8-bit, BT.601 or untagged), whose exact picture is known
+        kept = [f for f in frames if yuv_route(f, "4:4:4", args.size, "stretch")]
         if len(kept) < len(frames):
             print(f"note: {name}: {len(frames) - len(kept)} frames are not 8-bit BT.601 YUV; left out")
         if not kept:
