@@ -13,6 +13,7 @@ import simplejpeg
 from PIL import Image
 
 from tests.conftest import shared_data
+from trajshard.pipelines import frames as frames_module
 from trajshard.pipelines.frames import (
     encode_jpeg,
     frame_to_jpeg,
@@ -53,6 +54,45 @@ def test_tick_images_from_sparse_decode_equal_full_decode(mode, subsampling):
     )
     assert len(full) == len(needed)
     assert sparse == full
+
+
+def test_tick_images_encode_in_bounded_runs(monkeypatch):
+    """Tick images are encoded after a run of at most ENCODE_BATCH_FRAMES selected frames (or
+    ENCODE_BATCH_BYTES of them) is decoded, and are the bytes a frame-by-frame encoding gives."""
+    video = g1_video()
+    probe = probe_video(video)
+    needed = np.repeat(np.arange(0, len(probe.pts), 3), 2)[:90]  # 45 frames, each for two ticks
+    pulled: list[int] = []
+
+    def counted(frames):
+        for frame in frames:
+            pulled.append(frame.pts)
+            yield frame
+
+    def images():
+        return tick_images(counted(decode_frames(video)), probe.pts, needed, 96, "stretch", 90)
+
+    run = frames_module.ENCODE_BATCH_FRAMES
+    assert run < 45
+    monkeypatch.setattr(frames_module, "ENCODE_BATCH_BYTES", 1 << 30)  # the frame bound alone
+    batched = images()
+    first = next(batched)
+    assert len(pulled) == 3 * (run - 1) + 1  # frames 0, 3, ..., 3 * (run - 1) selected, none after
+    batched = [first, *batched]
+
+    monkeypatch.setattr(frames_module, "ENCODE_BATCH_FRAMES", 1)
+    pulled.clear()
+    one_by_one = images()
+    next(one_by_one)
+    assert len(pulled) == 1
+    assert batched == [batched[0], *one_by_one]
+    assert len(batched) == 90
+
+    monkeypatch.setattr(frames_module, "ENCODE_BATCH_FRAMES", run)
+    monkeypatch.setattr(frames_module, "ENCODE_BATCH_BYTES", 3 * 640 * 480 // 2 * 2)  # two 4:2:0 frames
+    pulled.clear()
+    next(images())
+    assert len(pulled) == 4  # frames 0 and 3
 
 
 def gradient(width: int, height: int) -> np.ndarray:
