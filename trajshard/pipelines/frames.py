@@ -1,8 +1,8 @@
 """Frames for ticks: pick each tick's frame from a decoded stream, resize, JPEG-encode (streaming).
 
 ``tick_images(frames, pts, needed, ...)`` consumes decoded frames one at a time and yields one
-encoded image per tick, so at most one decoded frame is held; decoding stops after the last frame
-a tick needs. Colour conversion and resizing happen in swscale (``VideoFrame.reformat``), and only
+encoded image per tick; the frames ticks select are encoded in runs of up to 32 (8 MiB), so at most
+that many decoded frames are held; decoding stops after the last frame a tick needs. Colour conversion and resizing happen in swscale (``VideoFrame.reformat``), and only
 for frames a tick selects.
 
 A BT.601 (or untagged) 8-bit YUV frame is encoded without becoming RGB where it can be: swscale
@@ -205,8 +205,8 @@ def encode_jpeg(rgb: np.ndarray, quality: int, subsampling: str = "4:4:4") -> by
 
 # Frames a stream's tick images are encoded in turn, after being decoded in turn: decoding a run of
 # frames and then scaling and encoding them keeps each one's code and tables in the CPU's caches, where
-# alternating frame by frame evicts them (2.5-4% less CPU per GR00T tick image, docs/performance.md).
-# Bounded in frames and in bytes, so a worker holds a few MiB of decoded frames at most.
+# alternating frame by frame evicts more of them: about 2% less pass-2 CPU on GR00T's H.264, none
+# measurable on G1's AV1 (docs/performance.md, session 7). Bounded in frames and in bytes.
 ENCODE_BATCH_FRAMES = 32
 ENCODE_BATCH_BYTES = 8 << 20
 
