@@ -83,10 +83,13 @@ def test_tick_images_encode_in_bounded_runs(monkeypatch):
     monkeypatch.setattr(frames_module, "ENCODE_BATCH_FRAMES", 1)
     pulled.clear()
     one_by_one = images()
-    next(one_by_one)
+    first_alone = next(one_by_one)
     assert len(pulled) == 1
-    assert batched == [batched[0], *one_by_one]
+    assert batched == [first_alone, *one_by_one]
     assert len(batched) == 90
+    wanted = {int(p) for p in probe.pts[needed[::2]]}  # the 45 frames, each once
+    by_frame = [frame_to_jpeg(f, 96, "stretch", 90) for f in decode_frames(video) if f.pts in wanted]
+    assert batched[::2] == batched[1::2] == by_frame  # tick pairs share a frame
 
     monkeypatch.setattr(frames_module, "ENCODE_BATCH_FRAMES", run)
     monkeypatch.setattr(frames_module, "ENCODE_BATCH_BYTES", 3 * 640 * 480 // 2 * 2)  # two 4:2:0 frames

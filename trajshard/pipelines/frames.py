@@ -1,9 +1,10 @@
 """Frames for ticks: pick each tick's frame from a decoded stream, resize, JPEG-encode (streaming).
 
 ``tick_images(frames, pts, needed, ...)`` consumes decoded frames one at a time and yields one
-encoded image per tick; the frames ticks select are encoded in runs of up to 32 (8 MiB), so at most
-that many decoded frames are held; decoding stops after the last frame a tick needs. Colour conversion and resizing happen in swscale (``VideoFrame.reformat``), and only
-for frames a tick selects.
+encoded image per tick. The frames ticks select are encoded in runs of up to 32, a run ending once
+it holds 8 MiB, so each camera holds at most one run of decoded frames; decoding stops after the
+last frame a tick needs. Colour conversion and resizing happen in swscale (``VideoFrame.reformat``),
+and only for frames a tick selects.
 
 A BT.601 (or untagged) 8-bit YUV frame is encoded without becoming RGB where it can be: swscale
 scales it straight to full-range YUV at the output's chroma subsampling (4:4:4, 4:2:2 or 4:2:0),
@@ -211,7 +212,7 @@ ENCODE_BATCH_FRAMES = 32
 ENCODE_BATCH_BYTES = 8 << 20
 
 
-def frame_bytes(frame) -> int:
+def frame_bytes(frame: object) -> int:
     """Bytes a decoded frame holds (its planes), or its stored JPEG's."""
     planes = getattr(frame, "planes", None)
     if planes is not None:
