@@ -92,7 +92,7 @@ def test_tick_images_encode_in_bounded_runs(monkeypatch):
     assert batched[::2] == batched[1::2] == by_frame  # tick pairs share a frame
 
     monkeypatch.setattr(frames_module, "ENCODE_BATCH_FRAMES", run)
-    monkeypatch.setattr(frames_module, "ENCODE_BATCH_BYTES", 3 * 640 * 480 // 2 * 2)  # two 4:2:0 frames
+    monkeypatch.setattr(frames_module, "ENCODE_BATCH_BYTES", 2 * (640 * 480 * 3 // 2))  # two 4:2:0 frames
     pulled.clear()
     next(images())
     assert len(pulled) == 4  # frames 0 and 3

@@ -204,10 +204,10 @@ def encode_jpeg(rgb: np.ndarray, quality: int, subsampling: str = "4:4:4") -> by
     )
 
 
-# Frames a stream's tick images are encoded in turn, after being decoded in turn: decoding a run of
-# frames and then scaling and encoding them keeps each one's code and tables in the CPU's caches, where
-# alternating frame by frame evicts more of them: 2-5% less pass-2 CPU on GR00T's H.264, about 1% on
-# G1's AV1 (docs/performance.md, session 7). Bounded in frames and in bytes.
+# The selected frames are decoded in runs, then scaled and encoded one after another: each stage's
+# code and tables stay in the CPU's caches over a run, where switching stages at every frame evicts
+# more of them. 2-5% less pass-2 CPU on GR00T's H.264, about 1% on G1's AV1 (docs/performance.md,
+# session 7). A run ends at this many frames, or once it holds this many bytes.
 ENCODE_BATCH_FRAMES = 32
 ENCODE_BATCH_BYTES = 8 << 20
 
