@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import ray
 
 from trajshard.config import JobConfig, parse_size
-from trajshard.pipelines import commit
+from trajshard.pipelines import commit, handoff
 from trajshard.pipelines.checkpoint import JobState
 from trajshard.pipelines.merge import Pass1Merger
 from trajshard.pipelines.passes import (
@@ -65,16 +65,23 @@ class IngestReport:
 
 @ray.remote(num_cpus=1, max_retries=TASK_RETRIES)
 def _pass1_task(
-    source: str, fmt: str, ids: list[str], cfg: JobConfig
+    source: str, fmt: str, ids: list[str], cfg: JobConfig, handing: str | None
 ) -> list[list[EpisodeFacts] | Quarantined]:
-    return pass1_batch(source, fmt, ids, cfg)
+    return pass1_batch(source, fmt, ids, cfg, handing)
 
 
 @ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=[ShardWriteError])
 def _pass2_task(
-    source: str, fmt: str, group: Group, cfg: JobConfig, tok: dict, shard_dir: str, vocab: dict | None
+    source: str,
+    fmt: str,
+    group: Group,
+    cfg: JobConfig,
+    tok: dict,
+    shard_dir: str,
+    vocab: dict | None,
+    handed: str | None,
 ) -> GroupResult:
-    return pass2_group(source, fmt, group, cfg, tok, shard_dir, vocab)
+    return pass2_group(source, fmt, group, cfg, tok, shard_dir, vocab, handed)
 
 
 def run_ingest(
@@ -120,7 +127,9 @@ def run_ingest(
     show = sys.stderr.isatty() if progress is None else progress
     lap("plan")
     owns_ray = _init_ray(cfg)
+    handed = None
     try:
+        handed = handoff.prepare(store, src)  # pass 1's aligned episodes, for pass 2 (None: not used)
         workers = cfg.workers or max(1, int(ray.available_resources().get("CPU", 1) / cfg.task_cpus))
         opts = _task_options(cfg)
         # about four tasks per worker, so the pass balances, of up to PASS1_BATCH episodes, so task
@@ -135,7 +144,7 @@ def run_ingest(
             bar.update(len(result), 0, sum(isinstance(r, Quarantined) for r in result))
 
         _run_bounded(
-            [lambda b=b: _pass1_task.options(**opts).remote(src, fmt, b, cfg) for b in batches],
+            [lambda b=b: _pass1_task.options(**opts).remote(src, fmt, b, cfg, handed) for b in batches],
             workers,
             pass1_result,
             "pass 1",
@@ -160,7 +169,7 @@ def run_ingest(
             sketch=pass1.sketch,
             horizon=cfg.horizon,
             scale=cfg.fast_scale,
-            chunks=sample_chunks(src, fmt, facts, cfg) if cfg.tokenizer == "fast" else None,
+            chunks=sample_chunks(src, fmt, facts, cfg, handed) if cfg.tokenizer == "fast" else None,
         )
         tok_json = tokenizer.to_json()
         vocab_json = None
@@ -214,7 +223,9 @@ def run_ingest(
 
         _run_bounded(
             [
-                lambda g=g: _pass2_task.options(**opts).remote(src, fmt, g, cfg, tok_json, out, vocab_json)
+                lambda g=g: _pass2_task.options(**opts).remote(
+                    src, fmt, g, cfg, tok_json, out, vocab_json, handed
+                )
                 for g in todo
             ],
             _queue_depth(workers, cfg),
@@ -228,6 +239,8 @@ def run_ingest(
         )
         lap("pass2")
     finally:
+        if handed is not None:
+            handoff.remove(store)
         if owns_ray:
             ray.shutdown()
     clean_temporaries(store, keep=part_names(group_results))

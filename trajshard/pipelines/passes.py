@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from trajshard.config import JobConfig
+from trajshard.pipelines import handoff
 from trajshard.pipelines.actions import binarize_gripper
 from trajshard.pipelines.align import AlignConfig, AlignedEpisode, SignalKinds, StreamReport, align
 from trajshard.pipelines.frames import FrameError, tick_images
@@ -137,7 +138,15 @@ def signal_kinds(signals: dict) -> tuple[tuple[str, SignalKinds], ...]:
     )
 
 
-def load_aligned(source, episode_id: str, cfg: JobConfig) -> tuple[Episode, list[AlignedEpisode]]:
+def load_aligned(
+    source, episode_id: str, cfg: JobConfig, handed: str | None = None
+) -> tuple[Episode, list[AlignedEpisode]]:
+    """The episode and its aligned parts: from pass 1's handoff directory ``handed`` when it holds
+    them (pipelines/handoff.py), else loaded from the source and aligned."""
+    if handed is not None:
+        found = handoff.read(handed, episode_id)
+        if found is not None:
+            return found
     ep = source.load(episode_id)
     parts = align(ep, align_config(cfg))
     if cfg.gripper:
@@ -150,13 +159,18 @@ def source_for(source_path: str, fmt: str, cfg: JobConfig):
     return open_source(source_path, fmt, cfg.source_fps or cfg.fps, cfg.mcap)
 
 
-def pass1_batch(source_path: str, fmt: str, episode_ids: list[str], cfg: JobConfig) -> list:
-    """Pass 1 over a batch of episodes, the source opened once."""
+def pass1_batch(
+    source_path: str, fmt: str, episode_ids: list[str], cfg: JobConfig, handing: str | None = None
+) -> list:
+    """Pass 1 over a batch of episodes, the source opened once; each good episode is also handed to
+    pass 2 in the directory ``handing`` when given."""
     source = source_for(source_path, fmt, cfg)
-    return [pass1_episode(source, eid, cfg) for eid in episode_ids]
+    return [pass1_episode(source, eid, cfg, handing) for eid in episode_ids]
 
 
-def pass1_episode(source, episode_id: str, cfg: JobConfig) -> list[EpisodeFacts] | Quarantined:
+def pass1_episode(
+    source, episode_id: str, cfg: JobConfig, handing: str | None = None
+) -> list[EpisodeFacts] | Quarantined:
     """The facts of each aligned part of one episode, or why it is quarantined. A finding about the
     data (EpisodeError) quarantines at once; an unexpected exception is retried ``episode_retries``
     times first (it may be transient: a network read, a full temp disk)."""
@@ -164,7 +178,10 @@ def pass1_episode(source, episode_id: str, cfg: JobConfig) -> list[EpisodeFacts]
     while True:
         try:
             ep, parts = load_aligned(source, episode_id, cfg)
-            return _facts(episode_id, ep, parts, 2 * span_length(cfg))
+            facts = _facts(episode_id, ep, parts, 2 * span_length(cfg))
+            if handing is not None:
+                handoff.write(handing, episode_id, ep, parts)
+            return facts
         except EpisodeError as exc:
             return Quarantined(episode_id, exc.where, exc.message)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
@@ -202,7 +219,9 @@ def _facts(episode_id: str, ep: Episode, parts: list[AlignedEpisode], span_from:
     ]
 
 
-def sample_chunks(source_path: str, fmt: str, facts: list[EpisodeFacts], cfg: JobConfig) -> np.ndarray:
+def sample_chunks(
+    source_path: str, fmt: str, facts: list[EpisodeFacts], cfg: JobConfig, handed: str | None = None
+) -> np.ndarray:
     """Action chunks [N, H, D] of up to ``fast_fit_episodes`` source episodes, evenly spaced in id
     order (deterministic), to train the FAST tokenizer's BPE on. Reads low-dimensional streams only."""
     sources = list(dict.fromkeys(f.source_episode for f in facts))
@@ -210,7 +229,7 @@ def sample_chunks(source_path: str, fmt: str, facts: list[EpisodeFacts], cfg: Jo
     source = source_for(source_path, fmt, cfg)
     chunks = []
     for eid in sources[::step][: cfg.fast_fit_episodes]:
-        for al in load_aligned(source, eid, cfg)[1]:
+        for al in load_aligned(source, eid, cfg, handed)[1]:
             chunks.append(action_chunks(al.action, cfg.horizon)[0])
     return np.concatenate(chunks)
 
@@ -223,23 +242,31 @@ def pass2_group(
     tokenizer_json: dict,
     out: str,
     vocab_json: dict | None = None,
+    handed: str | None = None,
 ) -> GroupResult:
     """Write one group's episodes into tar parts ``<split>-g<index>-pNNNN``.
 
     In order (no shuffle window): an episode that fails while its frames are decoded is quarantined
     and the group is written again without it, so no part holds half an episode. Shuffled: every
     episode's samples go to a local spill file first (a failed episode's are dropped), then all are
-    written in the group's seeded permutation, so each part mixes the group's episodes."""
+    written in the group's seeded permutation, so each part mixes the group's episodes. ``handed``:
+    the directory where pass 1 handed its aligned episodes over (pipelines/handoff.py), if any."""
     source = source_for(source_path, fmt, cfg)
     tokens = (from_json(tokenizer_json), _vocab(vocab_json))
     if cfg.shuffle_window:
-        return _shuffled_group(source, group, cfg, tokens, Store(out))
+        return _shuffled_group(source, group, cfg, tokens, Store(out), handed)
     todo, quarantined, tries = list(group.episodes), [], Counter()
     while True:
         writer = PartWriter(Store(out), group.split, group.index, cfg.shard_size_bytes)
         try:
             failed, frames, roundtrip = _write_episodes(
-                source, todo, cfg, tokens, lambda sample, part, _, w=writer: w.write(sample, part), group.span
+                source,
+                todo,
+                cfg,
+                tokens,
+                lambda sample, part, _, w=writer: w.write(sample, part),
+                group.span,
+                handed,
             )
             if failed is None:
                 return GroupResult(writer.close(), quarantined, frames, roundtrip)
@@ -254,13 +281,15 @@ def pass2_group(
         todo.remove(failed.episode)
 
 
-def _shuffled_group(source, group: Group, cfg: JobConfig, tokens, store: Store) -> GroupResult:
+def _shuffled_group(
+    source, group: Group, cfg: JobConfig, tokens, store: Store, handed: str | None
+) -> GroupResult:
     spill = SampleSpill()
     writer = PartWriter(store, group.split, group.index, cfg.shard_size_bytes)
     try:
         todo, quarantined, frames, roundtrip, tries = list(group.episodes), [], 0, None, Counter()
         while todo:
-            failed, n, rt = _write_episodes(source, todo, cfg, tokens, spill.add)
+            failed, n, rt = _write_episodes(source, todo, cfg, tokens, spill.add, handed=handed)
             frames, roundtrip = frames + n, rt if roundtrip is None else roundtrip.merge(rt)
             if failed is None:
                 break
@@ -314,6 +343,7 @@ def _write_episodes(
     tokens,
     put: Callable[[dict, str, str], None],
     span: tuple[int, int] | None = None,
+    handed: str | None = None,
 ):
     """Samples of ``todo``'s episodes to ``put(sample, part id, source episode id)`` until one fails;
     return (the failure or None, frames, round trip). A failed episode's frames and round trip are
@@ -323,7 +353,7 @@ def _write_episodes(
     frames = 0
     for eid in todo:
         try:
-            ep, parts = load_aligned(source, eid, cfg)
+            ep, parts = load_aligned(source, eid, cfg, handed)
             ep_frames, ep_rt = 0, RoundTrip.empty(tokenizer.dims)
             offset = 0
             for al in parts:

@@ -1,0 +1,170 @@
+"""Pass 1 hands its aligned episodes to pass 2 (pipelines/handoff.py): the files hold exactly what
+pass 2 reads, pass 2 uses them instead of the source, and a missing or damaged one only costs a load."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_data
+from tests.test_align import make_episode
+from tests.test_ingest import tree_digest
+from trajshard.config import JobConfig
+from trajshard.pipelines import handoff
+from trajshard.pipelines.align import AlignConfig
+from trajshard.pipelines.align import align as align_parts
+from trajshard.pipelines.ingest import run_ingest
+from trajshard.pipelines.passes import load_aligned, pass1_batch, pass2_group
+from trajshard.pipelines.plan import Group
+from trajshard.schemas.episode import Camera, Episode, Segment
+from trajshard.sources import open_source
+from trajshard.storage import Store
+from trajshard.tokenizers import fit
+
+
+def assert_same_arrays(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+
+
+def assert_handed_over(ep: Episode, parts, got) -> None:
+    """``got`` (read back) holds every field of ``ep`` and ``parts`` that pass 2 reads."""
+    ep2, parts2 = got
+    assert (ep2.episode_id, ep2.embodiment) == (ep.episode_id, ep.embodiment)
+    assert list(ep2.cameras) == list(ep.cameras)
+    for name, c in ep.cameras.items():
+        c2 = ep2.cameras[name]
+        assert (c2.name, c2.path, c2.width, c2.height, c2.codec) == (
+            c.name,
+            c.path,
+            c.width,
+            c.height,
+            c.codec,
+        )
+        assert_same_arrays(c2.timestamps, c.timestamps)
+        assert_same_arrays(c2.pts, c.pts)
+        assert (c2.entry is None) == (c.entry is None)
+        if c.entry is not None:
+            assert_same_arrays(c2.entry, c.entry)
+    assert len(parts2) == len(parts)
+    for al, al2 in zip(parts, parts2, strict=True):
+        assert (al2.episode_id, al2.source_episode, al2.action_source) == (
+            al.episode_id,
+            al.source_episode,
+            al.action_source,
+        )
+        assert al2.instructions == al.instructions
+        for field in ("times", "state", "action"):
+            assert_same_arrays(getattr(al2, field), getattr(al, field))
+        assert list(al2.frames) == list(al.frames)
+        for cam in al.frames:
+            assert_same_arrays(al2.frames[cam], al.frames[cam])
+
+
+def test_an_episode_in_parts_with_subtasks_and_cameras_with_and_without_entries(tmp_path):
+    cam = np.concatenate([np.arange(0, 1.0, 0.1), np.arange(2.5, 3.0, 0.1)])  # a dropout: two parts
+    segs = (Segment(0.0, 0.6, "reach"), Segment(0.6, 3.0, "grasp the cup ü"))
+    ep = make_episode(cam, segments=segs)
+    wrist = Camera("wrist", "/data/ep/wrist.mp4", cam + 0.01, np.arange(len(cam)) * 512, 64, 48, "av1")
+    wrist = Camera(**{**wrist.__dict__, "entry": np.arange(len(cam)) % 2 == 0})
+    ep = Episode("ep", ep.instructions, ep.streams, {**ep.cameras, "wrist": wrist}, embodiment="g1")
+    parts = align_parts(ep, AlignConfig(fps=10, max_gap=1.0))
+    assert len(parts) == 2 and len(set(parts[0].instructions)) == 2
+
+    assert handoff.write(str(tmp_path), "ep", ep, parts)
+    assert_handed_over(ep, parts, handoff.read(str(tmp_path), "ep"))
+    assert handoff.read(str(tmp_path), "other") is None  # no file
+    os.rename(tmp_path / "ep.safetensors", tmp_path / "other.safetensors")
+    assert handoff.read(str(tmp_path), "other") is None  # another episode's
+
+
+def test_damaged_or_unwritable_handoffs_are_none_not_errors(tmp_path):
+    ep = make_episode(np.arange(0, 3.0, 0.1))
+    parts = align_parts(ep, AlignConfig(fps=10))
+    (tmp_path / "a-file").write_bytes(b"")
+    assert not handoff.write(str(tmp_path / "a-file"), "ep", ep, parts)  # not a directory
+    assert handoff.write(str(tmp_path), "ep", ep, parts)
+    data = (tmp_path / "ep.safetensors").read_bytes()
+    (tmp_path / "ep.safetensors").write_bytes(data[: len(data) // 2])
+    assert handoff.read(str(tmp_path), "ep") is None
+    (tmp_path / "ep.safetensors").write_bytes(b"not a safetensors file")
+    assert handoff.read(str(tmp_path), "ep") is None
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary behind
+
+
+@pytest.mark.parametrize(
+    "dataset, fmt",
+    [("gr00t_pnp_lerobot_v20", "lerobot"), ("bridge_rlds", "rlds"), ("robosuite_hdf5", "hdf5")],
+)
+def test_real_sources_round_trip(dataset, fmt, tmp_path):
+    source = open_source(str(shared_data(dataset)), fmt, 10.0)
+    cfg = JobConfig()
+    for eid in source.plan()[0][:2]:
+        ep, parts = load_aligned(source, eid, cfg)
+        assert handoff.write(str(tmp_path), eid, ep, parts)
+        assert_handed_over(ep, parts, handoff.read(str(tmp_path), eid))
+
+
+@pytest.fixture
+def tokenizer_json(synthetic_raw):
+    cfg = JobConfig()
+    facts = [f[0] for f in pass1_batch(str(synthetic_raw), "raw", ["ep_000", "ep_001"], cfg)]
+    stats = facts[0].stats["action"].merge(facts[1].stats["action"])
+    return fit("uniform", stats.to_json(facts[0].action_names), 256, sketch=stats).to_json()
+
+
+def test_pass2_reads_the_handoff_not_the_source(raw_copy, tmp_path, tokenizer_json):
+    """A damaged handoff file makes pass 2 load the episode again, the same bytes; with an episode's
+    tables gone after pass 1, pass 2 still writes it, from the handoff, the same bytes as before."""
+    cfg = JobConfig(image_size=64)
+    handed = tmp_path / "handoff"
+    handed.mkdir()
+    pass1_batch(str(raw_copy), "raw", ["ep_000", "ep_001"], cfg, str(handed))
+    assert sorted(p.name for p in handed.iterdir()) == ["ep_000.safetensors", "ep_001.safetensors"]
+
+    def run(episodes: tuple[str, ...], out: str, with_handoff: bool):
+        group = Group(0, "train", episodes)
+        where = str(handed) if with_handoff else None
+        return pass2_group(str(raw_copy), "raw", group, cfg, tokenizer_json, str(tmp_path / out), None, where)
+
+    def parts(result) -> list[tuple[str, str]]:
+        assert not result.quarantined
+        return [(p.name, p.sha256) for p in result.parts]
+
+    both, first = run(("ep_000", "ep_001"), "both", False), run(("ep_000",), "first", False)
+    (handed / "ep_001.safetensors").write_bytes(b"damaged")
+    assert parts(run(("ep_000", "ep_001"), "damaged", True)) == parts(both)
+
+    for name in ("episode.json", "proprio.parquet", "action.parquet"):
+        (raw_copy / "ep_000" / name).unlink()  # its videos stay: pass 2 decodes them
+    assert parts(run(("ep_000",), "handed", True)) == parts(first)
+    gone = run(("ep_000",), "gone", False)
+    assert [q.episode for q in gone.quarantined] == ["ep_000"]  # the source alone no longer can
+
+
+def test_ingest_writes_the_same_bytes_with_and_without_handoff_and_removes_it(
+    synthetic_raw, tmp_path, ray_session, monkeypatch
+):
+    cfg = JobConfig(workers=2, task_steps=40, image_size=64)  # spans: an episode read by several tasks
+    run_ingest(str(synthetic_raw), str(tmp_path / "with"), cfg, progress=False)
+    monkeypatch.setenv(handoff.HANDOFF_ENV, "0")
+    run_ingest(str(synthetic_raw), str(tmp_path / "without"), cfg, progress=False)
+    assert not (tmp_path / "with" / handoff.HANDOFF).exists()
+    with_, without = tree_digest(tmp_path / "with"), tree_digest(tmp_path / "without")
+    info = "meta/info.json"  # holds the job's wall time
+    assert {k: v for k, v in with_.items() if k != info} == {k: v for k, v in without.items() if k != info}
+
+
+def test_handoff_only_for_a_local_out_and_source(tmp_path, monkeypatch):
+    store = Store(str(tmp_path / "out"))
+    (tmp_path / "out" / handoff.HANDOFF).mkdir(parents=True)
+    (tmp_path / "out" / handoff.HANDOFF / "stale.safetensors").write_bytes(b"x")
+    got = handoff.prepare(store, str(tmp_path / "src"))
+    assert got == str(tmp_path / "out" / handoff.HANDOFF) and os.listdir(got) == []  # emptied
+    assert handoff.prepare(store, "s3://bucket/raw") is None
+    monkeypatch.setenv(handoff.HANDOFF_ENV, "0")
+    assert handoff.prepare(store, str(tmp_path / "src")) is None
+    handoff.remove(store)
+    assert not (tmp_path / "out" / handoff.HANDOFF).exists()

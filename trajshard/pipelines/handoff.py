@@ -1,0 +1,163 @@
+"""Pass 1's aligned episodes handed to pass 2 through files, so a task does not load an episode again.
+
+A pass-2 task needs what pass 1 computed for its episodes: every camera's frame times, presentation
+timestamps and entry frames, and the aligned ticks (times, states, actions, each camera's frame,
+instructions). Loading them again probes every video (demuxing every packet), reads the tables and
+aligns: about 4 ms a GR00T episode, paid by every task, so twice by an episode cut into two spans;
+6% of GR00T's pass-2 CPU (docs/performance.md, session 8).
+
+Pass 1 writes each good episode's as ``<dir>/<episode id>.safetensors`` (named arrays and a JSON
+header: no pickle; a temporary file renamed into place), about 0.3 ms. Pass 2 reads it, about 0.06 ms,
+and loads the episode from the source when the file is missing or unreadable: a handoff never
+changes the output (a test compares), and a failure to write one never quarantines an episode.
+
+The driver empties ``OUT/.trajshard-handoff/`` before pass 1 and deletes it after pass 2. Only with a
+local OUT and a local source: a remote source's load is what copies the episode's videos to the
+worker that decodes them. ``TRAJSHARD_HANDOFF=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save
+
+from trajshard.pipelines.align import AlignedEpisode
+from trajshard.schemas.episode import Camera, Episode
+from trajshard.storage import Store, atomic_output, is_remote
+
+HANDOFF = ".trajshard-handoff"
+HANDOFF_ENV = "TRAJSHARD_HANDOFF"
+VERSION = 1
+SUFFIX = ".safetensors"
+
+
+def prepare(store: Store, source_root: str) -> str | None:
+    """An empty handoff directory under OUT for this run (its local path), or None when handoffs
+    are off or cannot help (remote OUT or source)."""
+    if store.remote or is_remote(source_root) or os.environ.get(HANDOFF_ENV, "").strip() == "0":
+        return None
+    store.delete_dir(HANDOFF)  # a handoff of an earlier run may hold another config's episodes
+    store.makedirs(HANDOFF)
+    return str(store.local(HANDOFF))
+
+
+def remove(store: Store) -> None:
+    if not store.remote:
+        store.delete_dir(HANDOFF)
+
+
+def write(directory: str, episode_id: str, ep: Episode, parts: list[AlignedEpisode]) -> bool:
+    """Hand ``load_aligned``'s result for source episode ``episode_id`` to pass 2; False when it could
+    not be written."""
+    try:
+        data = save(*_encode(episode_id, ep, parts))
+        with atomic_output(os.path.join(directory, episode_id + SUFFIX)) as f:
+            f.write(data)
+        return True
+    except Exception:  # noqa: BLE001 - pass 2 loads the episode itself
+        return False
+
+
+def read(directory: str, episode_id: str) -> tuple[Episode, list[AlignedEpisode]] | None:
+    """What pass 1 handed over for ``episode_id``, or None (no file, another version, unreadable)."""
+    path = os.path.join(directory, episode_id + SUFFIX)
+    try:
+        with safe_open(path, "np") as f:
+            doc = json.loads((f.metadata() or {})["handoff"])
+            if doc.get("version") != VERSION or doc.get("episode") != episode_id:
+                return None
+            return _decode(doc, {k: f.get_tensor(k) for k in f.keys()})
+    except Exception:  # noqa: BLE001 - missing or unreadable: pass 2 loads the episode itself
+        return None
+
+
+def _encode(
+    episode_id: str, ep: Episode, parts: list[AlignedEpisode]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    names = list(ep.cameras)
+    tensors: dict[str, np.ndarray] = {}
+    cameras = []
+    for i, name in enumerate(names):
+        c = ep.cameras[name]
+        tensors[f"c{i}.timestamps"] = c.timestamps
+        tensors[f"c{i}.pts"] = c.pts
+        if c.entry is not None:
+            tensors[f"c{i}.entry"] = c.entry
+        cameras.append(
+            {
+                "name": c.name,
+                "path": c.path,
+                "width": c.width,
+                "height": c.height,
+                "codec": c.codec,
+                "entry": c.entry is not None,
+            }
+        )
+    texts: dict[str, int] = {}
+    docs = []
+    for j, al in enumerate(parts):
+        tensors[f"p{j}.times"] = al.times
+        tensors[f"p{j}.state"] = al.state
+        tensors[f"p{j}.action"] = al.action
+        for cam, idx in al.frames.items():
+            tensors[f"p{j}.frames.{names.index(cam)}"] = idx
+        tensors[f"p{j}.instructions"] = np.array(
+            [texts.setdefault(t, len(texts)) for t in al.instructions], dtype=np.int64
+        )
+        docs.append(
+            {
+                "episode_id": al.episode_id,
+                "source_episode": al.source_episode,
+                "action_source": al.action_source,
+                "cameras": [names.index(cam) for cam in al.frames],
+            }
+        )
+    doc = {
+        "version": VERSION,
+        "episode": episode_id,
+        "episode_id": ep.episode_id,
+        "embodiment": ep.embodiment,
+        "cameras": cameras,
+        "texts": list(texts),
+        "parts": docs,
+    }
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    return tensors, {"handoff": json.dumps(doc, ensure_ascii=False)}
+
+
+def _decode(doc: dict, t: dict[str, np.ndarray]) -> tuple[Episode, list[AlignedEpisode]]:
+    """The episode as pass 2 uses it: its id, embodiment and cameras (no streams or instruction
+    segments: pass 2 reads the aligned parts' instructions), and its aligned parts (no reports)."""
+    cameras = {}
+    for i, c in enumerate(doc["cameras"]):
+        cameras[c["name"]] = Camera(
+            c["name"],
+            c["path"],
+            t[f"c{i}.timestamps"],
+            t[f"c{i}.pts"],
+            c["width"],
+            c["height"],
+            c["codec"],
+            t[f"c{i}.entry"] if c["entry"] else None,
+        )
+    names = [c["name"] for c in doc["cameras"]]
+    texts = doc["texts"]
+    parts = [
+        AlignedEpisode(
+            episode_id=p["episode_id"],
+            times=t[f"p{j}.times"],
+            state=t[f"p{j}.state"],
+            action=t[f"p{j}.action"],
+            frames={names[i]: t[f"p{j}.frames.{i}"] for i in p["cameras"]},
+            instructions=[texts[k] for k in t[f"p{j}.instructions"].tolist()],
+            source_episode=p["source_episode"],
+            action_source=p["action_source"],
+        )
+        for j, p in enumerate(doc["parts"])
+    ]
+    ep = Episode(doc["episode_id"], (), {}, cameras, embodiment=doc["embodiment"])
+    return ep, parts
