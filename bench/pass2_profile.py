@@ -3,7 +3,8 @@
     python bench/pass2_profile.py [g1|gr00t|synthetic|synthetic-10x] [--profile] [--threads N] [--repeat N]
 
 An ingest (local Ray, one worker) fits the tokenizer once; then ``pass2_group`` runs over all the
-episodes as one group in this process, best of ``--repeat``, next to the cost of its stages on the same
+episodes as one group in this process (reading pass 1's handoff, as in an ingest), best of
+``--repeat``, next to the cost of its stages on the same
 videos: decode every frame (PyAV, the bench's decode-only), decode only what pass 2 decodes (sparse),
 plus conversion to 224x224 RGB of the frames the ticks select, plus JPEG. ``--profile`` prints a
 pyinstrument profile of one ``pass2_group`` call. ``--threads`` sets the decoder threads
@@ -27,7 +28,7 @@ import ray  # noqa: E402
 from trajshard.config import JobConfig  # noqa: E402
 from trajshard.pipelines.frames import frame_to_rgb, tick_images  # noqa: E402
 from trajshard.pipelines.ingest import run_ingest  # noqa: E402
-from trajshard.pipelines.passes import load_aligned, pass2_group, source_for  # noqa: E402
+from trajshard.pipelines.passes import load_aligned, pass1_batch, pass2_group, source_for  # noqa: E402
 from trajshard.pipelines.plan import Group  # noqa: E402
 from trajshard.pipelines.shards import read_json  # noqa: E402
 from trajshard.sources import camera_frames  # noqa: E402
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     source = source_for(str(src), "raw", cfg)
     ids = sorted(p.name for p in Path(src).iterdir() if p.is_dir())
     items = stages(source, ids, cfg)
+    handed = work / "handoff"  # pass 1's aligned episodes, as an ingest hands them to pass 2
+    handed.mkdir()
+    pass1_batch(str(src), "raw", ids, cfg, str(handed))
     frames = sum(len(c.pts) for _, c, _ in items)
 
     def full():
@@ -111,9 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def pass2():
         n[0] += 1
-        pass2_group(
-            str(src), "raw", Group(0, cfg.split, tuple(ids)), cfg, tok, str(work / f"p2-{n[0]}"), None
-        )
+        group = Group(0, cfg.split, tuple(ids))
+        pass2_group(str(src), "raw", group, cfg, tok, str(work / f"p2-{n[0]}"), None, str(handed))
 
     rows = [
         ("decode all frames", best(full, args.repeat)),
