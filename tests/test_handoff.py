@@ -3,10 +3,13 @@ pass 2 reads, pass 2 uses them instead of the source, and a missing or damaged o
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import save
 
 from tests.conftest import shared_data
 from tests.test_align import make_episode
@@ -16,7 +19,7 @@ from trajshard.pipelines import handoff
 from trajshard.pipelines.align import AlignConfig
 from trajshard.pipelines.align import align as align_parts
 from trajshard.pipelines.ingest import run_ingest
-from trajshard.pipelines.passes import load_aligned, pass1_batch, pass2_group
+from trajshard.pipelines.passes import Quarantined, load_aligned, pass1_batch, pass2_group
 from trajshard.pipelines.plan import Group
 from trajshard.schemas.episode import Camera, Episode, Segment
 from trajshard.sources import open_source
@@ -91,6 +94,12 @@ def test_damaged_or_unwritable_handoffs_are_none_not_errors(tmp_path):
     assert handoff.read(str(tmp_path), "ep") is None
     (tmp_path / "ep.safetensors").write_bytes(b"not a safetensors file")
     assert handoff.read(str(tmp_path), "ep") is None
+    tensors, meta = handoff._encode("ep", ep, parts)
+    doc = json.loads(meta["handoff"])
+    (tmp_path / "ep.safetensors").write_bytes(save(tensors, {"handoff": json.dumps({**doc, "version": 0})}))
+    assert handoff.read(str(tmp_path), "ep") is None  # another version's
+    (tmp_path / "ep.safetensors").write_bytes(save(tensors, meta))
+    assert handoff.read(str(tmp_path), "ep") is not None
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary behind
 
 
@@ -144,27 +153,87 @@ def test_pass2_reads_the_handoff_not_the_source(raw_copy, tmp_path, tokenizer_js
     assert [q.episode for q in gone.quarantined] == ["ep_000"]  # the source alone no longer can
 
 
-def test_ingest_writes_the_same_bytes_with_and_without_handoff_and_removes_it(
-    synthetic_raw, tmp_path, ray_session, monkeypatch
+def test_pass1_goes_on_when_it_cannot_hand_over(synthetic_raw, tmp_path):
+    (tmp_path / "a-file").write_bytes(b"")
+    cfg = JobConfig()
+    results = pass1_batch(str(synthetic_raw), "raw", ["ep_000", "ep_001"], cfg, str(tmp_path / "a-file"))
+    assert not any(isinstance(r, Quarantined) for r in results)
+    plain = pass1_batch(str(synthetic_raw), "raw", ["ep_000", "ep_001"], cfg)
+    assert [[(f.episode, f.steps) for f in r] for r in results] == [
+        [(f.episode, f.steps) for f in r] for r in plain
+    ]
+
+
+class Spy:
+    """Stands for a Ray remote function in the driver: records each call's arguments, and what
+    ``look`` sees at that moment, then submits the real task."""
+
+    def __init__(self, task, look) -> None:
+        self.task, self.look, self.calls = task, look, []
+
+    def options(self, **opts):
+        real = self.task.options(**opts)
+
+        class Submit:
+            def remote(_, *args):
+                self.calls.append((args, self.look(args)))
+                return real.remote(*args)
+
+        return Submit()
+
+
+def test_ingest_hands_over_to_pass2_tasks_and_writes_the_same_bytes_as_without(
+    tmp_path, ray_session, monkeypatch
 ):
-    cfg = JobConfig(workers=2, task_steps=40, image_size=64)  # spans: an episode read by several tasks
-    run_ingest(str(synthetic_raw), str(tmp_path / "with"), cfg, progress=False)
-    monkeypatch.setenv(handoff.HANDOFF_ENV, "0")
-    run_ingest(str(synthetic_raw), str(tmp_path / "without"), cfg, progress=False)
+    """Episodes cut into spans (keyframes every second, 8-step tasks), so each is read by several
+    pass-2 tasks; every one of them gets the directory where pass 1 left one file per episode."""
+    from trajshard.pipelines import ingest
+    from trajshard.sources.synthetic import write_synthetic_dataset
+
+    src = tmp_path / "raw"
+    ids = write_synthetic_dataset(src, n_episodes=3, seconds=4.0, seed=3, keyframe_seconds=1.0)
+    cfg = JobConfig(workers=2, task_steps=8, image_size=64)
+
+    def listing(args):
+        handed = args[-1]
+        return None if handed is None else sorted(os.listdir(handed))
+
+    spy = Spy(ingest._pass2_task, listing)
+    monkeypatch.setattr(ingest, "_pass2_task", spy)
+    run_ingest(str(src), str(tmp_path / "with"), cfg, progress=False)
+    assert len(spy.calls) >= 2 * len(ids)  # spans
+    assert {args[2].span is not None for args, _ in spy.calls} == {True}
+    assert {str(Path(args[-1]).parent) for args, _ in spy.calls} == {str(tmp_path / "with" / handoff.HANDOFF)}
+    assert {tuple(seen) for _, seen in spy.calls} == {tuple(f"{e}.safetensors" for e in ids)}
     assert not (tmp_path / "with" / handoff.HANDOFF).exists()
+
+    monkeypatch.setenv(handoff.HANDOFF_ENV, "0")
+    spy.calls.clear()
+    run_ingest(str(src), str(tmp_path / "without"), cfg, progress=False)
+    assert {args[-1] for args, _ in spy.calls} == {None}
     with_, without = tree_digest(tmp_path / "with"), tree_digest(tmp_path / "without")
     info = "meta/info.json"  # holds the job's wall time
     assert {k: v for k, v in with_.items() if k != info} == {k: v for k, v in without.items() if k != info}
 
 
-def test_handoff_only_for_a_local_out_and_source(tmp_path, monkeypatch):
+def test_each_run_gets_a_new_directory_and_leftovers_go_even_when_off(tmp_path, monkeypatch):
     store = Store(str(tmp_path / "out"))
-    (tmp_path / "out" / handoff.HANDOFF).mkdir(parents=True)
-    (tmp_path / "out" / handoff.HANDOFF / "stale.safetensors").write_bytes(b"x")
-    got = handoff.prepare(store, str(tmp_path / "src"))
-    assert got == str(tmp_path / "out" / handoff.HANDOFF) and os.listdir(got) == []  # emptied
-    assert handoff.prepare(store, "s3://bucket/raw") is None
-    monkeypatch.setenv(handoff.HANDOFF_ENV, "0")
-    assert handoff.prepare(store, str(tmp_path / "src")) is None
+    root = tmp_path / "out" / handoff.HANDOFF
+    (root / "crashed-run").mkdir(parents=True)
+    (root / "crashed-run" / "ep_000.safetensors").write_bytes(b"x")
+    first = handoff.prepare(store, str(tmp_path / "src"))
+    assert Path(first).parent == root and os.listdir(first) == [] and os.listdir(root) == [Path(first).name]
+    second = handoff.prepare(store, str(tmp_path / "src"))
+    assert second != first and not Path(first).exists()
+
+    ep = make_episode(np.arange(0, 3.0, 0.1))
+    parts = align_parts(ep, AlignConfig(fps=10))
     handoff.remove(store)
-    assert not (tmp_path / "out" / handoff.HANDOFF).exists()
+    assert not root.exists()
+    assert not handoff.write(second, "ep", ep, parts) and not root.exists()  # a late write makes nothing
+
+    handoff.prepare(store, str(tmp_path / "src"))
+    assert handoff.prepare(store, "s3://bucket/raw") is None and not root.exists()
+    handoff.prepare(store, str(tmp_path / "src"))
+    monkeypatch.setenv(handoff.HANDOFF_ENV, "0")
+    assert handoff.prepare(store, str(tmp_path / "src")) is None and not root.exists()

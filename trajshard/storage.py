@@ -30,11 +30,13 @@ _SECRET_RE = re.compile(r"(://)[^?#]*@")  # up to the last @ before a query: sec
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_output(path: str | os.PathLike, make_parents: bool = True) -> Iterator[BinaryIO]:
     """A local file opened for writing under a hidden temporary name in its directory, renamed to
-    ``path`` (mode 0o644) when the block ends, deleted when it raises."""
+    ``path`` (mode 0o644) when the block ends, deleted when it raises. With ``make_parents`` False,
+    a missing directory is an error instead of being made."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, FILE_MODE)
     try:

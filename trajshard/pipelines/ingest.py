@@ -127,7 +127,6 @@ def run_ingest(
     show = sys.stderr.isatty() if progress is None else progress
     lap("plan")
     owns_ray = _init_ray(cfg)
-    handed = None
     try:
         handed = handoff.prepare(store, src)  # pass 1's aligned episodes, for pass 2 (None: not used)
         workers = cfg.workers or max(1, int(ray.available_resources().get("CPU", 1) / cfg.task_cpus))
@@ -239,8 +238,7 @@ def run_ingest(
         )
         lap("pass2")
     finally:
-        if handed is not None:
-            handoff.remove(store)
+        handoff.remove(store)
         if owns_ray:
             ray.shutdown()
     clean_temporaries(store, keep=part_names(group_results))
