@@ -116,6 +116,20 @@ def test_real_sources_round_trip(dataset, fmt, tmp_path):
         assert_handed_over(ep, parts, handoff.read(str(tmp_path), eid))
 
 
+def test_mcap_round_trip_with_stored_images_and_a_video(tmp_path):
+    from tests.test_mcap import write_bag
+
+    (tmp_path / "bags").mkdir()
+    write_bag(tmp_path / "bags" / "ep_a.mcap", video=True)
+    source = open_source(str(tmp_path / "bags"), "mcap", 5.0)
+    cfg = JobConfig(fps=5, cameras=("camera_front", "side"))
+    ep, parts = load_aligned(source, "ep_a", cfg)
+    codecs = {c.codec for c in ep.cameras.values()}
+    assert "mcap-image" in codecs and len(codecs) == 2  # stored images, and a video file
+    assert handoff.write(str(tmp_path), "ep_a", ep, parts)
+    assert_handed_over(ep, parts, handoff.read(str(tmp_path), "ep_a"))
+
+
 @pytest.fixture
 def tokenizer_json(synthetic_raw):
     cfg = JobConfig()
