@@ -3,14 +3,13 @@
 A pass-2 task needs what pass 1 computed for its episodes: every camera's frame times, presentation
 timestamps and entry frames, and the aligned ticks (times, states, actions, each camera's frame,
 instructions). Loading them again probes every video (demuxing every packet), reads the tables and
-aligns: about 4 ms a GR00T episode, paid by every task, so twice by an episode cut into two spans;
-6% of GR00T's pass-2 CPU (docs/performance.md, session 8).
+aligns: about 4 ms a GR00T episode, paid by every task, so twice by an episode cut into two spans.
 
-Pass 1 writes each good episode's as ``<dir>/<episode id>.safetensors`` (named arrays and a JSON
+Pass 1 writes each good episode's result as ``<dir>/<episode id>.safetensors`` (named arrays and a JSON
 header: no pickle; a temporary file renamed into place), about 0.6 ms of its CPU an episode. Pass 2
 reads it, about 0.07 ms, and loads the episode from the source when the file is missing or
 unreadable: a handoff never changes the output (a test compares), and a failure to write one never
-quarantines an episode. On GR00T that is 5% less pass-2 CPU.
+quarantines an episode. On GR00T that is 5% less pass-2 CPU, on G1 2% (docs/performance.md, session 8).
 
 ``<dir>`` is ``OUT/.trajshard-handoff/<run>``, a new random name for each run, so pass 2 only ever
 reads what this run's pass 1 wrote (a crashed run's, or another job's on the same OUT, are in
