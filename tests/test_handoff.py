@@ -70,8 +70,10 @@ def test_an_episode_in_parts_with_subtasks_and_cameras_with_and_without_entries(
     cam = np.concatenate([np.arange(0, 1.0, 0.1), np.arange(2.5, 3.0, 0.1)])  # a dropout: two parts
     segs = (Segment(0.0, 0.6, "reach"), Segment(0.6, 3.0, "grasp the cup ü"))
     ep = make_episode(cam, segments=segs)
-    wrist = Camera("wrist", "/data/ep/wrist.mp4", cam + 0.01, np.arange(len(cam)) * 512, 64, 48, "av1")
-    wrist = Camera(**{**wrist.__dict__, "entry": np.arange(len(cam)) % 2 == 0})
+    keyframes = np.arange(len(cam)) % 2 == 0
+    wrist = Camera(
+        "wrist", "/data/ep/wrist.mp4", cam + 0.01, np.arange(len(cam)) * 512, 64, 48, "av1", keyframes
+    )
     ep = Episode("ep", ep.instructions, ep.streams, {**ep.cameras, "wrist": wrist}, embodiment="g1")
     parts = align_parts(ep, AlignConfig(fps=10, max_gap=1.0))
     assert len(parts) == 2 and len(set(parts[0].instructions)) == 2
