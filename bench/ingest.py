@@ -364,7 +364,7 @@ def start_ray(workers: int, warm_source: Path | None, scratch: Path) -> None:
         ray.shutdown()
     ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
     if warm_source is not None:
-        run_ingest(str(warm_source), str(scratch), JobConfig(workers=workers, task_steps=1), progress=False)
+        run_ingest(str(warm_source), str(scratch), JobConfig.from_flags(workers=workers, task_steps=1), progress=False)
 
 
 # JobConfig fields every timed ingest of this run sets (``--jpeg-subsampling``); defaults otherwise
@@ -374,7 +374,7 @@ JOB_OPTIONS: dict[str, object] = {}
 def timed_ingest(source: Path, out: Path, workers: int) -> tuple[IngestReport, float, RssSampler]:
     with RssSampler() as mem:
         started = time.perf_counter()
-        report = run_ingest(str(source), str(out), JobConfig(workers=workers, **JOB_OPTIONS), progress=False)
+        report = run_ingest(str(source), str(out), JobConfig.from_flags(workers=workers, **JOB_OPTIONS), progress=False)
         wall = time.perf_counter() - started
     return report, wall, mem
 
@@ -646,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Each row: fresh Ray (num_cpus = workers), workers {'cold' if args.no_warmup else 'warmed up'}, "
             f"best of {args.repeat} ingest(s) and of {args.repeat} decode-only pass(es); JPEG chroma "
-            f"{args.jpeg_subsampling or JobConfig().jpeg_subsampling}.\n",
+            f"{args.jpeg_subsampling or JobConfig().image.subsampling}.\n",
             flush=True,
         )
         warm = None if args.no_warmup else write_warm_source(work)

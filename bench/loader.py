@@ -42,7 +42,7 @@ from trajshard import __version__ as trajshard_version
 from trajshard.config import JobConfig
 from trajshard.loader import make_loader, open_dataset
 from trajshard.pipelines.ingest import run_ingest
-from trajshard.pipelines.shards import iter_tar_samples, read_json
+from trajshard.io import iter_tar_samples, read_json
 from trajshard.sources.synthetic import write_synthetic_dataset
 
 BENCH = Path(__file__).resolve().parent
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"ingesting {raw} -> {out}")
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
         try:
-            report = run_ingest(str(raw), str(out), JobConfig(workers=2), progress=False)
+            report = run_ingest(str(raw), str(out), JobConfig.from_flags(workers=2), progress=False)
         finally:
             ray.shutdown()
         items = reference_items(out, raw, camera)

@@ -30,7 +30,7 @@ from trajshard.pipelines.frames import frame_to_rgb, tick_images  # noqa: E402
 from trajshard.pipelines.ingest import run_ingest  # noqa: E402
 from trajshard.pipelines.passes import load_aligned, pass1_batch, pass2_group, source_for  # noqa: E402
 from trajshard.pipelines.plan import Group  # noqa: E402
-from trajshard.pipelines.shards import read_json  # noqa: E402
+from trajshard.io import read_json  # noqa: E402
 from trajshard.sources import camera_frames  # noqa: E402
 
 SOURCES = {
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     src = SOURCES[args.dataset](work)
     if src is None:
         return 1
-    cfg = JobConfig(workers=1)
+    cfg = JobConfig.from_flags(workers=1)
     ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
     report = run_ingest(str(src), str(work / "out0"), cfg, progress=False)
     ray.shutdown()

@@ -45,7 +45,7 @@ def write_with_ray_data(
 ) -> tuple[float, int]:
     """(wall seconds, samples written) for the episodes through Ray Data into ``out`` (Ray is up), with
     the JobConfig fields ``options`` sets (the ingests' own, so both encode the same images)."""
-    cfg = JobConfig(workers=workers, **(options or {}))
+    cfg = JobConfig.from_flags(workers=workers, **(options or {}))
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import bench/
     ctx = ray.data.DataContext.get_current()
     ctx.op_resource_reservation_enabled = False  # one fused operator: let it have every CPU

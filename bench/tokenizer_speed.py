@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from trajshard.pipelines.samples import action_chunks
+from trajshard.tokenizers.chunks import action_chunks
 from trajshard.pipelines.stats import StreamStats
 from trajshard.tokenizers import fit
 

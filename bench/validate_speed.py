@@ -20,7 +20,7 @@ import ray
 
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
-from trajshard.pipelines.shards import file_digest
+from trajshard.io import file_digest
 from trajshard.reports.validation import validate_output
 from trajshard.sources.synthetic import write_synthetic_dataset
 
@@ -37,7 +37,7 @@ def main() -> None:
         write_synthetic_dataset(raw, n_episodes=8, seconds=seconds, seed=0)
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
         t = time.perf_counter()
-        run_ingest(str(raw), str(out), JobConfig(image_size=512, workers=2, task_steps=400), progress=False)
+        run_ingest(str(raw), str(out), JobConfig.from_flags(image_size=512, workers=2, task_steps=400), progress=False)
         print(f"ingest: {time.perf_counter() - t:.1f} s")
         ray.shutdown()
     shards = sorted((out / "shards").glob("*.tar"))

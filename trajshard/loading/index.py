@@ -25,8 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from trajshard.io import file_digest, read_json, write_bytes_atomic, write_json_atomic
 from trajshard.loading.source import LoaderError
-from trajshard.pipelines.shards import file_digest, read_json, write_bytes_atomic, write_json_atomic
 
 WIDS_KIND = "wids-shard-index-v1"
 ENERGON_SAMPLE = ("trajshard.loading.energon", "TrajshardSample")

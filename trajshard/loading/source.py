@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from trajshard.io import read_json
 from trajshard.loading.order import Piece, RolePlan
-from trajshard.pipelines.shards import read_json
 from trajshard.schemas.sample import load_npy
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trajshard.pipelines import resample
+from trajshard.pipelines.actions import gripper_convention
 from trajshard.schemas.episode import Episode, EpisodeError, Stream
 
 VIDEO_POLICIES = ("nearest", "causal")
@@ -46,6 +47,9 @@ class SignalKinds:
 
 @dataclass(frozen=True)
 class AlignConfig:
+    """The ``align`` section of a job config: the target clock, how each stream meets it, gaps, and
+    the action transforms that follow (the gripper convention, see pipelines/actions.py)."""
+
     fps: float = 10.0
     clock: str = "fixed"
     cameras: tuple[str, ...] = ()
@@ -56,10 +60,63 @@ class AlignConfig:
     derive_action: str = "absolute"
     max_gap: float = 1.0
     on_gap: str = "split"
-    kinds: tuple[tuple[str, SignalKinds], ...] = ()
+    signals: dict[str, dict[str, list]] = field(default_factory=dict)  # stream -> angles, quaternions, ...
+    gripper: dict[str, object] = field(default_factory=dict)
+
+    CHOICES = {
+        "video_policy": VIDEO_POLICIES,
+        "on_missing_frame": MISSING_FRAME,
+        "action_policy": ACTION_POLICIES,
+        "derive_action": DERIVE_ACTIONS,
+        "on_gap": ON_GAP,
+    }
 
     def kinds_of(self, stream: str) -> SignalKinds:
-        return dict(self.kinds).get(stream, SignalKinds())
+        spec = self.signals.get(stream, {})
+        return SignalKinds(
+            angles=tuple(int(i) for i in spec.get("angles", ())),
+            quaternions=tuple(tuple(int(i) for i in g) for g in spec.get("quaternions", ())),
+            discrete=tuple(int(i) for i in spec.get("discrete", ())),
+        )
+
+    @property
+    def clock_label(self) -> str:
+        """The clock as info.json names it: ``fixed <fps> Hz`` or ``camera:<name>``."""
+        return self.clock if self.clock != "fixed" else f"fixed {self.fps} Hz"
+
+    def problems(self) -> list[str]:
+        out = [
+            f"{name} must be one of {allowed}, got {getattr(self, name)!r}"
+            for name, allowed in self.CHOICES.items()
+            if getattr(self, name) not in allowed
+        ]
+        if not self.fps > 0:
+            out.append(f"fps must be positive, got {self.fps}")
+        if self.clock != "fixed" and not (self.clock.startswith("camera:") and len(self.clock) > 7):
+            out.append(f"clock must be 'fixed' or 'camera:<name>', got {self.clock!r}")
+        if self.video_tolerance is not None and not self.video_tolerance > 0:
+            out.append(f"video_tolerance must be positive seconds, got {self.video_tolerance}")
+        if not self.max_gap > 0:
+            out.append(f"max_gap must be positive seconds, got {self.max_gap}")
+        if self.gripper:
+            try:
+                gripper_convention(self.gripper)
+            except ValueError as exc:
+                out.append(str(exc))
+        return out + _signal_problems(self.signals)
+
+
+def _signal_problems(signals: object) -> list[str]:
+    if not isinstance(signals, dict):
+        return ["signals must map stream names to {angles, quaternions, discrete}"]
+    out = []
+    for stream, spec in signals.items():
+        unknown = sorted(set(spec) - {"angles", "quaternions", "discrete"}) if isinstance(spec, dict) else []
+        if not isinstance(spec, dict) or unknown:
+            out.append(f"signals.{stream} takes only angles, quaternions, discrete (got {spec!r})")
+        elif any(len(g) != 4 for g in spec.get("quaternions", [])):
+            out.append(f"signals.{stream}.quaternions: each group must list 4 dimensions")
+    return out
 
 
 @dataclass

@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from trajshard.pipelines.passes import GroupResult
+from trajshard.io import json_document
+from trajshard.pipelines.facts import GroupResult
 from trajshard.pipelines.plan import Group
-from trajshard.pipelines.shards import json_document
 from trajshard.storage import Store
 
 STATE = ".trajshard"

@@ -7,56 +7,113 @@ without it is an unfinished job.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trajshard import __version__
-from trajshard.config import JobConfig
+from trajshard.io import json_document
 from trajshard.pipelines.actions import gripper_convention
-from trajshard.pipelines.passes import EpisodeFacts, GroupResult, Quarantined
+from trajshard.pipelines.facts import EpisodeFacts, GroupResult, IngestReport
+from trajshard.pipelines.merge import Pass1Summary
 from trajshard.pipelines.plan import Group
 from trajshard.pipelines.samples import sample_features
-from trajshard.pipelines.shards import json_document, promote_parts, shard_name
+from trajshard.pipelines.shards import PartInfo, promote_parts, shard_name
 from trajshard.pipelines.stats import stats_document
+from trajshard.pipelines.tasks import TaskContext
 from trajshard.reports.card import dataset_card
+from trajshard.reports.histogram import Histogram, bin_counts
+from trajshard.reports.plots import histogram_heatmap_png
 from trajshard.schemas.metadata import EPISODES_VERSION, INFO_VERSION, MANIFEST_VERSION
+from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import RAW_LAYOUT_VERSION
 from trajshard.schemas.sample import SHARD_SAMPLE_VERSION, json_bytes
 from trajshard.storage import Store, redact
 
 
+@dataclass
+class Outcome:
+    """What the passes produced, settled: pass 1's summary and every group with its result."""
+
+    n_input: int
+    pass1: Pass1Summary
+    groups: list[tuple[Group, GroupResult]]
+
+    @property
+    def quarantined(self) -> list[Problem]:
+        return self.pass1.quarantined + [q for _, r in self.groups for q in r.quarantined]
+
+
+@dataclass
+class Shards:
+    """The promoted shards in split order: name (``shards/...``), facts and split of each."""
+
+    names: list[str]
+    parts: list[PartInfo]
+    splits: list[str]
+
+
 def commit(
-    store: Store,
-    source: str,
-    fmt: str,
-    cfg: JobConfig,
-    facts: list[EpisodeFacts],
-    quarantined: list[Quarantined],
-    groups: list[tuple[Group, GroupResult]],
-    stats_streams: dict,
-    tok_json: dict,
-    vocab_json: dict | None,
-    n_input: int,
-    seconds: float,
-    report_type: type,
-    before_promotion: Callable[[list[tuple[str, str]]], None] | None = None,
-):
-    quarantined = quarantined + [q for _, g in groups for q in g.quarantined]
-    bad = {q.episode for q in quarantined}
-    written = [f for f in facts if f.source_episode not in bad]
-    n_written = len({f.source_episode for f in written})
-    by_split = {split: [p for g, r in groups if g.split == split for p in r.parts] for split in cfg.splits}
-    if before_promotion is not None:
-        before_promotion(
-            [(p.name, shard_name(split, i)) for split, mine in by_split.items() for i, p in enumerate(mine)]
-        )
+    store: Store, ctx: TaskContext, outcome: Outcome, before_promotion: Callable[[list], None]
+) -> IngestReport:
+    quarantined = sorted(outcome.quarantined, key=lambda q: q.where)
+    bad = {q.where for q in quarantined}
+    written = [f for f in outcome.pass1.facts if f.source_episode not in bad]
+    shards = _promote(store, ctx.cfg.output.splits, outcome.groups, before_promotion)
+    split_of = {e: g.split for g, r in outcome.groups for p in r.parts for e in p.episodes}
+    _json(store, "manifest.json", _manifest(shards))
+    store.write_bytes("meta/episodes.parquet", _episodes_parquet(written, _shards_of(shards), split_of))
+    store.write_bytes(
+        "meta/quarantine.jsonl", b"".join(json_bytes(q.to_record()) + b"\n" for q in quarantined)
+    )
+    streams = outcome.pass1.streams
+    _json(store, "stats.json", stats_document(streams))
+    _json(store, "tokenizer.json", ctx.tokenizer)
+    roundtrip = _roundtrip([r for _, r in outcome.groups])
+    names = list(written[0].action_names) if written else []
+    if roundtrip is not None:
+        _json(store, "roundtrip.json", roundtrip.to_json(names))
+    has_picture = _histogram_picture(store, ctx.tokenizer, roundtrip, names)
+    info = _info(ctx, outcome, written, shards)
+    info["counts"]["episodes_written"] = len({f.source_episode for f in written})
+    info["counts"]["parts"] = len(written)
+    info["counts"]["episodes_quarantined"] = len(quarantined)
+    info["splits"] = {
+        split: {
+            "shards": [n for n, s in zip(shards.names, shards.splits, strict=True) if s == split],
+            "samples": sum(p.samples for p, s in zip(shards.parts, shards.splits, strict=True) if s == split),
+            "episodes": sum(split_of.get(f.episode) == split for f in written),
+        }
+        for split in ctx.cfg.output.splits
+    }
+    store.write_bytes("README.md", dataset_card(info, streams, quarantined, has_picture).encode())
+    _json(store, "info.json", info)
+    c = info["counts"]
+    return IngestReport(
+        redact(store.location),
+        c["episodes_input"],
+        c["episodes_written"],
+        c["episodes_quarantined"],
+        c["samples"],
+        c["shards"],
+        sum(r.frames_written for _, r in outcome.groups),
+        0.0,
+    )
+
+
+def _promote(store: Store, splits, groups: list[tuple[Group, GroupResult]], before_promotion) -> Shards:
+    by_split = {split: [p for g, r in groups if g.split == split for p in r.parts] for split in splits}
+    before_promotion(
+        [(p.name, shard_name(split, i)) for split, mine in by_split.items() for i, p in enumerate(mine)]
+    )
     parts = [p for split, mine in by_split.items() for p in promote_parts(store, split, mine)]
     split_of_part = [split for split, mine in by_split.items() for _ in mine]
-    shard_names = [f"shards/{p.name}" for p in parts]
-    split_of_episode = {e: g.split for g, r in groups for p in r.parts for e in p.episodes}
+    return Shards([f"shards/{p.name}" for p in parts], parts, split_of_part)
 
-    manifest = {
+
+def _manifest(shards: Shards) -> dict:
+    return {
         "schema": "trajshard.manifest",
         "version": MANIFEST_VERSION,
         "shards": [
@@ -68,41 +125,44 @@ def commit(
                 "sha256": p.sha256,
                 "episodes": p.episodes,
             }
-            for n, p, split in zip(shard_names, parts, split_of_part, strict=True)
+            for n, p, split in zip(shards.names, shards.parts, shards.splits, strict=True)
         ],
     }
-    _json(store, "manifest.json", manifest)
 
-    shards_of: dict[str, list[str]] = {}
-    for n, p in zip(shard_names, parts, strict=True):
+
+def _shards_of(shards: Shards) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for n, p in zip(shards.names, shards.parts, strict=True):
         for e in p.episodes:
-            shards_of.setdefault(e, []).append(n)
-    store.write_bytes("meta/episodes.parquet", _episodes_parquet(written, shards_of, split_of_episode))
-    quarantined.sort(key=lambda q: q.episode)
-    store.write_bytes("meta/quarantine.jsonl", b"".join(json_bytes(q.to_json()) + b"\n" for q in quarantined))
-    _json(store, "stats.json", stats_document(stats_streams))
-    _json(store, "tokenizer.json", tok_json)
-    roundtrip = None
-    for _, g in groups:
-        if g.roundtrip is not None and g.roundtrip.count:
-            roundtrip = g.roundtrip if roundtrip is None else roundtrip.merge(g.roundtrip)
-    names = list(written[0].action_names) if written else []
-    if roundtrip is not None:
-        _json(store, "roundtrip.json", roundtrip.to_json(names))
-    has_picture = _histogram_picture(store, tok_json, roundtrip, names)
+            out.setdefault(e, []).append(n)
+    return out
 
-    first = written[0] if written else facts[0]
-    samples = sum(p.samples for p in parts)
-    info = {
+
+def _roundtrip(results: list[GroupResult]):
+    roundtrip = None
+    for r in results:
+        if r.roundtrip is not None and r.roundtrip.count:
+            roundtrip = r.roundtrip if roundtrip is None else roundtrip.merge(r.roundtrip)
+    return roundtrip
+
+
+def _info(ctx: TaskContext, outcome: Outcome, written: list[EpisodeFacts], shards: Shards) -> dict:
+    """info.json; the written counts and the splits are filled in by ``commit``."""
+    cfg, tok, vocab = ctx.cfg, ctx.tokenizer, ctx.vocab
+    first = written[0] if written else outcome.pass1.facts[0]
+    return {
         "schema": "trajshard.info",
         "version": INFO_VERSION,
         "trajshard_version": __version__,
         "shard_sample_version": SHARD_SAMPLE_VERSION,
         "episodes_version": EPISODES_VERSION,
-        "source": {"format": fmt, "raw_layout_version": RAW_LAYOUT_VERSION if fmt == "raw" else None},
+        "source": {
+            "format": ctx.source.format,
+            "raw_layout_version": RAW_LAYOUT_VERSION if ctx.source.format == "raw" else None,
+        },
         "config": cfg.output_dict(),
-        "fps": cfg.fps,
-        "clock": cfg.clock if cfg.clock != "fixed" else f"fixed {cfg.fps} Hz",
+        "fps": cfg.align.fps,
+        "clock": cfg.align.clock_label,
         "cameras": list(first.cameras),
         "embodiments": sorted({f.embodiment for f in written}),
         "action_source": first.action_source,
@@ -110,51 +170,24 @@ def commit(
         "action_names": list(first.action_names),
         "features": sample_features(
             list(first.cameras),
-            cfg.image_size,
+            cfg.image.size,
             first.shape[1],
             first.shape[0],
-            cfg.horizon,
-            tok_json["token_range"],
-            [min(vocab_json["ids"]), max(vocab_json["ids"])] if vocab_json else None,
-            chunked=tok_json["type"] == "fast",
+            cfg.tokenizer.horizon,
+            tok["token_range"],
+            [min(vocab["ids"]), max(vocab["ids"])] if vocab else None,
+            chunked=tok["type"] == "fast",
         ),
-        "tokenizer": {
-            "type": tok_json["type"],
-            "bins": tok_json["bins"],
-            "token_range": tok_json["token_range"],
-        },
-        "vocab": vocab_json,
-        "gripper": gripper_convention(cfg.gripper) if cfg.gripper else None,
+        "tokenizer": {"type": tok["type"], "bins": tok["bins"], "token_range": tok["token_range"]},
+        "vocab": vocab,
+        "gripper": gripper_convention(cfg.align.gripper) if cfg.align.gripper else None,
         "counts": {
-            "episodes_input": n_input,
-            "episodes_written": n_written,
-            "parts": len(written),
-            "episodes_quarantined": len(quarantined),
-            "samples": samples,
-            "shards": len(parts),
+            "episodes_input": outcome.n_input,
+            "samples": sum(p.samples for p in shards.parts),
+            "shards": len(shards.parts),
         },
-        "splits": {
-            split: {
-                "shards": [n for n, s in zip(shard_names, split_of_part, strict=True) if s == split],
-                "samples": sum(p.samples for p, s in zip(parts, split_of_part, strict=True) if s == split),
-                "episodes": sum(split_of_episode.get(f.episode) == split for f in written),
-            }
-            for split in cfg.splits
-        },
-        "stats_hash": stats_document(stats_streams)["hash"],
+        "stats_hash": stats_document(outcome.pass1.streams)["hash"],
     }
-    store.write_bytes("README.md", dataset_card(info, stats_streams, quarantined, has_picture).encode())
-    _json(store, "info.json", info)
-    return report_type(
-        redact(store.location),
-        n_input,
-        n_written,
-        len(quarantined),
-        samples,
-        len(parts),
-        sum(g.frames_written for _, g in groups),
-        seconds,
-    )
 
 
 def _json(store: Store, name: str, obj: object) -> None:
@@ -165,9 +198,6 @@ def _histogram_picture(store: Store, tok_json: dict, roundtrip, names: list[str]
     """meta/histogram.png from the token counts pass 2 gathered (per-dimension tokenizers only)."""
     if roundtrip is None or roundtrip.token_counts is None:
         return False
-    from trajshard.reports.histogram import Histogram, bin_counts
-    from trajshard.reports.plots import histogram_heatmap_png
-
     counts = bin_counts(roundtrip.token_counts, tok_json)
     histogram_heatmap_png(
         Histogram(counts, roundtrip.sq, names, roundtrip.count),

@@ -1,7 +1,7 @@
 """Frames for ticks: pick each tick's frame from a decoded stream, resize, JPEG-encode (streaming).
 
-``tick_images(frames, pts, needed, ...)`` consumes decoded frames one at a time and yields one
-encoded image per tick. The frames ticks select are encoded in runs of up to 32, a run ending once
+``tick_images(frames, pts, needed, image)`` consumes decoded frames one at a time and yields one
+encoded image per tick, made as the ``image`` section of the job config says (:class:`ImageConfig`). The frames ticks select are encoded in runs of up to 32, a run ending once
 it holds 8 MiB, so each camera holds at most one run of decoded frames; decoding stops after the
 last frame a tick needs. Colour conversion and resizing happen in swscale (``VideoFrame.reformat``),
 and only for frames a tick selects.
@@ -9,8 +9,7 @@ and only for frames a tick selects.
 A BT.601 (or untagged) 8-bit YUV frame is encoded without becoming RGB where it can be: swscale
 scales it straight to full-range YUV at the output's chroma subsampling (4:4:4, 4:2:2 or 4:2:0),
 JPEG's own YCbCr, and libjpeg-turbo encodes those planes (``frame_to_yuv``). That skips two colour
-conversions and, for 4:2:0 and 4:2:2, the chroma upsampling and downsampling in between: 25-35% fewer
-instructions per tick at 4:4:4 than RGB and back, about 40% less time at 4:2:0. Subsampled output
+conversions and, for 4:2:0 and 4:2:2, the chroma upsampling and downsampling in between. Subsampled output
 takes this route only where the scaled frame's size and its pad or crop offset fall on the chroma
 grid (even where the chroma is halved), so no chroma sample straddles an edge: a stretch to an even
 size, any mode of a square source, a 640x480 camera padded to 224 (224x168 at row 28); not that
@@ -21,14 +20,15 @@ pad or crop at 4:2:0/4:2:2) goes through RGB (``frame_to_rgb``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import av
 import numpy as np
 import simplejpeg
 from av.video.reformatter import VideoReformatter
 
-# PyAV >= 17 scales with automatic slice threads unless told otherwise; at these sizes they cost 5-10x more
-# than they save while a decoder runs beside them (docs/performance.md). One thread gives the same pixels.
+# PyAV >= 17 scales with automatic slice threads unless told otherwise; at these sizes they cost more than
+# they save while a decoder runs beside them. One thread gives the same pixels.
 SWS_ONE_THREAD: dict[str, int] = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
 
 
@@ -36,12 +36,37 @@ class FrameError(ValueError):
     """The decoded video disagrees with what its container promised."""
 
 
-def resize_plan(width: int, height: int, size: int, mode: str) -> tuple[int, int]:
-    """The (width, height) to scale a frame to before padding or cropping to ``size`` x ``size``."""
-    if mode == "stretch":
-        return size, size
-    scale = (min if mode == "pad" else max)(size / width, size / height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
+RESIZE_MODES = ("stretch", "pad", "center-crop")
+SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The ``image`` section of a job config: every camera's frames become ``size`` x ``size`` JPEGs."""
+
+    size: int = 224
+    resize_mode: str = "stretch"
+    quality: int = 95
+    subsampling: str = "4:4:4"  # JPEG chroma; 4:2:0 is smaller and keeps less colour detail
+
+    CHOICES = {"resize_mode": RESIZE_MODES, "subsampling": SUBSAMPLINGS}
+
+    @property
+    def jpeg_estimate(self) -> float:
+        """Rough bytes of one image: a JPEG at this size and quality is about 12% of the raw RGB."""
+        return self.size**2 * 3 * (0.06 + 0.0015 * self.quality)
+
+    def problems(self) -> list[str]:
+        out = []
+        if not 8 <= self.size <= 4096:
+            out.append(f"image_size must be in [8, 4096], got {self.size}")
+        if self.resize_mode not in RESIZE_MODES:
+            out.append(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if not 1 <= self.quality <= 100:
+            out.append(f"jpeg_quality must be in [1, 100], got {self.quality}")
+        if self.subsampling not in SUBSAMPLINGS:
+            out.append(f"jpeg_subsampling must be 4:4:4, 4:2:2 or 4:2:0, got {self.subsampling!r}")
+        return out
 
 
 def _scaled(frame: av.VideoFrame, reformatter: VideoReformatter | None, **kwargs) -> av.VideoFrame:
@@ -52,9 +77,13 @@ def _scaled(frame: av.VideoFrame, reformatter: VideoReformatter | None, **kwargs
 
 
 def placement(width: int, height: int, size: int, mode: str) -> tuple[int, int, int, int]:
-    """(w, h, top, left): the scaled frame's size, and where it sits in the ``size`` x ``size`` output
-    (pad: its offset inside; center-crop: the output's offset inside it; stretch: 0, 0)."""
-    w, h = resize_plan(width, height, size, mode)
+    """(w, h, top, left): the size a ``width`` x ``height`` frame is scaled to, and where it sits in the
+    ``size`` x ``size`` output (pad: its offset inside; center-crop: the output's offset inside it;
+    stretch: the output itself)."""
+    if mode == "stretch":
+        return size, size, 0, 0
+    scale = (min if mode == "pad" else max)(size / width, size / height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
     if (w, h) == (size, size):
         return w, h, 0, 0
     if mode == "pad":
@@ -170,16 +199,10 @@ def _yuv_colours(frame, subsampling: str) -> bool:
     )
 
 
-def frame_to_jpeg(
-    frame,
-    size: int,
-    mode: str,
-    quality: int,
-    subsampling: str = "4:4:4",
-    reformatter: VideoReformatter | None = None,
-) -> bytes:
-    """The JPEG of a decoded frame at ``size`` x ``size`` (resize mode ``mode``); pass a
-    ``reformatter`` kept over a stream's frames to scale them faster."""
+def frame_to_jpeg(frame, image: ImageConfig, reformatter: VideoReformatter | None = None) -> bytes:
+    """The JPEG of a decoded frame as ``image`` says; pass a ``reformatter`` kept over a stream's
+    frames to scale them faster."""
+    size, mode, quality, subsampling = image.size, image.resize_mode, image.quality, image.subsampling
     if _yuv_colours(frame, subsampling):  # yuv_route, with the placement made once
         place = placement(frame.width, frame.height, size, mode)
         if on_chroma_grid(place, size, subsampling):
@@ -206,8 +229,8 @@ def encode_jpeg(rgb: np.ndarray, quality: int, subsampling: str = "4:4:4") -> by
 
 # The selected frames are decoded in runs, then scaled and encoded one after another: each stage's
 # code and tables stay in the CPU's caches over a run, where switching stages at every frame evicts
-# more of them. 2-5% less pass-2 CPU on GR00T's H.264, about 1% on G1's AV1 (docs/performance.md,
-# session 7). A run ends at this many frames, or once it holds this many bytes.
+# more of them. A run ends at this many frames, or once it holds this many bytes, which bounds the
+# decoded frames a camera holds.
 ENCODE_BATCH_FRAMES = 32
 ENCODE_BATCH_BYTES = 8 << 20
 
@@ -224,10 +247,7 @@ def tick_images(
     frames: Iterable,
     pts: np.ndarray,
     needed: np.ndarray,
-    size: int,
-    mode: str,
-    quality: int,
-    subsampling: str = "4:4:4",
+    image: ImageConfig,
     first_tick: int = 0,
 ) -> Iterator[bytes]:
     """Yield the JPEG of frame ``needed[t]`` for each tick t (``needed`` is non-decreasing; its first
@@ -265,7 +285,7 @@ def tick_images(
         held += frame_bytes(frame)
         done = t == n_ticks or i >= last_needed
         if done or len(batch) >= ENCODE_BATCH_FRAMES or held >= ENCODE_BATCH_BYTES:
-            yield from _encoded(batch, size, mode, quality, subsampling, reformatter)
+            yield from _encoded(batch, image, reformatter)
             batch, held = [], 0
         if done:
             break
@@ -277,19 +297,14 @@ def tick_images(
 
 
 def _encoded(
-    batch: list[tuple[object, int]],
-    size: int,
-    mode: str,
-    quality: int,
-    subsampling: str,
-    reformatter: VideoReformatter,
+    batch: list[tuple[object, int]], image: ImageConfig, reformatter: VideoReformatter
 ) -> Iterator[bytes]:
     """Each frame's image, as many times as ticks select it."""
     for frame, repeat in batch:
         stored = getattr(frame, "jpeg", None)
-        if stored is not None and (frame.width, frame.height) == (size, size):
-            image = stored  # already a JPEG of the output size: the source's bytes, untouched
+        if stored is not None and (frame.width, frame.height) == (image.size, image.size):
+            jpeg = stored  # already a JPEG of the output size: the source's bytes, untouched
         else:
-            image = frame_to_jpeg(frame, size, mode, quality, subsampling, reformatter)
+            jpeg = frame_to_jpeg(frame, image, reformatter)
         for _ in range(repeat):
-            yield image
+            yield jpeg

@@ -1,15 +1,15 @@
-"""Pass 1's aligned episodes handed to pass 2 through files, so a task does not load an episode again.
+"""A cache in front of the episode reader: pass 1's prepared episodes handed to pass 2 through files.
 
-A pass-2 task needs what pass 1 computed for its episodes: every camera's frame times, presentation
-timestamps and entry frames, and the aligned ticks (times, states, actions, each camera's frame,
-instructions). Loading them again probes every video (demuxing every packet), reads the tables and
-aligns: about 4 ms a GR00T episode, paid by every task, so twice by an episode cut into two spans.
+A pass-2 task needs what pass 1's prepare stages made of its episodes (pipelines/episode.py): every
+camera's frame times, presentation timestamps and entry frames, and the aligned ticks (times, states,
+actions, each camera's frame, instructions). Reading them again probes every video (demuxing every
+packet), reads the tables and aligns, in every task, so more than once for an episode cut into spans.
 
-Pass 1 writes each good episode's result as ``<dir>/<episode id>.safetensors`` (named arrays and a JSON
-header: no pickle; a temporary file renamed into place), about 0.6 ms of its CPU an episode. Pass 2
-reads it, about 0.07 ms, and loads the episode from the source when the file is missing or
-unreadable: a handoff never changes the output (a test compares), and a failure to write one never
-quarantines an episode. On GR00T that is 5% less pass-2 CPU, on G1 2% (docs/performance.md, session 8).
+:class:`HandoffReader` wraps the episode reader. In pass 1 it writes each good episode's result as
+``<dir>/<episode id>.safetensors`` (named arrays and a JSON header: no pickle; a temporary file
+renamed into place); in pass 2 it reads that file and falls back to the reader when the file is
+missing or unreadable. A handoff never changes the output (a test compares), and a failure to write
+one never quarantines an episode.
 
 ``<dir>`` is ``OUT/.trajshard-handoff/<run>``, a new random name for each run, so pass 2 only ever
 reads what this run's pass 1 wrote (a crashed run's, or another job's on the same OUT, are in
@@ -31,6 +31,7 @@ from safetensors import safe_open
 from safetensors.numpy import save
 
 from trajshard.pipelines.align import AlignedEpisode
+from trajshard.pipelines.episode import EpisodeReader, EpisodeWork
 from trajshard.schemas.episode import Camera, Episode
 from trajshard.storage import Store, atomic_output, is_remote
 
@@ -39,6 +40,28 @@ HANDOFF_ENV = "TRAJSHARD_HANDOFF"
 VERSION = 1
 SUFFIX = ".safetensors"
 log = logging.getLogger("trajshard.handoff")
+
+
+class HandoffReader:
+    """An episode reader with pass 1's results in ``directory`` in front of it: pass 1 (``writes``)
+    hands every episode it reads over; pass 2 reads what was handed over, else reads the source."""
+
+    def __init__(self, reader: EpisodeReader, directory: str, writes: bool) -> None:
+        self.reader, self.directory, self.writes = reader, directory, writes
+
+    @property
+    def source(self):
+        return self.reader.source
+
+    def read(self, episode_id: str) -> EpisodeWork:
+        if not self.writes:
+            found = read(self.directory, episode_id)
+            if found is not None:
+                return EpisodeWork(*found)
+        work = self.reader.read(episode_id)
+        if self.writes:
+            write(self.directory, episode_id, work.episode, work.parts)
+        return work
 
 
 def prepare(store: Store, source_root: str) -> str | None:

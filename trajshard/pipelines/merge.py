@@ -3,30 +3,41 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
-from trajshard.pipelines.passes import EpisodeFacts, Quarantined
+from trajshard.pipelines.facts import EpisodeFacts
 from trajshard.pipelines.stats import StreamStats
+from trajshard.schemas.problems import Problem
+
+
+@dataclass
+class Pass1Summary:
+    """Everything pass 1 produced: the kept parts' facts, every quarantined episode (read failures,
+    part-id clashes and odd shapes), the statistics of stats.json and the merged action sketch."""
+
+    facts: list[EpisodeFacts] = field(default_factory=list)
+    quarantined: list[Problem] = field(default_factory=list)
+    streams: dict[str, dict] = field(default_factory=dict)
+    sketch: StreamStats | None = None
 
 
 class Pass1Merger:
     """Merges pass-1 results in episode order as they arrive, so the driver holds one merged summary
-    per (action dims, state dims, cameras) shape, never every episode's values. At the end the most
-    common shape wins (ties: the one seen first); episodes of other shapes are quarantined."""
+    per (action dims, state dims, cameras, action source) shape, never every episode's values. At the
+    end the most common shape wins (ties: the one seen first); episodes of other shapes are quarantined."""
 
     def __init__(self) -> None:
         self.next = 0
         self.waiting: dict[int, list] = {}
         self.facts: list[EpisodeFacts] = []
-        self.quarantined: list[Quarantined] = []
+        self.quarantined: list[Problem] = []
         self.merged: dict[tuple, dict[str, StreamStats]] = {}
-        self.sketch: StreamStats | None = None
 
-    def add(self, index: int, batch: list[list[EpisodeFacts] | Quarantined]) -> None:
+    def add(self, index: int, batch: list[list[EpisodeFacts] | Problem]) -> None:
         self.waiting[index] = batch
         while self.next in self.waiting:
             for episode in self.waiting.pop(self.next):
-                if isinstance(episode, Quarantined):
+                if isinstance(episode, Problem):
                     self.quarantined.append(episode)
                     continue
                 for r in episode:  # the parts of one source episode
@@ -37,37 +48,40 @@ class Pass1Merger:
                     self.facts.append(replace(r, stats=None))
             self.next += 1
 
-    def finish(self) -> tuple[list[EpisodeFacts], list[Quarantined], dict[str, dict]]:
-        if not self.facts:
-            return [], [], {}
-        sources = {f.source_episode for f in self.facts} | {q.episode for q in self.quarantined}
-        clash = {
-            f.source_episode for f in self.facts if f.episode != f.source_episode and f.episode in sources
-        }
-        self.quarantined += [
-            Quarantined(e, "streams", "a gap split it into parts whose ids are taken by other episodes")
+    def finish(self) -> Pass1Summary:
+        """The summary; the merger is not used afterwards."""
+        clash = self._clashing()
+        quarantined = self.quarantined + [
+            Problem(e, "streams", "a gap split it into parts whose ids are taken by other episodes")
             for e in sorted(clash)
         ]
-        self.facts = [f for f in self.facts if f.source_episode not in clash]
-        if not self.facts:
-            return [], [], {}
-        counts = Counter(f.shape for f in self.facts)
+        facts = [f for f in self.facts if f.source_episode not in clash]
+        if not facts:
+            return Pass1Summary([], quarantined)
+        counts = Counter(f.shape for f in facts)
         best = max(counts, key=lambda k: counts[k])  # Counter keeps first-seen order on ties
-        kept = [f for f in self.facts if f.shape == best]
-        odd_facts = {f.source_episode: f for f in self.facts if f.shape != best}
-        odd = [
-            Quarantined(
-                f.source_episode,
-                "streams",
-                f"action {f.shape[0]}-D ({f.shape[3]}), state {f.shape[1]}-D, cameras {list(f.shape[2])} "
-                f"differ from the dataset's {best[0]}-D ({best[3]}), {best[1]}-D, {list(best[2])}",
-            )
-            for f in odd_facts.values()
-        ]
-        stats = self.merged[best]
-        self.sketch = stats["action"]
+        kept = [f for f in facts if f.shape == best]
+        odd = {f.source_episode: f for f in facts if f.shape != best}
+        quarantined += [_odd_shape(f, best) for f in odd.values()]
+        stats = self.merged[best]  # a clashing episode of this shape was merged before it was known
         streams = {
             "action": stats["action"].to_json(kept[0].action_names),
             "state": stats["state"].to_json(kept[0].state_names),
         }
-        return kept, odd, streams
+        return Pass1Summary(kept, quarantined, streams, stats["action"])
+
+    def _clashing(self) -> set[str]:
+        """Source episodes a gap split into parts whose ids are other episodes' ids."""
+        sources = {f.source_episode for f in self.facts} | {q.where for q in self.quarantined}
+        return {
+            f.source_episode for f in self.facts if f.episode != f.source_episode and f.episode in sources
+        }
+
+
+def _odd_shape(f: EpisodeFacts, best: tuple) -> Problem:
+    return Problem(
+        f.source_episode,
+        "streams",
+        f"action {f.shape[0]}-D ({f.shape[3]}), state {f.shape[1]}-D, cameras {list(f.shape[2])} "
+        f"differ from the dataset's {best[0]}-D ({best[3]}), {best[1]}-D, {list(best[2])}",
+    )

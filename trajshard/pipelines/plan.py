@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from trajshard.config import VAL_SPLIT, JobConfig
+from trajshard.io import parse_size
 
 MIN_GROUPS = 64  # pass-2 tasks a dataset is cut into at least (when it has the steps for it)
 MIN_GROUP_STEPS = (
@@ -25,6 +26,50 @@ MIN_SPAN_STEPS = 64  # span length when task_steps is automatic: a span costs a 
 MAX_SPANS = 16
 MAX_CUTS = 64  # span starts pass 1 keeps per aligned episode part: the driver's memory stays bounded
 MAX_REDECODE = 8  # frames a camera may decode twice at a span start, when no start costs nothing
+
+
+VAL_SPLIT = "val"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The ``output`` section of a job config: shard size, splits, order, and how pass 2's work is cut
+    (``task_steps``: it decides where parts end, so it shapes the output too)."""
+
+    shard_size: str = "1GB"
+    seed: int = 0
+    split: str = "train"  # the name of the training split
+    val_fraction: float = 0.0  # share of source episodes (by a seeded hash of the id) in split "val"
+    shuffle_window: int = 0  # episodes whose samples are interleaved across one group's shards; 0: off
+    task_steps: int | None = None  # steps per pass-2 task; None: about one shard's worth
+    extra: dict[str, object] = field(default_factory=dict)  # free-form, recorded in info.json
+
+    @property
+    def shard_size_bytes(self) -> int:
+        return parse_size(self.shard_size)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return (self.split, VAL_SPLIT) if self.val_fraction > 0 else (self.split,)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.task_steps is not None and self.task_steps < 1:
+            out.append(f"task_steps must be at least 1, got {self.task_steps}")
+        if not re.fullmatch(r"[A-Za-z0-9_]+", self.split):
+            out.append(f"split must match [A-Za-z0-9_]+, got {self.split!r}")
+        if self.split == VAL_SPLIT:
+            out.append(f"split {VAL_SPLIT!r} is the validation split's name; name the training split else")
+        if not 0 <= self.val_fraction < 1:
+            out.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.shuffle_window < 0 or self.shuffle_window == 1:
+            out.append(f"shuffle_window must be 0 (off) or at least 2 episodes, got {self.shuffle_window}")
+        try:
+            if self.shard_size_bytes < 1000:
+                out.append(f"shard_size must be at least 1KB, got {self.shard_size!r}")
+        except ValueError as exc:
+            out.append(f"shard_size: {exc}")
+        return out
 
 
 @dataclass(frozen=True)
@@ -48,7 +93,7 @@ class Group:
         return [self.index, self.split, list(self.episodes), None if self.span is None else list(self.span)]
 
 
-def span_length(cfg: JobConfig, task_steps: int = 0) -> int:
+def span_length(cfg: OutputConfig, task_steps: int = 0) -> int:
     """The length spans are cut to: ``task_steps`` when the user set it, else the automatic
     ``task_steps`` but at least ``MIN_SPAN_STEPS``. Without ``task_steps`` (pass 1, before it is
     known): the least it can be, so an episode under twice this is never cut."""
@@ -110,7 +155,7 @@ def _unit(seed: int, purpose: str, episode_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_of(episode_id: str, cfg: JobConfig) -> str:
+def split_of(episode_id: str, cfg: OutputConfig) -> str:
     """The split of a source episode: ``val`` for a ``val_fraction`` share of ids (by a seeded hash, so
     an episode keeps its split when episodes are added or removed), else ``cfg.split``. All parts of a
     gap-split episode go with their source episode."""
@@ -121,7 +166,7 @@ def split_of(episode_id: str, cfg: JobConfig) -> str:
 
 def plan_groups(
     episodes: list[tuple[str, int]],
-    cfg: JobConfig,
+    cfg: OutputConfig,
     task_steps: int,
     cuts: Mapping[str, Sequence[int]] | None = None,
     span_steps: int | None = None,
@@ -164,22 +209,18 @@ def plan_groups(
     return groups
 
 
-def group_steps(cfg: JobConfig, n_cameras: int, total_steps: int) -> int:
-    """Steps per pass-2 task when the config sets none: about one shard's worth (from an estimate of
-    a sample's bytes: a JPEG at this size and quality is roughly 12% of the raw RGB), but small
-    enough that the dataset makes at least ``MIN_GROUPS`` tasks, so workers have work to share and a
-    loader has shards to spread. Depends on the data and the config only, never on the workers."""
-    jpeg = cfg.image_size**2 * 3 * (0.06 + 0.0015 * cfg.jpeg_quality)
-    per_sample = n_cameras * jpeg + 4096 + 2048 * cfg.horizon
-    shard_steps = max(1, int(cfg.shard_size_bytes / per_sample))
+def group_steps(cfg: OutputConfig, sample_bytes: float, total_steps: int) -> int:
+    """Steps per pass-2 task when the config sets none: about one shard's worth (from an estimate of a
+    sample's bytes), but small enough that the dataset makes at least ``MIN_GROUPS`` tasks, so workers
+    have work to share and a loader has shards to spread. Depends on the data and the config only,
+    never on the workers."""
+    shard_steps = max(1, int(cfg.shard_size_bytes / sample_bytes))
     return max(1, min(shard_steps, max(MIN_GROUP_STEPS, -(-total_steps // MIN_GROUPS))))
 
 
-def permutation(cfg: JobConfig, group: Group, n: int) -> list[int]:
+def permutation(cfg: OutputConfig, group: Group, n: int) -> list[int]:
     """The order in which a shuffled group writes its ``n`` samples: a seeded permutation that depends
     on the group's split, index and episodes only."""
-    import numpy as np
-
     key = hashlib.sha256(f"{cfg.seed}\0{group.split}\0{group.index}\0{','.join(group.episodes)}".encode())
     rng = np.random.default_rng(int.from_bytes(key.digest()[:8], "big"))
     return rng.permutation(n).tolist()

@@ -1,4 +1,4 @@
-"""Build shard samples (shard sample v1) from an aligned episode, its tick images and a tokenizer.
+"""Build shard samples (shard sample v1) from a piece of an aligned episode, tokenized and rendered.
 
 Pure: the images arrive as one iterator of encoded bytes per camera, in tick order. The sample
 layout, and the ``features`` that describe it in info.json, are defined together here.
@@ -6,21 +6,11 @@ layout, and the ``features`` that describe it in info.json, are defined together
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import numpy as np
 
-from trajshard.pipelines.align import AlignedEpisode
 from trajshard.schemas.sample import json_bytes, npy_bytes
-from trajshard.tokenizers import ActionTokenizer
-
-
-def action_chunks(action: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """[T, H, D] chunks ``action[t : t + H]`` padded with the last action, and the [T, H] validity mask."""
-    t_len = len(action)
-    idx = np.arange(t_len)[:, None] + np.arange(horizon)[None, :]
-    mask = idx < t_len
-    return action[np.minimum(idx, t_len - 1)], mask
 
 
 def npy_rows(values) -> Iterator[bytes]:
@@ -39,48 +29,30 @@ def npy_rows(values) -> Iterator[bytes]:
         yield header + row.tobytes()
 
 
-def episode_samples(
-    aligned: AlignedEpisode,
-    images: Mapping[str, Iterator[bytes]],
-    tokenizer: ActionTokenizer,
-    horizon: int,
-    embodiment: str,
-    vocab=None,
-    start: int = 0,
-    stop: int | None = None,
-) -> Iterator[dict[str, bytes | str]]:
-    """Yield one sample dict per tick ``start <= t < stop`` (default: all): ``__key__`` plus
-    ``<field>: bytes``. A stretch of ticks gives the same samples as the whole episode's, cut."""
+def piece_samples(piece, embodiment: str) -> Iterator[dict[str, bytes | str]]:
+    """Yield one sample dict per tick ``piece.lo <= t < piece.hi`` of a tokenized, rendered piece
+    (pipelines/episode.py): ``__key__`` plus ``<field>: bytes``. A stretch of ticks gives the same
+    samples as the whole part's, cut."""
+    aligned, start, stop = piece.part, piece.lo, piece.hi
     n = aligned.steps
-    stop = n if stop is None else stop
     rows = slice(start, stop)
-    chunked = getattr(tokenizer, "chunked", False)
-    if horizon > 1:
-        chunks, masks = (a[rows] for a in action_chunks(aligned.action, horizon))
-        tokens = [tokenizer.encode(c) for c in chunks] if chunked else tokenizer.encode(chunks)
-    else:
-        tokens = tokenizer.encode(aligned.action[rows])
-    cams = [(cam, f"{cam}.jpg") for cam in sorted(images)]
+    cams = [(cam, f"{cam}.jpg") for cam in sorted(piece.images)]
     members = {  # field -> its npy bytes, one per step, made as the steps are
         "state.npy": npy_rows(aligned.state[rows]),
         "action.npy": npy_rows(aligned.action[rows]),
-        "tokens.npy": npy_rows(tokens),
+        "tokens.npy": npy_rows(piece.tokens),
     }
-    if vocab is not None:
-        members["token_ids.npy"] = npy_rows(
-            vocab(tokens).astype(np.int64)
-            if isinstance(tokens, np.ndarray)
-            else (vocab(tk).astype(np.int64) for tk in tokens)
-        )
-    if horizon > 1:
-        members["action_chunk.npy"] = npy_rows(chunks)
-        members["action_chunk_mask.npy"] = npy_rows(masks)
+    if piece.token_ids is not None:
+        members["token_ids.npy"] = npy_rows(piece.token_ids)
+    if piece.chunks is not None:
+        members["action_chunk.npy"] = npy_rows(piece.chunks[0])
+        members["action_chunk_mask.npy"] = npy_rows(piece.chunks[1])
     for t in range(start, stop):
         sample: dict[str, bytes | str] = {"__key__": f"{aligned.episode_id}_{t:06d}"}
         for cam, name in cams:
-            sample[name] = next(images[cam])
-        for name, rows in members.items():
-            sample[name] = next(rows)
+            sample[name] = next(piece.images[cam])
+        for name, values in members.items():
+            sample[name] = next(values)
         sample["meta.json"] = json_bytes(
             {
                 "episode": aligned.episode_id,

@@ -11,16 +11,13 @@ depend only on the samples.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tarfile
 import tempfile
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from trajshard.pipelines.tarstream import TarStream, sample_bytes
-from trajshard.storage import FILE_MODE, Store, atomic_output
+from trajshard.storage import FILE_MODE, Store
 
 BLOCK = 512
 RECORD = 20 * BLOCK
@@ -198,34 +195,6 @@ def _closed_size(members: int) -> int:
     return -(-(members + 2 * BLOCK) // RECORD) * RECORD
 
 
-def file_digest(path: str | os.PathLike) -> tuple[int, str]:
-    h, n = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            n += len(chunk)
-    return n, h.hexdigest()
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_output(path) as f:
-        f.write(data)
-
-
-def json_document(obj: object) -> bytes:
-    """The bytes of a metadata JSON file: indent 2, sorted keys, UTF-8, final newline."""
-    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
-    write_bytes_atomic(path, json_document(obj))
-
-
-def read_json(path: str | os.PathLike) -> object:
-    with open(path, "rb") as f:
-        return json.loads(f.read().decode("utf-8"))
-
-
 def shard_name(split: str, index: int) -> str:
     return f"{split}-{index:06d}.tar"
 
@@ -249,24 +218,3 @@ def clean_temporaries(store: Store, keep: set[str] = frozenset()) -> None:
             continue
         if (name.startswith(".") and name.endswith(".tmp")) or name.endswith((".tar.part", ".tar")):
             store.delete(f"shards/{name}")
-
-
-def iter_tar_samples(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {field: bytes}) for each sample of a tar, in file order; members grouped by key prefix."""
-    key, members = None, {}
-    with tarfile.open(path, mode="r|") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
-            base = os.path.basename(info.name)
-            k, dot, fieldname = base.partition(".")
-            if not dot:
-                continue
-            data = tar.extractfile(info).read()
-            if k != key or fieldname in members:  # a repeated field starts a new (duplicate) sample
-                if key is not None:
-                    yield key, members
-                key, members = k, {}
-            members[fieldname] = data
-    if key is not None:
-        yield key, members

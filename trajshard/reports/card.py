@@ -46,7 +46,7 @@ def dataset_card(info: dict, stats_streams: dict, quarantined: list, histogram_p
         ]
     lines += ["", "## Quarantine", ""]
     if quarantined:
-        by_reason = Counter(reason_kind(q.file, q.reason) for q in quarantined)
+        by_reason = Counter(reason_kind(q.field, q.message) for q in quarantined)
         lines += [f"- {n} x {reason}" for reason, n in by_reason.most_common()]
         lines += ["", "Every rejected episode with its reason is in `meta/quarantine.jsonl`."]
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from trajshard.pipelines.shards import iter_tar_samples
+from trajshard.io import iter_tar_samples
 from trajshard.schemas.sample import load_npy
 
 

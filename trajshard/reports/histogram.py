@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trajshard.pipelines.shards import iter_tar_samples, read_json
+from trajshard.io import iter_tar_samples, read_json
 from trajshard.schemas.sample import load_npy
 from trajshard.tokenizers import from_json
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trajshard.io import write_bytes_atomic
+
 
 def _plt():
     import matplotlib
@@ -20,8 +22,6 @@ def _plt():
 
 def _save(fig, path: str | Path | Callable[[bytes], None]) -> None:
     """Write the PNG atomically to a path, or hand its bytes to a writer (an object store's)."""
-    from trajshard.pipelines.shards import write_bytes_atomic
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     if callable(path):

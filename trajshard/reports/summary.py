@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from trajshard.pipelines.shards import read_json
+from trajshard.io import read_json
 
 
 def alignment_summary(out: str | Path) -> dict[str, dict[str, float]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from trajshard.pipelines.shards import file_digest, iter_tar_samples, read_json
+from trajshard.io import file_digest, iter_tar_samples, read_json
 from trajshard.schemas.metadata import EPISODES_COLUMNS, validate_metadata, validate_quarantine_line
 from trajshard.schemas.problems import Problem
 from trajshard.schemas.sample import load_npy, split_key, validate_sample

@@ -8,25 +8,24 @@ from __future__ import annotations
 
 from trajshard.config import JobConfig
 from trajshard.pipelines.align import align
-from trajshard.pipelines.passes import align_config
 from trajshard.reports.validation import ValidationReport
 from trajshard.schemas.episode import EpisodeError
 from trajshard.schemas.problems import Problem
-from trajshard.sources import checked_plan, open_source
+from trajshard.sources import SourceSpec, checked_plan
 
 
 def validate_source(path: str, fmt: str = "auto", cfg: JobConfig | None = None) -> ValidationReport:
     cfg = cfg or JobConfig()
     report = ValidationReport()
-    source = open_source(path, fmt, cfg.source_fps or cfg.fps, cfg.mcap)
+    _, source = SourceSpec.of(path, cfg.replace(format=fmt).source, cfg.align.fps)
     report.notes = list(getattr(source, "notes", []))
     ids, rejected = checked_plan(source)
-    report.problems += [Problem(name, f, reason) for name, f, reason in rejected]
+    report.problems += rejected
     for eid in ids:
         problems = source.check(eid)
         if not problems:
             try:
-                report.samples += sum(p.steps for p in align(source.load(eid), align_config(cfg)))
+                report.samples += sum(p.steps for p in align(source.load(eid), cfg.align))
             except EpisodeError as exc:
                 problems.append(Problem(eid, exc.where, exc.message))
         report.problems += problems

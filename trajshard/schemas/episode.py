@@ -25,6 +25,10 @@ class EpisodeError(ValueError):
         self.message = message
         super().__init__(f"episode {episode_id!r}: {where}: {message}")
 
+    @property
+    def problem(self) -> Problem:
+        return Problem(self.episode_id, self.where, self.message)
+
 
 @dataclass(frozen=True)
 class Stream:

@@ -1,17 +1,20 @@
 """Readers that yield Episode objects. Only sources/ and pipelines/shards.py touch the file system.
 
-Every source has ``root``, ``format``, ``plan() -> (episode ids, [(name, file, reason)] rejected)``,
-``load(episode_id) -> Episode`` (or EpisodeError) and ``check(episode_id) -> [Problem]``.
+Every source has ``root``, ``format``, ``plan() -> (episode ids, [Problem] rejected)``,
+``load(episode_id) -> Episode`` (or EpisodeError) and ``check(episode_id) -> [Problem]``. A job
+describes its source once, as a :class:`SourceSpec`, and each task opens it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import EPISODE_ID_RE
 from trajshard.sources.hdf5 import HDF5Source
 from trajshard.sources.lerobot import LeRobotSource
@@ -29,8 +32,50 @@ SOURCES = {
     "hdf5": HDF5Source,
     "mcap": McapSource,
 }
+FORMATS = ("auto", *SOURCES)
 STEP_INDEXED = {"rlds", "hdf5"}
 STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg", "mcap-image"}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """The ``source`` section of a job config: how to read SOURCE."""
+
+    format: str = "auto"
+    source_fps: float | None = None  # step rate of step-indexed sources (RLDS, HDF5); None: the clock's
+    mcap: dict[str, object] = field(default_factory=dict)  # state_topic, action_topic, cameras, stamp
+
+    CHOICES = {"format": FORMATS}
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.format not in FORMATS:
+            out.append(f"format must be one of {FORMATS}, got {self.format!r}")
+        if self.source_fps is not None and not self.source_fps > 0:
+            out.append(f"source_fps must be positive, got {self.source_fps}")
+        return out
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source described once, on the driver, for every task to open: where it is, its format (never
+    ``auto``), the step rate of step-indexed formats and the topics of ROS 2 recordings."""
+
+    path: str
+    format: str
+    step_rate: float
+    mcap: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, cfg: SourceConfig, fps: float) -> tuple[SourceSpec, object]:
+        """The spec of SOURCE and the source opened; step-indexed data steps at ``source_fps``, else
+        at the target clock's ``fps``."""
+        step_rate = cfg.source_fps or fps
+        source = open_source(path, cfg.format, step_rate, cfg.mcap)
+        return cls(str(source.root), source.format, step_rate, cfg.mcap), source
+
+    def open(self):
+        return open_source(self.path, self.format, self.step_rate, self.mcap)
 
 
 def is_trajshard_output(path: str | os.PathLike) -> bool:
@@ -109,11 +154,11 @@ def camera_frames(source, camera, start_pts: int | None = None, needed_pts=None)
     return decode_frames(camera.path, start_pts, needed_pts)
 
 
-def checked_plan(source) -> tuple[list[str], list[tuple[str, str, str]]]:
+def checked_plan(source) -> tuple[list[str], list[Problem]]:
     """The source's plan, with every id that cannot be a shard key ([A-Za-z0-9_-]+) rejected."""
     ids, rejected = source.plan()
     bad = [i for i in ids if not EPISODE_ID_RE.match(i)]
     rejected = rejected + [
-        (i, i, "episode id must match [A-Za-z0-9_-]+ (it becomes the shard key)") for i in bad
+        Problem(i, i, "episode id must match [A-Za-z0-9_-]+ (it becomes the shard key)") for i in bad
     ]
     return [i for i in ids if i not in set(bad)], rejected

@@ -56,7 +56,7 @@ class HDF5Source:
         if not self.files:
             raise FileNotFoundError(f"{root}: no .hdf5 file")
 
-    def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
+    def plan(self) -> tuple[list[str], list[Problem]]:
         ids, rejected = [], []
         for f in self.files:
             try:
@@ -70,10 +70,12 @@ class HDF5Source:
                         ids.append(f.stem)
                     else:
                         rejected.append(
-                            (f.stem, f.name, "neither robomimic (data/demo_N) nor ALOHA (/observations)")
+                            Problem(
+                                f.stem, f.name, "neither robomimic (data/demo_N) nor ALOHA (/observations)"
+                            )
                         )
             except OSError as exc:
-                rejected.append((f.stem, f.name, f"not a readable HDF5 file: {exc}"))
+                rejected.append(Problem(f.stem, f.name, f"not a readable HDF5 file: {exc}"))
         return ids, rejected
 
     def _locate(self, episode_id: str) -> tuple[Path, str | None]:

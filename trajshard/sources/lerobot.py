@@ -111,10 +111,10 @@ class LeRobotSource:
             out[eid] = r
         return out
 
-    def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
+    def plan(self) -> tuple[list[str], list[Problem]]:
         """Episodes listed once; an episode index listed twice is quarantined, not guessed between."""
         rejected = [
-            (e, "meta/episodes", "episode index listed more than once in the metadata")
+            Problem(e, "meta/episodes", "episode index listed more than once in the metadata")
             for e in sorted(self.duplicates)
         ]
         return sorted(set(self.episodes) - self.duplicates), rejected

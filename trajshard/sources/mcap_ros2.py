@@ -70,7 +70,7 @@ class McapSource:
         if not self.files:
             raise FileNotFoundError(f"{root}: no .mcap file")
 
-    def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
+    def plan(self) -> tuple[list[str], list[Problem]]:
         return [f.stem for f in self.files], []
 
     def _file(self, episode_id: str) -> Path:

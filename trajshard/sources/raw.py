@@ -32,7 +32,7 @@ class RawSource:
         if not self.root.is_dir():
             raise FileNotFoundError(f"raw source {root!s} is not a directory")
 
-    def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
+    def plan(self) -> tuple[list[str], list[Problem]]:
         """(episode ids to read, sorted; [(name, file, reason)] of entries quarantined by name)."""
         ids, rejected = [], []
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
@@ -40,9 +40,11 @@ class RawSource:
                 continue
             name = entry.name
             if not EPISODE_ID_RE.match(name):
-                rejected.append((name, name, "episode directory name must match [A-Za-z0-9_-]+"))
+                rejected.append(Problem(name, name, "episode directory name must match [A-Za-z0-9_-]+"))
             elif not self._inside(Path(entry.path)):
-                rejected.append((name, name, "episode directory is a link to a place outside the source"))
+                rejected.append(
+                    Problem(name, name, "episode directory is a link to a place outside the source")
+                )
             else:
                 ids.append(name)
         return ids, rejected

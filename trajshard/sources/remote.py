@@ -35,13 +35,13 @@ class StagedRawSource:
         self._local = RawSource(self._cache)
         self._staged: str | None = None
 
-    def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
+    def plan(self) -> tuple[list[str], list[Problem]]:
         ids, rejected = [], []
         for name in self.store.list_dirs():
             if EPISODE_ID_RE.match(name):
                 ids.append(name)
             else:
-                rejected.append((name, name, "episode directory name must match [A-Za-z0-9_-]+"))
+                rejected.append(Problem(name, name, "episode directory name must match [A-Za-z0-9_-]+"))
         return ids, rejected
 
     def load(self, episode_id: str) -> Episode:

@@ -70,7 +70,7 @@ class RLDSSource:
         self.shards = sorted(p for p in self.root.iterdir() if SHARD_RE.match(p.name))
         self._index: dict[str, tuple[Path, int, int]] | None = None
         self._shard_records: dict[Path, list[tuple[int, int]] | None] = {}
-        self.rejected: list[tuple[str, str, str]] = []
+        self.rejected: list[Problem] = []
 
     def _shard(self, path: Path) -> list[tuple[int, int]] | None:
         """(offset, length) of each record of one shard, read once per source; None when it cannot be
@@ -79,7 +79,7 @@ class RLDSSource:
             try:
                 self._shard_records[path] = index_records(str(path))
             except (RecordError, OSError) as exc:
-                self.rejected.append((path.name, path.name, f"shard cannot be indexed: {exc}"))
+                self.rejected.append(Problem(path.name, path.name, f"shard cannot be indexed: {exc}"))
                 self._shard_records[path] = None
         return self._shard_records[path]
 
@@ -93,7 +93,7 @@ class RLDSSource:
                     eid = f"{m['split']}_{m['shard']}_{k:06d}"
                     if eid in self._index:  # two shard families in one directory: never overwrite
                         self.rejected.append(
-                            (
+                            Problem(
                                 f"{m['name']}_{eid}",
                                 path.name,
                                 f"episode id {eid} also comes from {self._index[eid][0].name}",
@@ -122,7 +122,7 @@ class RLDSSource:
                 return (path, *records[k])
         return None
 
-    def plan(self) -> tuple[list[str], list[tuple[str, str, str]]]:
+    def plan(self) -> tuple[list[str], list[Problem]]:
         ids = sorted(self._records())
         return ids, list(self.rejected)
 

@@ -9,9 +9,12 @@ from typing import Protocol
 
 import numpy as np
 
+from trajshard.tokenizers.config import TokenizerConfig
 from trajshard.tokenizers.fast import FastTokenizer
 from trajshard.tokenizers.quantile import QuantileTokenizer
 from trajshard.tokenizers.uniform import UniformTokenizer
+
+__all__ = ["ActionTokenizer", "TokenizerConfig", "decode", "fit", "fit_config", "from_json"]
 
 
 class ActionTokenizer(Protocol):
@@ -46,6 +49,25 @@ def fit(kind: str, action_stats: dict[str, object], bins: int, **options: object
     if kind not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer {kind!r}; known: {sorted(TOKENIZERS)}")
     return TOKENIZERS[kind].fit(action_stats, bins, **options)
+
+
+def fit_config(
+    cfg: TokenizerConfig, action_stats: dict[str, object], sketch=None, chunks: np.ndarray | None = None
+) -> ActionTokenizer:
+    """The tokenizer the ``tokenizer`` section asks for, fitted on the dataset's action statistics
+    (``sketch``: the merged distribution; ``chunks``: a sample of action chunks, for FAST)."""
+    return fit(
+        cfg.kind,
+        action_stats,
+        cfg.bins,
+        normalization=cfg.normalization,
+        mask=list(cfg.normalization_mask) or None,
+        mode=cfg.uniform_mode,
+        sketch=sketch,
+        horizon=cfg.horizon,
+        scale=cfg.fast_scale,
+        chunks=chunks,
+    )
 
 
 def decode(tokens: np.ndarray, tokenizer_json: dict[str, object]) -> np.ndarray:

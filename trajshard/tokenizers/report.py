@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trajshard.tokenizers.chunks import action_chunks
+
 
 @dataclass
 class RoundTrip:
@@ -42,8 +44,6 @@ class RoundTrip:
         failures = 0
         counts = None
         if getattr(tokenizer, "chunked", False):
-            from trajshard.pipelines.samples import action_chunks
-
             chunks = action_chunks(x, horizon)[0][rows]
             decoded = np.empty_like(chunks)
             for i, c in enumerate(chunks):

@@ -1,0 +1,91 @@
+"""What tasks return to the driver: small summaries, never decoded frames.
+
+Pass 1 returns the :class:`EpisodeFacts` of each good episode's parts (or the Problem that
+quarantines it); pass 2 a :class:`GroupResult` per group of episodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trajshard.pipelines.align import StreamReport
+from trajshard.pipelines.shards import PartInfo
+from trajshard.pipelines.stats import StreamStats
+from trajshard.schemas.problems import Problem
+from trajshard.tokenizers.report import RoundTrip
+
+
+@dataclass
+class EpisodeFacts:
+    """What pass 1 learns about one aligned part of a good episode (no video decoded)."""
+
+    episode: str  # the part's id: the source episode id, or <id>_partNN when gaps split it
+    source_episode: str
+    steps: int
+    start_time: float
+    end_time: float
+    report: dict[str, StreamReport]
+    shape: tuple  # (action dims, state dims, cameras, action source): one dataset has one shape
+    stats: dict[str, StreamStats] | None  # "action", "state"; dropped once merged on the driver
+    state_names: tuple[str, ...]
+    action_names: tuple[str, ...]
+    cameras: tuple[str, ...]
+    embodiment: str
+    action_source: str
+    cuts: tuple[int, ...] = ()  # ticks where a pass-2 task may start this part (plan.cut_ticks)
+
+
+@dataclass
+class GroupResult:
+    parts: list[PartInfo] = field(default_factory=list)
+    quarantined: list[Problem] = field(default_factory=list)
+    frames_written: int = 0
+    roundtrip: RoundTrip | None = None
+
+    def to_state(self) -> dict[str, object]:
+        """Everything commit needs, exactly, for a resumable job's group record."""
+        return {
+            "parts": [
+                {
+                    "name": p.name,
+                    "samples": p.samples,
+                    "bytes": p.bytes,
+                    "sha256": p.sha256,
+                    "episodes": p.episodes,
+                }
+                for p in self.parts
+            ],
+            "quarantined": [q.to_record() for q in self.quarantined],
+            "frames_written": self.frames_written,
+            "roundtrip": None if self.roundtrip is None else self.roundtrip.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, d: dict) -> GroupResult:
+        return cls(
+            [
+                PartInfo(p["name"], p["samples"], p["bytes"], p["sha256"], list(p["episodes"]))
+                for p in d["parts"]
+            ],
+            [Problem.from_record(q) for q in d["quarantined"]],
+            int(d["frames_written"]),
+            None if d["roundtrip"] is None else RoundTrip.from_state(d["roundtrip"]),
+        )
+
+
+def part_names(results) -> set[str]:
+    """The part file names the group results hold."""
+    return {p.name for r in results for p in r.parts}
+
+
+@dataclass
+class IngestReport:
+    out: str
+    episodes_input: int
+    episodes_written: int
+    episodes_quarantined: int
+    samples: int
+    shards: int
+    frames: int
+    seconds: float
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds of plan, pass1, fit, pass2, commit

@@ -1,0 +1,315 @@
+"""The ingest job as plain functions, without Ray.
+
+    plan -> map pass 1 -> summarize -> fit -> plan pass 2 -> map pass 2 -> settle -> commit
+
+``run_job`` is that list. The tasks run through an :class:`Executor`: ``pipelines/ingest.py`` maps
+them over Ray; :class:`SerialExecutor` runs them one after another in this process (``--workers 0``),
+for debugging and for tests of the driver's logic. Results are merged in unit order, so the output
+does not depend on the executor, the number of workers or the order tasks finish.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from trajshard.config import JobConfig
+from trajshard.pipelines import handoff
+from trajshard.pipelines.checkpoint import JobState
+from trajshard.pipelines.commit import Outcome, commit
+from trajshard.pipelines.facts import GroupResult, IngestReport, part_names
+from trajshard.pipelines.merge import Pass1Merger, Pass1Summary
+from trajshard.pipelines.plan import Group, group_steps, plan_groups, span_length
+from trajshard.pipelines.progress import Progress
+from trajshard.pipelines.shards import clean_temporaries
+from trajshard.pipelines.tasks import TaskContext, pass1_batch, pass2_group, sample_chunks
+from trajshard.reports.summary import reason_kind
+from trajshard.schemas.problems import Problem
+from trajshard.sources import SourceSpec, checked_plan
+from trajshard.storage import Store, is_remote, local_path, redact, resolve
+from trajshard.tokenizers import fit_config
+from trajshard.tokenizers.vocab import VocabMap
+
+log = logging.getLogger("trajshard.ingest")
+PASS1_BATCH = 32  # most episodes per pass-1 task (low-dimensional reads: a few ms an episode)
+
+
+class IngestError(RuntimeError):
+    """The job cannot run or cannot finish (not a bad episode: those are quarantined)."""
+
+
+class Executor(Protocol):
+    """Runs tasks ``fn(context, unit)``; hands each result to ``on_result(index, result)`` as it arrives.
+    ``ahead``: keep a task queued behind each running one (pass 2's long tasks)."""
+
+    workers: int
+
+    def running(self) -> AbstractContextManager: ...
+
+    def map(
+        self, fn: Callable, context: TaskContext, units: list, on_result: Callable, ahead: bool = False
+    ) -> None: ...
+
+
+class SerialExecutor:
+    """Every task in this process, one after another, in order."""
+
+    workers = 1
+
+    def running(self) -> AbstractContextManager:
+        return nullcontext()
+
+    def map(
+        self, fn: Callable, context: TaskContext, units: list, on_result: Callable, ahead: bool = False
+    ) -> None:
+        for i, unit in enumerate(units):
+            on_result(i, fn(context, unit))
+
+
+@dataclass
+class Pass2Plan:
+    groups: list[Group]
+    steps_of: dict[str, int]  # steps of each source episode, over its parts
+    done: dict[int, GroupResult] = field(default_factory=dict)  # finished by an interrupted run
+
+    def finishes(self, g: Group) -> int:
+        """Episodes a group finishes: a span, its episode's last one."""
+        return len(g.episodes) if g.span is None else int(g.span[1] == self.steps_of[g.episodes[0]])
+
+
+def run_job(
+    source_path: str,
+    out: str,
+    cfg: JobConfig,
+    executor: Executor,
+    progress: bool | None = None,
+    resume: bool = False,
+) -> IngestReport:
+    """Ingest a source into OUT (a path or an object-store URI). With ``resume``, an interrupted job in
+    OUT goes on from its finished groups (see pipelines/checkpoint.py); the output is byte-identical
+    to an uninterrupted run."""
+    laps = Laps()
+    spec, source = SourceSpec.of(source_path, cfg.source, cfg.align.fps)
+    store, state = Store(out), JobState(Store(out))
+    if finished_out(store, spec, resume):
+        state.clear()
+        return finished_report(store, laps.total())
+    ids, rejected = checked_plan(source)
+    n_input = len(ids) + len(rejected)
+    show = sys.stderr.isatty() if progress is None else progress
+    laps.lap("plan")
+    with executor.running():
+        ctx = TaskContext(spec, cfg, store.location if store.remote else str(store.local()))
+        ctx = replace(ctx, handoff=handoff.prepare(store, spec.path))
+        try:
+            pass1 = summarize(run_pass1(executor, ctx, ids, show), rejected, n_input)
+            check_quarantine(cfg, pass1.quarantined, n_input, "after pass 1")
+            laps.lap("pass1")
+            ctx = fit(ctx, pass1)
+            plan = plan_pass2(ctx, pass1, state, resume)
+            laps.lap("fit")
+            results = run_pass2(executor, ctx, plan, state, show)
+            outcome = Outcome(n_input, pass1, settle_spans(plan.groups, results))
+            check_quarantine(cfg, outcome.quarantined, outcome.n_input, "after pass 2")
+            laps.lap("pass2")
+        finally:
+            handoff.remove(store)
+    clean_temporaries(store, keep=part_names(r for _, r in outcome.groups))
+    report = commit(store, ctx, outcome, state.before_promotion)
+    state.clear()
+    laps.lap("commit")
+    return replace(report, seconds=laps.total(), phases=laps.phases)
+
+
+def finished_out(store: Store, spec: SourceSpec, resume: bool) -> bool:
+    """Check OUT before any work: True when it holds a finished dataset and ``resume`` asks to finish
+    it; IngestError when it cannot take this job; else make ``shards/``."""
+    out = redact(store.location)
+    if store.exists("meta/info.json"):
+        if resume:
+            return True
+        raise IngestError(f"{out} already holds a dataset (meta/info.json); remove it or choose another OUT")
+    if _inside(store, spec.path):
+        raise IngestError(f"OUT {out} is inside the source {redact(spec.path)}; choose a place outside it")
+    if JobState(store).exists() and not resume:
+        raise IngestError(
+            f"{out} holds an unfinished job (.trajshard/plan.json): add --resume to finish it, "
+            "or remove OUT to start over"
+        )
+    store.makedirs("shards")
+    return False
+
+
+def run_pass1(executor: Executor, ctx: TaskContext, ids: list[str], show: bool) -> Pass1Merger:
+    """Pass 1 in batches: about four tasks per worker, so the pass balances, of up to ``PASS1_BATCH``
+    episodes, so task overhead stays small; results merge in episode order."""
+    size = max(1, min(PASS1_BATCH, -(-len(ids) // (4 * executor.workers))))
+    batches = [ids[i : i + size] for i in range(0, len(ids), size)]
+    merger = Pass1Merger()
+    bar = Progress("pass 1: statistics", len(ids), show)
+
+    def arrived(i: int, result: list) -> None:
+        merger.add(i, result)
+        bar.update(len(result), 0, sum(isinstance(r, Problem) for r in result))
+
+    executor.map(pass1_batch, ctx, batches, arrived)
+    bar.close()
+    return merger
+
+
+def summarize(merger: Pass1Merger, rejected: list[Problem], n_input: int) -> Pass1Summary:
+    """Pass 1's summary, the episodes the plan rejected first among its quarantined; IngestError when
+    no episode could be read."""
+    summary = merger.finish()
+    summary = replace(summary, quarantined=rejected + summary.quarantined)
+    if not summary.facts:
+        reasons = [q.message for q in summary.quarantined[:3]]
+        raise IngestError(f"no episode of {n_input} could be read; first reasons: {reasons}")
+    return summary
+
+
+def fit(ctx: TaskContext, pass1: Pass1Summary) -> TaskContext:
+    """The context of pass 2: the tokenizer fitted on pass 1's statistics, and the vocabulary map."""
+    tok = ctx.cfg.tokenizer
+    chunks = None
+    if tok.chunked:
+        chunks = sample_chunks(ctx, list(dict.fromkeys(f.source_episode for f in pass1.facts)))
+    tokenizer = fit_config(tok, pass1.streams["action"], pass1.sketch, chunks)
+    vocab_json = None
+    if tok.vocab:
+        vocab = VocabMap.build(tok.vocab, tokenizer.token_range)
+        if tok.vocab_file:
+            vocab.check_against(tok.vocab_file)
+        vocab_json = vocab.to_json()
+    return replace(ctx, tokenizer=tokenizer.to_json(), vocab=vocab_json)
+
+
+def plan_pass2(ctx: TaskContext, pass1: Pass1Summary, state: JobState, resume: bool) -> Pass2Plan:
+    """Groups of episodes (or spans of long ones) for pass 2, recorded as the job's plan; with
+    ``resume``, the groups an interrupted run of the same plan finished."""
+    cfg = ctx.cfg
+    steps_of: dict[str, int] = {}
+    cuts_of: dict[str, list[int]] = {}  # over a source episode's parts in order: each part's start too
+    for f in pass1.facts:
+        at = steps_of.get(f.source_episode, 0)
+        cuts_of.setdefault(f.source_episode, []).extend(([at] if at else []) + [at + c for c in f.cuts])
+        steps_of[f.source_episode] = at + f.steps
+    sample_bytes = len(pass1.facts[0].cameras) * cfg.image.jpeg_estimate + 4096 + 2048 * cfg.tokenizer.horizon
+    task_steps = cfg.output.task_steps or group_steps(cfg.output, sample_bytes, sum(steps_of.values()))
+    if is_remote(ctx.source.path):
+        cuts_of = {}  # a span task stages its whole episode: spans would download it again each
+    span = span_length(cfg.output, task_steps)
+    groups = plan_groups(list(steps_of.items()), cfg.output, task_steps, cuts_of, span)
+    for split in sorted(set(cfg.output.splits) - {g.split for g in groups}):
+        log.warning(
+            "split %r gets no episodes (val_fraction %s, %d episodes)",
+            split,
+            cfg.output.val_fraction,
+            len(steps_of),
+        )
+    try:
+        done = state.start(state.plan_document(cfg.output_dict(), ctx.tokenizer, ctx.vocab, groups), resume)
+    except ValueError as exc:
+        raise IngestError(str(exc)) from exc
+    clean_temporaries(state.store, keep=part_names(done.values()))
+    return Pass2Plan(groups, steps_of, done)
+
+
+def run_pass2(
+    executor: Executor, ctx: TaskContext, plan: Pass2Plan, state: JobState, show: bool
+) -> list[GroupResult]:
+    """Every group not finished yet, longest first, so the last tasks to start are short and the
+    workers finish together (parts are named by group index, so the order never shows); each result
+    recorded as it arrives, so a resumed job keeps it. The results in group order."""
+    todo = sorted(
+        (g for g in plan.groups if g.index not in plan.done), key=lambda g: (-g.steps(plan.steps_of), g.index)
+    )
+    results = dict(plan.done)
+    done = sum(plan.finishes(plan.groups[i]) for i in plan.done)
+    bar = Progress("pass 2: shards", len(plan.steps_of), show, done=done)
+
+    def arrived(i: int, result: GroupResult) -> None:
+        state.record(todo[i], result)
+        results[todo[i].index] = result
+        bar.update(plan.finishes(todo[i]), result.frames_written, len(result.quarantined))
+
+    executor.map(pass2_group, ctx, todo, arrived, ahead=True)
+    bar.close()
+    return [results[g.index] for g in plan.groups]
+
+
+def settle_spans(groups: list[Group], results: list[GroupResult]) -> list[tuple[Group, GroupResult]]:
+    """Groups with their results. An episode cut into spans is written whole or not at all: when a
+    span of it was quarantined, its other spans' parts are dropped (and left out of the counts) and
+    one quarantine record stays, the first span's."""
+    bad = {q.where for g, r in zip(groups, results, strict=True) if g.span is not None for q in r.quarantined}
+    seen: set[str] = set()
+    settled = []
+    for g, r in zip(groups, results, strict=True):
+        if g.span is not None and g.episodes[0] in bad:
+            first = [q for q in r.quarantined if q.where not in seen]
+            seen.update(q.where for q in first)
+            r = GroupResult([], first, 0, None)
+        settled.append((g, r))
+    return settled
+
+
+def check_quarantine(cfg: JobConfig, quarantined: list[Problem], n_input: int, when: str) -> None:
+    """Abort (IngestError with the most common reasons) when more than ``max_quarantine_fraction`` of
+    the input episodes are quarantined."""
+    limit = cfg.run.max_quarantine_fraction
+    bad = len({q.where for q in quarantined})
+    if not n_input or bad / n_input <= limit:
+        return
+    common = Counter(reason_kind(q.field, q.message) for q in quarantined).most_common(5)
+    lines = "".join(f"\n  {n:>6} x {reason}" for reason, n in common)
+    raise IngestError(
+        f"{when}: {bad} of {n_input} episodes ({100 * bad / n_input:.1f}%) are quarantined, more than "
+        f"max_quarantine_fraction {limit}; nothing was committed. Most common reasons:{lines}"
+    )
+
+
+def finished_report(store: Store, seconds: float) -> IngestReport:
+    """The report of the dataset OUT already holds."""
+    c = json.loads(store.read_bytes("meta/info.json"))["counts"]
+    return IngestReport(
+        redact(store.location),
+        c["episodes_input"],
+        c["episodes_written"],
+        c["episodes_quarantined"],
+        c["samples"],
+        c["shards"],
+        0,
+        seconds,
+    )
+
+
+class Laps:
+    """Wall seconds of the job's phases."""
+
+    def __init__(self) -> None:
+        self.started = self.mark = time.monotonic()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases[name], self.mark = now - self.mark, now
+
+    def total(self) -> float:
+        return time.monotonic() - self.started
+
+
+def _inside(store: Store, src: str) -> bool:
+    """Whether OUT lies in the source (its shards would be read as episodes)."""
+    if store.remote != is_remote(src):
+        return False
+    if store.remote:
+        return (store.root + "/").startswith(resolve(src)[1] + "/")
+    return store.local().is_relative_to(local_path(src))

@@ -1,0 +1,210 @@
+"""The work of one task, without Ray: pass 1 over a batch of episodes, pass 2 over one group.
+
+Every task takes the job's :class:`TaskContext` and one unit of work. A bad episode never raises out
+of here: it comes back as a Problem naming the file and the reason, so the job goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trajshard.config import JobConfig
+from trajshard.pipelines.episode import (
+    EpisodeReader,
+    EpisodeWork,
+    SampleTools,
+    prepare_stages,
+    run_stages,
+    sample_stages,
+    source_frames,
+)
+from trajshard.pipelines.facts import EpisodeFacts, GroupResult
+from trajshard.pipelines.handoff import HandoffReader
+from trajshard.pipelines.plan import Group, cut_ticks, permutation, span_length
+from trajshard.pipelines.shards import PartWriter, SampleSpill, ShardWriteError
+from trajshard.pipelines.stats import StreamStats
+from trajshard.schemas.attempts import Attempts, guarded, retried
+from trajshard.schemas.problems import Problem
+from trajshard.sources import SourceSpec, entry_frames
+from trajshard.storage import Store
+from trajshard.tokenizers import from_json
+from trajshard.tokenizers.chunks import action_chunks
+from trajshard.tokenizers.report import RoundTrip
+from trajshard.tokenizers.vocab import VocabMap
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """Everything a task shares with the others: the source described once, the config, OUT, this
+    run's handoff directory (None: off), and in pass 2 the fitted tokenizer and vocabulary."""
+
+    source: SourceSpec
+    cfg: JobConfig
+    out: str
+    handoff: str | None = None
+    tokenizer: dict | None = None
+    vocab: dict | None = None
+
+    def reader(self, writes: bool = False) -> EpisodeReader | HandoffReader:
+        """The episode reader of a task; with a handoff, pass 1 (``writes``) fills it, pass 2 reads it."""
+        reader = EpisodeReader(self.source.open(), prepare_stages(self.cfg))
+        return reader if self.handoff is None else HandoffReader(reader, self.handoff, writes)
+
+
+def pass1_batch(ctx: TaskContext, episode_ids: list[str]) -> list[list[EpisodeFacts] | Problem]:
+    """Pass 1 over a batch of episodes, the source opened once: each good episode's facts, or why it
+    is quarantined. An unexpected exception is retried ``episode_retries`` times first."""
+    reader = ctx.reader(writes=True)
+    span_from = 2 * span_length(ctx.cfg.output)
+    return [
+        retried(
+            eid, lambda eid=eid: episode_facts(eid, reader.read(eid), span_from), ctx.cfg.run.episode_retries
+        )
+        for eid in episode_ids
+    ]
+
+
+def episode_facts(episode_id: str, work: EpisodeWork, span_from: int) -> list[EpisodeFacts]:
+    """The facts of each part; where spans may start only when the source episode is long enough to be
+    cut (``span_from`` steps), so the driver holds them only for long episodes."""
+    ep, parts = work.episode, work.parts
+    long = sum(al.steps for al in parts) >= span_from
+    names = ep.streams["proprio"].names
+    return [
+        EpisodeFacts(
+            episode=al.episode_id,
+            source_episode=episode_id,
+            steps=al.steps,
+            start_time=float(al.times[0]),
+            end_time=float(al.times[-1]),
+            report=al.report,
+            shape=(al.action.shape[1], al.state.shape[1], tuple(sorted(al.frames)), al.action_source),
+            stats={"action": StreamStats.from_values(al.action), "state": StreamStats.from_values(al.state)},
+            state_names=names,
+            action_names=ep.streams["action"].names if "action" in ep.streams else names,
+            cameras=tuple(sorted(al.frames)),
+            embodiment=ep.embodiment,
+            action_source=al.action_source,
+            cuts=cut_ticks(al.frames, {c: entry_frames(ep.cameras[c]) for c in al.frames}, al.steps)
+            if long
+            else (),
+        )
+        for al in parts
+    ]
+
+
+def sample_chunks(ctx: TaskContext, source_episodes: list[str]) -> np.ndarray:
+    """Action chunks [N, H, D] of up to ``fast_fit_episodes`` source episodes, evenly spaced in id
+    order (deterministic), to train the FAST tokenizer's BPE on. Reads low-dimensional streams only."""
+    tok = ctx.cfg.tokenizer
+    step = max(1, len(source_episodes) // tok.fast_fit_episodes)
+    reader = ctx.reader()
+    chunks = [
+        action_chunks(al.action, tok.horizon)[0]
+        for eid in source_episodes[::step][: tok.fast_fit_episodes]
+        for al in reader.read(eid).parts
+    ]
+    return np.concatenate(chunks)
+
+
+def pass2_group(ctx: TaskContext, group: Group) -> GroupResult:
+    """Write one group's episodes into tar parts ``<split>-g<index>-pNNNN``.
+
+    In order (no shuffle window): an episode that fails while its frames are decoded is quarantined
+    and the group is written again without it, so no part holds half an episode. Shuffled: every
+    episode's samples go to a local spill file first (a failed episode's are dropped), then all are
+    written in the group's seeded permutation, so each part mixes the group's episodes."""
+    writer = Pass2Writer(ctx)
+    if ctx.cfg.output.shuffle_window:
+        return writer.shuffled(group)
+    return writer.in_order(group)
+
+
+class Pass2Writer:
+    """One pass-2 task's reader, sample stages and output, opened once."""
+
+    def __init__(self, ctx: TaskContext) -> None:
+        self.ctx, self.store = ctx, Store(ctx.out)
+        self.reader = ctx.reader()
+        vocab = ctx.vocab
+        self.tools = SampleTools(
+            from_json(ctx.tokenizer),
+            VocabMap(vocab["spec"], vocab["ids"], vocab["token_lo"]) if vocab else None,
+            source_frames(self.reader.source),
+        )
+        self.stages = sample_stages(ctx.cfg, self.tools)
+        self.attempts = Attempts(ctx.cfg.run.episode_retries)
+
+    def writer(self, group: Group) -> PartWriter:
+        return PartWriter(self.store, group.split, group.index, self.ctx.cfg.output.shard_size_bytes)
+
+    def in_order(self, group: Group) -> GroupResult:
+        todo, quarantined = list(group.episodes), []
+        while True:
+            writer = self.writer(group)
+            try:
+                failed, frames, roundtrip = self.write(
+                    todo, lambda s, part, _, w=writer: w.write(s, part), group.span
+                )
+                if failed is None:
+                    return GroupResult(writer.close(), quarantined, frames, roundtrip)
+            except BaseException:
+                writer.abort()  # nothing of a failed attempt stays in shards/
+                raise
+            writer.abort()
+            if self.attempts.again(failed):
+                continue  # the whole group again, the episode included
+            quarantined.append(self.attempts.final(failed))
+            todo.remove(failed.where)
+
+    def shuffled(self, group: Group) -> GroupResult:
+        spill = SampleSpill()
+        writer = self.writer(group)
+        try:
+            todo, quarantined, frames, roundtrip = list(group.episodes), [], 0, None
+            while todo:
+                failed, n, rt = self.write(todo, spill.add)
+                frames, roundtrip = frames + n, rt if roundtrip is None else roundtrip.merge(rt)
+                if failed is None:
+                    break
+                spill.drop_source_episode(failed.where)
+                at = todo.index(failed.where)
+                if self.attempts.again(failed):
+                    todo = todo[at:]  # this episode again
+                    continue
+                quarantined.append(self.attempts.final(failed))
+                todo = todo[at + 1 :]
+            for i in permutation(self.ctx.cfg.output, group, len(spill.index)):
+                writer.write(*spill.read(i))
+            return GroupResult(writer.close(), quarantined, frames, roundtrip)
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            spill.close()
+
+    def write(self, todo: list[str], put, span: tuple[int, int] | None = None):
+        """Samples of ``todo``'s episodes to ``put(sample, part id, source episode id)`` until one fails;
+        return (the failure or None, frames, round trip). A failed episode's frames and round trip are
+        not counted. With ``span`` (one episode), only its ticks ``[start, stop)`` over its parts."""
+        roundtrip = RoundTrip.empty(self.tools.tokenizer.dims)
+        frames = 0
+        for eid in todo:
+            done = guarded(eid, lambda eid=eid: self.episode(eid, put, span), passthrough=(ShardWriteError,))
+            if isinstance(done, Problem):
+                return done, frames, roundtrip
+            frames, roundtrip = frames + done[0], roundtrip.merge(done[1])
+        return None, frames, roundtrip
+
+    def episode(self, eid: str, put, span: tuple[int, int] | None) -> tuple[int, RoundTrip]:
+        """Run the sample stages on one episode and hand every sample to ``put``."""
+        work = self.reader.read(eid)
+        work = run_stages(self.stages, EpisodeWork(work.episode, work.parts, span))
+        roundtrip = RoundTrip.empty(self.tools.tokenizer.dims)
+        for piece in work.pieces:
+            for sample in piece.samples:
+                put(sample, piece.part.episode_id, eid)
+            roundtrip = roundtrip.merge(piece.roundtrip)
+        return work.frames, roundtrip
