@@ -364,7 +364,12 @@ def start_ray(workers: int, warm_source: Path | None, scratch: Path) -> None:
         ray.shutdown()
     ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
     if warm_source is not None:
-        run_ingest(str(warm_source), str(scratch), JobConfig.from_flags(workers=workers, task_steps=1), progress=False)
+        run_ingest(
+            str(warm_source),
+            str(scratch),
+            JobConfig.from_flags(workers=workers, task_steps=1),
+            progress=False,
+        )
 
 
 # JobConfig fields every timed ingest of this run sets (``--jpeg-subsampling``); defaults otherwise
@@ -374,7 +379,9 @@ JOB_OPTIONS: dict[str, object] = {}
 def timed_ingest(source: Path, out: Path, workers: int) -> tuple[IngestReport, float, RssSampler]:
     with RssSampler() as mem:
         started = time.perf_counter()
-        report = run_ingest(str(source), str(out), JobConfig.from_flags(workers=workers, **JOB_OPTIONS), progress=False)
+        report = run_ingest(
+            str(source), str(out), JobConfig.from_flags(workers=workers, **JOB_OPTIONS), progress=False
+        )
         wall = time.perf_counter() - started
     return report, wall, mem
 

@@ -31,7 +31,7 @@ import simplejpeg
 from av.video.reformatter import VideoReformatter
 from ingest import G1, GR00T, LeRobotSpec, lerobot_file, lerobot_meta
 
-from trajshard.pipelines.frames import YUV_JPEG_FORMATS, frame_to_jpeg, yuv_route
+from trajshard.pipelines.frames import YUV_JPEG_FORMATS, ImageConfig, frame_to_jpeg, yuv_route
 
 SUBSAMPLINGS = tuple(YUV_JPEG_FORMATS)  # 4:4:4 first: the ratios are against it
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG: a yuv420p frame may carry full-range values and say so
@@ -113,14 +113,15 @@ def measure(frames: list[av.VideoFrame], size: int, quality: int, repeat: int, s
     exact = [exact_picture(f, size, siting) for f in frames]
     # the images compared, made first: also the untimed warm-up of the timed passes
     jpegs = {
-        s: [frame_to_jpeg(f, size, "stretch", quality, s, reformatter) for f in frames] for s in SUBSAMPLINGS
+        s: [frame_to_jpeg(f, ImageConfig(size, "stretch", quality, s), reformatter) for f in frames]
+        for s in SUBSAMPLINGS
     }
     best = dict.fromkeys(SUBSAMPLINGS, float("inf"))
     for _ in range(repeat):  # the subsamplings in turn, so a slow moment of the machine hits all
         for s in SUBSAMPLINGS:
             started = time.perf_counter()
             for f in frames:
-                frame_to_jpeg(f, size, "stretch", quality, s, reformatter)
+                frame_to_jpeg(f, ImageConfig(size, "stretch", quality, s), reformatter)
             best[s] = min(best[s], time.perf_counter() - started)
     results = []
     for s in SUBSAMPLINGS:

@@ -40,9 +40,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from trajshard import __version__ as trajshard_version
 from trajshard.config import JobConfig
+from trajshard.io import iter_tar_samples, read_json
 from trajshard.loader import make_loader, open_dataset
 from trajshard.pipelines.ingest import run_ingest
-from trajshard.io import iter_tar_samples, read_json
 from trajshard.sources.synthetic import write_synthetic_dataset
 
 BENCH = Path(__file__).resolve().parent

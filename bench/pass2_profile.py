@@ -26,12 +26,15 @@ import ingest as bench  # noqa: E402  (bench/ingest.py: the same sources as the 
 import ray  # noqa: E402
 
 from trajshard.config import JobConfig  # noqa: E402
+from trajshard.io import read_json  # noqa: E402
 from trajshard.pipelines.frames import frame_to_rgb, tick_images  # noqa: E402
 from trajshard.pipelines.ingest import run_ingest  # noqa: E402
-from trajshard.pipelines.passes import load_aligned, pass1_batch, pass2_group, source_for  # noqa: E402
 from trajshard.pipelines.plan import Group  # noqa: E402
-from trajshard.io import read_json  # noqa: E402
-from trajshard.sources import camera_frames  # noqa: E402
+from trajshard.pipelines.tasks import TaskContext, pass1_batch, pass2_group  # noqa: E402
+from trajshard.sources import (
+    SourceSpec,  # noqa: E402
+    camera_frames,  # noqa: E402
+)
 
 SOURCES = {
     "g1": lambda w: bench.prepare_lerobot(bench.G1, w),
@@ -51,12 +54,14 @@ def best(fn, repeat: int) -> tuple[float, float]:
     return min(times)
 
 
-def stages(source, ids: list[str], cfg: JobConfig):
+def stages(reader, ids: list[str]):
     """The (episode, camera) work items of pass 2: (camera, tick frame indices)."""
     items = []
+    source = reader.source
     for eid in ids:
-        ep, parts = load_aligned(source, eid, cfg)
-        for al in parts:
+        work = reader.read(eid)
+        ep = work.episode
+        for al in work.parts:
             for cam in al.frames:
                 items.append((source, ep.cameras[cam], al.frames[cam]))
     return items
@@ -80,12 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     report = run_ingest(str(src), str(work / "out0"), cfg, progress=False)
     ray.shutdown()
     tok = read_json(work / "out0" / "meta" / "tokenizer.json")
-    source = source_for(str(src), "raw", cfg)
+    spec = SourceSpec(str(src), "raw", cfg.align.fps)
     ids = sorted(p.name for p in Path(src).iterdir() if p.is_dir())
-    items = stages(source, ids, cfg)
+    reader = TaskContext(spec, cfg, "").reader()
+    source = reader.source
+    items = stages(reader, ids)
     handed = work / "handoff"  # pass 1's aligned episodes, as an ingest hands them to pass 2
     handed.mkdir()
-    pass1_batch(str(src), "raw", ids, cfg, str(handed))
+    pass1_batch(TaskContext(spec, cfg, "", str(handed)), ids)
     frames = sum(len(c.pts) for _, c, _ in items)
 
     def full():
@@ -103,20 +110,20 @@ def main(argv: list[str] | None = None) -> int:
             want = set(int(x) for x in c.pts[need])
             for f in camera_frames(s, c, int(c.pts[need[0]]), c.pts[need]):
                 if f.pts in want:
-                    frame_to_rgb(f, cfg.image_size, cfg.resize_mode)
+                    frame_to_rgb(f, cfg.image.size, cfg.image.resize_mode)
 
     def images():
         for s, c, need in items:
             frames_ = camera_frames(s, c, int(c.pts[need[0]]), c.pts[need])
-            for _ in tick_images(frames_, c.pts, need, cfg.image_size, cfg.resize_mode, cfg.jpeg_quality):
+            for _ in tick_images(frames_, c.pts, need, cfg.image):
                 pass
 
     n = [0]
 
     def pass2():
         n[0] += 1
-        group = Group(0, cfg.split, tuple(ids))
-        pass2_group(str(src), "raw", group, cfg, tok, str(work / f"p2-{n[0]}"), None, str(handed))
+        group = Group(0, cfg.output.split, tuple(ids))
+        pass2_group(TaskContext(spec, cfg, str(work / f"p2-{n[0]}"), str(handed), tok), group)
 
     rows = [
         ("decode all frames", best(full, args.repeat)),

@@ -20,19 +20,21 @@ from pathlib import Path
 import ray
 
 from trajshard.config import JobConfig
-from trajshard.pipelines.passes import _camera_images, load_aligned, source_for
-from trajshard.pipelines.samples import episode_samples
+from trajshard.pipelines.episode import SampleTools, run_stages, sample_stages, source_frames
+from trajshard.pipelines.tasks import TaskContext
+from trajshard.sources import SourceSpec
 from trajshard.tokenizers import from_json
 
 
 def episode_rows(row: dict, source_path: str, cfg: JobConfig, tokenizer_json: dict) -> Iterator[dict]:
-    """The samples of one episode, as rows of bytes (what a pass-2 task writes for it)."""
-    source = source_for(source_path, "raw", cfg)
-    tokenizer = from_json(tokenizer_json)
-    ep, parts = load_aligned(source, row["episode"], cfg)
-    for al in parts:
-        images = {c: _camera_images(source, ep, al, c, cfg) for c in al.frames}
-        yield from episode_samples(al, images, tokenizer, cfg.horizon, ep.embodiment, None)
+    """The samples of one episode, as rows of bytes (what a pass-2 task writes for it): the same
+    episode stages, run by Ray Data instead of trajshard's tasks."""
+    ctx = TaskContext(SourceSpec(source_path, "raw", cfg.align.fps), cfg, "")
+    reader = ctx.reader()
+    tools = SampleTools(from_json(tokenizer_json), None, source_frames(reader.source))
+    work = run_stages(sample_stages(cfg, tools), reader.read(row["episode"]))
+    for piece in work.pieces:
+        yield from piece.samples
 
 
 def write_with_ray_data(

@@ -248,7 +248,10 @@ def measure(source: Path, workers: int, out: Path, scratch: Path, warm: Path, im
         with RssSampler() as mem, StoreSampler() as store:
             started, since = time.perf_counter(), time.time()
             report = run_ingest(
-                str(source), str(out), JobConfig.from_flags(workers=workers, image_size=image_size), progress=False
+                str(source),
+                str(out),
+                JobConfig.from_flags(workers=workers, image_size=image_size),
+                progress=False,
             )
             wall = time.perf_counter() - started
         after, machine_after = cpu_seconds_by_role(), machine_busy_seconds()

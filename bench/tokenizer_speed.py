@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from trajshard.tokenizers.chunks import action_chunks
 from trajshard.pipelines.stats import StreamStats
 from trajshard.tokenizers import fit
+from trajshard.tokenizers.chunks import action_chunks
 
 G1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "g1_lerobot_v21" / "data"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import ray
 
 from trajshard.config import JobConfig
-from trajshard.pipelines.ingest import run_ingest
 from trajshard.io import file_digest
+from trajshard.pipelines.ingest import run_ingest
 from trajshard.reports.validation import validate_output
 from trajshard.sources.synthetic import write_synthetic_dataset
 
@@ -37,7 +37,12 @@ def main() -> None:
         write_synthetic_dataset(raw, n_episodes=8, seconds=seconds, seed=0)
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
         t = time.perf_counter()
-        run_ingest(str(raw), str(out), JobConfig.from_flags(image_size=512, workers=2, task_steps=400), progress=False)
+        run_ingest(
+            str(raw),
+            str(out),
+            JobConfig.from_flags(image_size=512, workers=2, task_steps=400),
+            progress=False,
+        )
         print(f"ingest: {time.perf_counter() - t:.1f} s")
         ray.shutdown()
     shards = sorted((out / "shards").glob("*.tar"))

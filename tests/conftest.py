@@ -46,7 +46,7 @@ def ingested(synthetic_raw, ray_session, tmp_path_factory) -> Path:
     from trajshard.pipelines.ingest import run_ingest
 
     out = tmp_path_factory.mktemp("ingested") / "out"
-    run_ingest(str(synthetic_raw), str(out), JobConfig(workers=2), progress=False)
+    run_ingest(str(synthetic_raw), str(out), JobConfig.from_flags(workers=2), progress=False)
     return out
 
 
@@ -65,6 +65,6 @@ def two_split(synthetic_raw, ray_session, tmp_path_factory) -> Path:
     from trajshard.pipelines.ingest import run_ingest
 
     out = tmp_path_factory.mktemp("two_split") / "out"
-    cfg = JobConfig(workers=2, val_fraction=0.3, shard_size="250KB", vocab="openvla:32000", seed=0)
+    cfg = JobConfig.from_flags(workers=2, val_fraction=0.3, shard_size="250KB", vocab="openvla:32000", seed=0)
     run_ingest(str(synthetic_raw), str(out), cfg, progress=False)
     return out

@@ -41,7 +41,7 @@ def test_fixed_clock_with_offset_and_dropped_frames(tmp_path, ray_session):
     gt.write_episode(raw, "drops", np.delete(cfr, dropped), OFFSET, SECONDS, seed=2)
 
     out = tmp_path / "out"
-    cfg = JobConfig(workers=2, fps=10, video_tolerance=0.01, on_missing_frame="drop")
+    cfg = JobConfig.from_flags(workers=2, fps=10, video_tolerance=0.01, on_missing_frame="drop")
     run_ingest(str(raw), str(out), cfg, progress=False)
     by_ep = samples_by_episode(out)
 
@@ -68,7 +68,7 @@ def test_variable_frame_rate_follows_the_camera(tmp_path, ray_session):
     vfr = vfr[vfr < SECONDS - OFFSET - 0.01] - vfr[0]
     gt.write_episode(raw, "vfr", vfr, OFFSET, SECONDS, seed=4)
     out = tmp_path / "out"
-    run_ingest(str(raw), str(out), JobConfig(workers=2, clock="camera:cam"), progress=False)
+    run_ingest(str(raw), str(out), JobConfig.from_flags(workers=2, clock="camera:cam"), progress=False)
     samples = samples_by_episode(out)["vfr"]
     assert len(samples) == len(vfr)  # one tick per frame
     times = np.array([s["meta.json"]["time"] for s in samples])

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.test_align import make_episode
 from trajshard.pipelines import resample
-from trajshard.pipelines.align import AlignConfig, SignalKinds, align
+from trajshard.pipelines.align import AlignConfig, align
 from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream
 
 
@@ -63,9 +63,7 @@ def episode_with(values: np.ndarray, ts: np.ndarray, kinds_stream="proprio") -> 
 def test_angles_interpolate_across_the_wrap():
     ts = np.array([0.0, 1.0])
     vals = np.array([[np.pi - 0.1], [-np.pi + 0.1]])  # 0.2 rad apart across +-pi
-    al = one(
-        align(episode_with(vals, ts), AlignConfig(fps=2, kinds=(("proprio", SignalKinds(angles=(0,))),)))
-    )
+    al = one(align(episode_with(vals, ts), AlignConfig(fps=2, signals={"proprio": {"angles": [0]}})))
     assert abs(abs(al.state[1, 0]) - np.pi) < 1e-3  # the midpoint is at +-pi, not at 0
 
 
@@ -73,8 +71,8 @@ def test_quaternions_slerp_and_discrete_hold():
     ts = np.array([0.0, 1.0])
     half = np.sqrt(0.5)
     vals = np.array([[0, 0, 0, 1, 0.0], [0, 0, half, half, 1.0]])  # 0 -> 90 degrees about z; a flag
-    kinds = (("proprio", SignalKinds(quaternions=((0, 1, 2, 3),), discrete=(4,))),)
-    al = one(align(episode_with(vals, ts), AlignConfig(fps=4, kinds=kinds)))
+    signals = {"proprio": {"quaternions": [[0, 1, 2, 3]], "discrete": [4]}}
+    al = one(align(episode_with(vals, ts), AlignConfig(fps=4, signals=signals)))
     mid = al.state[2, :4].astype(np.float64)  # t = 0.5: 45 degrees about z
     np.testing.assert_allclose(mid, [0, 0, np.sin(np.pi / 8), np.cos(np.pi / 8)], atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(al.state[:, :4], axis=1), 1.0, atol=1e-6)
@@ -83,9 +81,9 @@ def test_quaternions_slerp_and_discrete_hold():
 
 def test_declared_dims_out_of_range_are_an_error():
     ts = np.array([0.0, 1.0])
-    kinds = (("proprio", SignalKinds(angles=(7,))),)
+    signals = {"proprio": {"angles": [7]}}
     with pytest.raises(EpisodeError, match="do not fit"):
-        align(episode_with(np.zeros((2, 2)), ts), AlignConfig(fps=4, kinds=kinds))
+        align(episode_with(np.zeros((2, 2)), ts), AlignConfig(fps=4, signals=signals))
 
 
 def test_hold_action_is_the_command_in_force():

@@ -117,11 +117,14 @@ def test_quarantine_limit_aborts_with_a_summary(raw_copy, ray_session, tmp_path)
 
     with pytest.raises(IngestError, match=r"3 of 8 episodes \(37.5%\).*max_quarantine_fraction 0.25") as err:
         run_ingest(
-            str(raw_copy), str(tmp_path / "out"), JobConfig(max_quarantine_fraction=0.25), progress=False
+            str(raw_copy),
+            str(tmp_path / "out"),
+            JobConfig.from_flags(max_quarantine_fraction=0.25),
+            progress=False,
         )
     assert "action.parquet" in str(err.value)
     assert not (tmp_path / "out" / "meta" / "info.json").exists()
     report = run_ingest(
-        str(raw_copy), str(tmp_path / "ok"), JobConfig(max_quarantine_fraction=0.5), progress=False
+        str(raw_copy), str(tmp_path / "ok"), JobConfig.from_flags(max_quarantine_fraction=0.5), progress=False
     )
     assert report.episodes_quarantined == 3

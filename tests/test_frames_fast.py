@@ -15,6 +15,7 @@ from PIL import Image
 from tests.conftest import shared_data
 from trajshard.pipelines import frames as frames_module
 from trajshard.pipelines.frames import (
+    ImageConfig,
     encode_jpeg,
     frame_to_jpeg,
     frame_to_rgb,
@@ -46,10 +47,13 @@ def test_tick_images_from_sparse_decode_equal_full_decode(mode, subsampling):
     video = g1_video()
     probe = probe_video(video)
     needed = np.repeat(np.arange(0, len(probe.pts), 3), 2)[:50]  # ticks may share a frame
-    full = list(tick_images(decode_frames(video), probe.pts, needed, 96, mode, 90, subsampling))
+    full = list(tick_images(decode_frames(video), probe.pts, needed, ImageConfig(96, mode, 90, subsampling)))
     sparse = list(
         tick_images(
-            decode_frames(video, None, probe.pts[needed]), probe.pts, needed, 96, mode, 90, subsampling
+            decode_frames(video, None, probe.pts[needed]),
+            probe.pts,
+            needed,
+            ImageConfig(96, mode, 90, subsampling),
         )
     )
     assert len(full) == len(needed)
@@ -70,7 +74,7 @@ def test_tick_images_encode_in_bounded_runs(monkeypatch):
             yield frame
 
     def images():
-        return tick_images(counted(decode_frames(video)), probe.pts, needed, 96, "stretch", 90)
+        return tick_images(counted(decode_frames(video)), probe.pts, needed, ImageConfig(96, "stretch", 90))
 
     run = frames_module.ENCODE_BATCH_FRAMES
     assert run < 45
@@ -88,7 +92,9 @@ def test_tick_images_encode_in_bounded_runs(monkeypatch):
     assert batched == [first_alone, *one_by_one]
     assert len(batched) == 90
     wanted = {int(p) for p in probe.pts[needed[::2]]}  # the 45 frames, each once
-    by_frame = [frame_to_jpeg(f, 96, "stretch", 90) for f in decode_frames(video) if f.pts in wanted]
+    by_frame = [
+        frame_to_jpeg(f, ImageConfig(96, "stretch", 90)) for f in decode_frames(video) if f.pts in wanted
+    ]
     assert batched[::2] == batched[1::2] == by_frame  # tick pairs share a frame
 
     monkeypatch.setattr(frames_module, "ENCODE_BATCH_FRAMES", run)
@@ -128,7 +134,7 @@ def test_yuv_route_is_as_close_to_the_picture_as_the_rgb_route(shape, subsamplin
     frame = synthetic_frame(*shape)
     assert yuv_route(frame, subsampling, 48, "stretch")
     truth = np.asarray(Image.fromarray(gradient(*shape)).resize((48, 48), Image.BOX)).astype(np.int16)
-    image = frame_to_jpeg(frame, 48, "stretch", 95, subsampling)
+    image = frame_to_jpeg(frame, ImageConfig(48, "stretch", 95, subsampling))
     assert luma_sampling(image) == SAMPLING[subsampling]
     yuv = decoded(image)
     rgb = decoded(encode_jpeg(frame_to_rgb(frame, 48, "stretch"), 95, subsampling))
@@ -140,7 +146,7 @@ def test_yuv_route_is_as_close_to_the_picture_as_the_rgb_route(shape, subsamplin
 @pytest.mark.parametrize("shape", [(160, 120), (120, 160), (64, 64)])
 def test_yuv_route_keeps_the_resize_mode(mode, shape, subsampling):
     frame = synthetic_frame(*shape)
-    image = frame_to_jpeg(frame, 48, mode, 95, subsampling)
+    image = frame_to_jpeg(frame, ImageConfig(48, mode, 95, subsampling))
     assert luma_sampling(image) == SAMPLING[subsampling]
     yuv = decoded(image)
     rgb = decoded(encode_jpeg(frame_to_rgb(frame, 48, mode), 95, subsampling))
@@ -172,7 +178,7 @@ def test_subsampled_output_encodes_the_scaled_yuv_planes(shape, mode, subsamplin
     frame = synthetic_frame(*shape)
     y, u, v = frame_to_yuv(frame, 48, mode, subsampling=subsampling)
     assert y.shape == (48, 48) and u.shape == v.shape == CHROMA_SHAPE[subsampling]
-    image = frame_to_jpeg(frame, 48, mode, 95, subsampling)
+    image = frame_to_jpeg(frame, ImageConfig(48, mode, 95, subsampling))
     assert image == simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=95, fastdct=False)
     assert image != encode_jpeg(frame_to_rgb(frame, 48, mode), 95, subsampling)
 
@@ -197,9 +203,13 @@ def test_yuv_route_only_where_jpeg_ycbcr_is_the_frames_own():
 
 def test_jpeg_bytes_are_deterministic():
     frame = synthetic_frame(160, 120)
-    assert frame_to_jpeg(frame, 64, "stretch", 95) == frame_to_jpeg(frame, 64, "stretch", 95)
+    assert frame_to_jpeg(frame, ImageConfig(64, "stretch", 95)) == frame_to_jpeg(
+        frame, ImageConfig(64, "stretch", 95)
+    )
     bt709 = synthetic_frame(160, 120, colorspace=1)
-    assert frame_to_jpeg(bt709, 64, "pad", 80, "4:2:0") == frame_to_jpeg(bt709, 64, "pad", 80, "4:2:0")
+    assert frame_to_jpeg(bt709, ImageConfig(64, "pad", 80, "4:2:0")) == frame_to_jpeg(
+        bt709, ImageConfig(64, "pad", 80, "4:2:0")
+    )
 
 
 @pytest.mark.parametrize(

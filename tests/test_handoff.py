@@ -18,13 +18,24 @@ from trajshard.config import JobConfig
 from trajshard.pipelines import handoff
 from trajshard.pipelines.align import AlignConfig
 from trajshard.pipelines.align import align as align_parts
-from trajshard.pipelines.ingest import run_ingest
-from trajshard.pipelines.passes import Quarantined, load_aligned, pass1_batch, pass2_group
+from trajshard.pipelines.episode import EpisodeReader, prepare_stages
+from trajshard.pipelines.job import SerialExecutor, run_job
 from trajshard.pipelines.plan import Group
+from trajshard.pipelines.tasks import TaskContext, pass1_batch, pass2_group
 from trajshard.schemas.episode import Camera, Episode, Segment
-from trajshard.sources import open_source
+from trajshard.schemas.problems import Problem
+from trajshard.sources import SourceSpec, open_source
 from trajshard.storage import Store
 from trajshard.tokenizers import fit
+
+
+def load_aligned(source, eid: str, cfg: JobConfig):
+    work = EpisodeReader(source, prepare_stages(cfg)).read(eid)
+    return work.episode, work.parts
+
+
+def raw_context(root, cfg: JobConfig, out: str = "", handed: str | None = None, tok: dict | None = None):
+    return TaskContext(SourceSpec(str(root), "raw", cfg.align.fps), cfg, out, handed, tok)
 
 
 def assert_same_arrays(a: np.ndarray, b: np.ndarray) -> None:
@@ -124,7 +135,7 @@ def test_mcap_round_trip_with_stored_images_and_a_video(tmp_path):
     (tmp_path / "bags").mkdir()
     write_bag(tmp_path / "bags" / "ep_a.mcap", video=True)
     source = open_source(str(tmp_path / "bags"), "mcap", 5.0)
-    cfg = JobConfig(fps=5, cameras=("camera_front", "side"))
+    cfg = JobConfig.from_flags(fps=5, cameras=("camera_front", "side"))
     ep, parts = load_aligned(source, "ep_a", cfg)
     codecs = {c.codec for c in ep.cameras.values()}
     assert "mcap-image" in codecs and len(codecs) == 2  # stored images, and a video file
@@ -135,7 +146,7 @@ def test_mcap_round_trip_with_stored_images_and_a_video(tmp_path):
 @pytest.fixture
 def tokenizer_json(synthetic_raw):
     cfg = JobConfig()
-    facts = [f[0] for f in pass1_batch(str(synthetic_raw), "raw", ["ep_000", "ep_001"], cfg)]
+    facts = [f[0] for f in pass1_batch(raw_context(synthetic_raw, cfg), ["ep_000", "ep_001"])]
     stats = facts[0].stats["action"].merge(facts[1].stats["action"])
     return fit("uniform", stats.to_json(facts[0].action_names), 256, sketch=stats).to_json()
 
@@ -143,16 +154,16 @@ def tokenizer_json(synthetic_raw):
 def test_pass2_reads_the_handoff_not_the_source(raw_copy, tmp_path, tokenizer_json):
     """A damaged handoff file makes pass 2 load the episode again, the same bytes; with an episode's
     tables gone after pass 1, pass 2 still writes it, from the handoff, the same bytes as before."""
-    cfg = JobConfig(image_size=64)
+    cfg = JobConfig.from_flags(image_size=64)
     handed = tmp_path / "handoff"
     handed.mkdir()
-    pass1_batch(str(raw_copy), "raw", ["ep_000", "ep_001"], cfg, str(handed))
+    pass1_batch(raw_context(raw_copy, cfg, handed=str(handed)), ["ep_000", "ep_001"])
     assert sorted(p.name for p in handed.iterdir()) == ["ep_000.safetensors", "ep_001.safetensors"]
 
     def run(episodes: tuple[str, ...], out: str, with_handoff: bool):
         group = Group(0, "train", episodes)
         where = str(handed) if with_handoff else None
-        return pass2_group(str(raw_copy), "raw", group, cfg, tokenizer_json, str(tmp_path / out), None, where)
+        return pass2_group(raw_context(raw_copy, cfg, str(tmp_path / out), where, tokenizer_json), group)
 
     def parts(result) -> list[tuple[str, str]]:
         assert not result.quarantined
@@ -166,70 +177,62 @@ def test_pass2_reads_the_handoff_not_the_source(raw_copy, tmp_path, tokenizer_js
         (raw_copy / "ep_000" / name).unlink()  # its videos stay: pass 2 decodes them
     assert parts(run(("ep_000",), "handed", True)) == parts(first)
     gone = run(("ep_000",), "gone", False)
-    assert [q.episode for q in gone.quarantined] == ["ep_000"]  # the source alone no longer can
+    assert [q.where for q in gone.quarantined] == ["ep_000"]  # the source alone no longer can
 
 
 def test_pass1_goes_on_when_it_cannot_hand_over(synthetic_raw, tmp_path):
     (tmp_path / "a-file").write_bytes(b"")
     cfg = JobConfig()
-    results = pass1_batch(str(synthetic_raw), "raw", ["ep_000", "ep_001"], cfg, str(tmp_path / "a-file"))
-    assert not any(isinstance(r, Quarantined) for r in results)
-    plain = pass1_batch(str(synthetic_raw), "raw", ["ep_000", "ep_001"], cfg)
+    results = pass1_batch(
+        raw_context(synthetic_raw, cfg, handed=str(tmp_path / "a-file")), ["ep_000", "ep_001"]
+    )
+    assert not any(isinstance(r, Problem) for r in results)
+    plain = pass1_batch(raw_context(synthetic_raw, cfg), ["ep_000", "ep_001"])
     assert [[(f.episode, f.steps) for f in r] for r in results] == [
         [(f.episode, f.steps) for f in r] for r in plain
     ]
 
 
-class Spy:
-    """Stands for a Ray remote function in the driver: records each call's arguments, and what
-    ``look`` sees at that moment, then submits the real task."""
+class Spy(SerialExecutor):
+    """The serial executor, recording each pass-2 task's unit and what its handoff directory holds
+    when the task starts."""
 
-    def __init__(self, task, look) -> None:
-        self.task, self.look, self.calls = task, look, []
+    def __init__(self) -> None:
+        self.calls: list[tuple[Group, str | None, list[str] | None]] = []
 
-    def options(self, **opts):
-        real = self.task.options(**opts)
+    def map(self, fn, context, units, on_result, ahead=False) -> None:
+        def look(ctx, unit):
+            if fn is pass2_group:
+                listing = None if ctx.handoff is None else sorted(os.listdir(ctx.handoff))
+                self.calls.append((unit, ctx.handoff, listing))
+            return fn(ctx, unit)
 
-        class Submit:
-            def remote(_, *args):
-                self.calls.append((args, self.look(args)))
-                return real.remote(*args)
-
-        return Submit()
+        super().map(look, context, units, on_result, ahead)
 
 
-def test_ingest_hands_over_to_pass2_tasks_and_writes_the_same_bytes_as_without(
-    tmp_path, ray_session, monkeypatch
-):
+def test_ingest_hands_over_to_pass2_tasks_and_writes_the_same_bytes_as_without(tmp_path, monkeypatch):
     """Episodes cut into spans (keyframes every second, 8-step tasks), so each is read by several
     pass-2 tasks; every one of them gets the directory where pass 1 left one file per episode."""
-    from trajshard.pipelines import ingest
     from trajshard.sources.synthetic import write_synthetic_dataset
 
     src = tmp_path / "raw"
     ids = write_synthetic_dataset(src, n_episodes=3, seconds=4.0, seed=3, keyframe_seconds=1.0)
-    cfg = JobConfig(workers=2, task_steps=8, image_size=64)
-
-    def listing(args):
-        handed = args[-1]
-        return None if handed is None else sorted(os.listdir(handed))
-
-    spy = Spy(ingest._pass2_task, listing)
-    monkeypatch.setattr(ingest, "_pass2_task", spy)
-    run_ingest(str(src), str(tmp_path / "with"), cfg, progress=False)
+    cfg = JobConfig.from_flags(task_steps=8, image_size=64)
+    spy = Spy()
+    run_job(str(src), str(tmp_path / "with"), cfg, spy, progress=False)
     assert len(spy.calls) >= 2 * len(ids)  # spans
-    assert {args[2].span is not None for args, _ in spy.calls} == {True}
-    assert {str(Path(args[-1]).parent) for args, _ in spy.calls} == {str(tmp_path / "with" / handoff.HANDOFF)}
-    assert {tuple(seen) for _, seen in spy.calls} == {tuple(f"{e}.safetensors" for e in ids)}
+    assert {group.span is not None for group, _, _ in spy.calls} == {True}
+    assert {str(Path(handed).parent) for _, handed, _ in spy.calls} == {
+        str(tmp_path / "with" / handoff.HANDOFF)
+    }
+    assert {tuple(seen) for _, _, seen in spy.calls} == {tuple(f"{e}.safetensors" for e in ids)}
     assert not (tmp_path / "with" / handoff.HANDOFF).exists()
 
     monkeypatch.setenv(handoff.HANDOFF_ENV, "0")
     spy.calls.clear()
-    run_ingest(str(src), str(tmp_path / "without"), cfg, progress=False)
-    assert {args[-1] for args, _ in spy.calls} == {None}
-    with_, without = tree_digest(tmp_path / "with"), tree_digest(tmp_path / "without")
-    info = "meta/info.json"  # holds the job's wall time
-    assert {k: v for k, v in with_.items() if k != info} == {k: v for k, v in without.items() if k != info}
+    run_job(str(src), str(tmp_path / "without"), cfg, spy, progress=False)
+    assert {handed for _, handed, _ in spy.calls} == {None}
+    assert tree_digest(tmp_path / "with") == tree_digest(tmp_path / "without")
 
 
 def test_each_run_gets_a_new_directory_and_leftovers_go_even_when_off(tmp_path, monkeypatch):

@@ -56,7 +56,7 @@ def test_robomimic_lift_demos():
 def test_robomimic_values_reach_the_shards_bit_exact(tmp_path, ray_session):
     path = shared_data("robosuite_hdf5") / "lift.hdf5"
     out = tmp_path / "lift"
-    run_ingest(str(path), str(out), JobConfig(workers=2, fps=20), progress=False)
+    run_ingest(str(path), str(out), JobConfig.from_flags(workers=2, fps=20), progress=False)
     assert validate_output(out).ok
     with h5py.File(path) as h:
         actions = np.asarray(h["data/demo_2/actions"], np.float32)
@@ -78,7 +78,9 @@ def test_aloha_files_raw_and_compressed_images(tmp_path, ray_session):
     src = open_source(root, "auto", 50.0)
     assert src.format == "hdf5" and src.plan()[0] == ["episode_0", "episode_1"]
     out = tmp_path / "out"
-    run_ingest(str(root), str(out), JobConfig(workers=2, fps=50, image_size=gt.SIZE), progress=False)
+    run_ingest(
+        str(root), str(out), JobConfig.from_flags(workers=2, fps=50, image_size=gt.SIZE), progress=False
+    )
     assert validate_output(out).ok
     manifest = json.loads((out / "meta" / "manifest.json").read_text())
     n = 0

@@ -62,7 +62,7 @@ def test_ingest_quarantines_each_with_its_reason(corpus, tmp_path, ray_session):
     before = set(corpus.parent.rglob("*"))
     out = tmp_path / "out"
     report = run_ingest(
-        str(corpus), str(out), JobConfig(workers=2, task_steps=60, image_size=64), progress=False
+        str(corpus), str(out), JobConfig.from_flags(workers=2, task_steps=60, image_size=64), progress=False
     )
     lines = [json.loads(x) for x in (out / "meta" / "quarantine.jsonl").read_text().splitlines()]
     reasons = {q["episode"]: f"{q['file']}: {q['reason']}" for q in lines}

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from trajshard.cli import main
+from trajshard.io import file_digest, iter_tar_samples, read_json
 from trajshard.loading.index import write_indexes
 from trajshard.loading.source import LoaderError
-from trajshard.pipelines.shards import file_digest, iter_tar_samples, read_json
 
 
 @pytest.fixture

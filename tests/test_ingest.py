@@ -84,7 +84,7 @@ def test_byte_identical_across_runs_and_worker_counts(synthetic_raw, tmp_path, r
     """Small tasks (several groups, run concurrently by 2 workers) and a small shard cap."""
     digests = []
     for name, workers in (("two_a", 2), ("two_b", 2), ("one", 1)):
-        cfg = JobConfig(workers=workers, task_steps=60, shard_size="300KB", image_size=96)
+        cfg = JobConfig.from_flags(workers=workers, task_steps=60, shard_size="300KB", image_size=96)
         run_ingest(str(synthetic_raw), str(tmp_path / name), cfg, progress=False)
         digests.append(tree_digest(tmp_path / name))
     assert len([k for k in digests[0] if k.startswith("shards/")]) >= 4
@@ -94,7 +94,10 @@ def test_byte_identical_across_runs_and_worker_counts(synthetic_raw, tmp_path, r
 def test_shard_size_cap_splits_shards(synthetic_raw, tmp_path, ray_session):
     out = tmp_path / "small"
     run_ingest(
-        str(synthetic_raw), str(out), JobConfig(workers=2, shard_size="400KB", image_size=96), progress=False
+        str(synthetic_raw),
+        str(out),
+        JobConfig.from_flags(workers=2, shard_size="400KB", image_size=96),
+        progress=False,
     )
     manifest = json.loads((out / "meta" / "manifest.json").read_text())
     assert len(manifest["shards"]) > 2
@@ -107,7 +110,12 @@ def test_shard_size_cap_splits_shards(synthetic_raw, tmp_path, ray_session):
 
 def test_action_chunks_with_horizon(synthetic_raw, tmp_path, ray_session):
     out = tmp_path / "chunks"
-    run_ingest(str(synthetic_raw), str(out), JobConfig(workers=2, horizon=4, image_size=64), progress=False)
+    run_ingest(
+        str(synthetic_raw),
+        str(out),
+        JobConfig.from_flags(workers=2, horizon=4, image_size=64),
+        progress=False,
+    )
     assert validate_output(out).ok
     samples = [
         s
@@ -124,7 +132,7 @@ def test_action_chunks_with_horizon(synthetic_raw, tmp_path, ray_session):
 
 def test_quantile_tokenizer_vocab_and_gripper_end_to_end(synthetic_raw, tmp_path, ray_session):
     out = tmp_path / "q"
-    cfg = JobConfig(
+    cfg = JobConfig.from_flags(
         workers=2,
         tokenizer="quantile",
         bins=32,
@@ -146,7 +154,7 @@ def test_quantile_tokenizer_vocab_and_gripper_end_to_end(synthetic_raw, tmp_path
 
 def test_fast_tokenizer_end_to_end(synthetic_raw, tmp_path, ray_session):
     out = tmp_path / "fast"
-    cfg = JobConfig(workers=2, tokenizer="fast", horizon=8, bins=300, image_size=48)
+    cfg = JobConfig.from_flags(workers=2, tokenizer="fast", horizon=8, bins=300, image_size=48)
     run_ingest(str(synthetic_raw), str(out), cfg, progress=False)
     report = validate_output(out)
     assert report.ok, report.problems

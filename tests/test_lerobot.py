@@ -12,7 +12,7 @@ from tests import groundtruth as gt
 from tests.conftest import shared_data
 from tests.lerobot_v3 import write_v3
 from trajshard.config import JobConfig
-from trajshard.pipelines.frames import frame_to_jpeg
+from trajshard.pipelines.frames import ImageConfig, frame_to_jpeg
 from trajshard.pipelines.ingest import run_ingest
 from trajshard.reports.validation import validate_output
 from trajshard.reports.validation_source import validate_source
@@ -49,7 +49,7 @@ def test_gr00t_v20_messy_metadata():
 def test_g1_ingest_quarantines_the_94_episodes_without_video(tmp_path, ray_session):
     root = shared_data("g1_lerobot_v21")
     out = tmp_path / "g1"
-    cfg = JobConfig(workers=2, fps=30, image_size=128)  # one tick per source frame
+    cfg = JobConfig.from_flags(workers=2, fps=30, image_size=128)  # one tick per source frame
     report = run_ingest(str(root), str(out), cfg, progress=False)
     assert (report.episodes_written, report.episodes_quarantined) == (6, 94)
     assert validate_output(out).ok
@@ -61,7 +61,7 @@ def test_g1_ingest_quarantines_the_94_episodes_without_video(tmp_path, ray_sessi
     state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False)).astype(np.float32)
     action = np.stack(table.column("action").to_numpy(zero_copy_only=False)).astype(np.float32)
     video = root / "videos" / "chunk-000" / "observation.images.cam_high" / "episode_000029.mp4"
-    frames = [frame_to_jpeg(f, 128, "stretch", 95) for f in decode_frames(str(video))]
+    frames = [frame_to_jpeg(f, ImageConfig(128, "stretch", 95)) for f in decode_frames(str(video))]
     manifest = json.loads((out / "meta" / "manifest.json").read_text())
     urls = [str(out / m["name"]) for m in manifest["shards"]]
     samples = [
@@ -87,7 +87,9 @@ def test_v3_several_episodes_per_file(tmp_path, ray_session):
     assert ep1.instructions[0].text == "place the marker"
     assert validate_source(str(root)).ok
     out = tmp_path / "out"
-    run_ingest(str(root), str(out), JobConfig(workers=2, fps=15, clock="camera:top"), progress=False)
+    run_ingest(
+        str(root), str(out), JobConfig.from_flags(workers=2, fps=15, clock="camera:top"), progress=False
+    )
     assert validate_output(out).ok
     manifest = json.loads((out / "meta" / "manifest.json").read_text())
     for s in wds.WebDataset([str(out / m["name"]) for m in manifest["shards"]], shardshuffle=False).decode(

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from trajshard.io import iter_tar_samples, read_json
 from trajshard.loading.order import buffer_order, range_pieces, role_plan, shard_order, split_range
-from trajshard.pipelines.shards import iter_tar_samples, read_json
 
 torch = pytest.importorskip("torch")
 from trajshard.loader import LoaderError, make_loader, open_dataset  # noqa: E402

@@ -144,7 +144,9 @@ def test_ingest_aligns_images_with_joint_states(tmp_path, ray_session, video):
     raw.mkdir()
     write_bag(raw / "ep_a.mcap", video=video)
     out = tmp_path / "out"
-    cfg = JobConfig(workers=2, fps=5, image_size=gt.SIZE, cameras=("camera_front", "side") if video else ())
+    cfg = JobConfig.from_flags(
+        workers=2, fps=5, image_size=gt.SIZE, cameras=("camera_front", "side") if video else ()
+    )
     run_ingest(str(raw), str(out), cfg, progress=False)
     assert validate_output(out).ok
     manifest = json.loads((out / "meta" / "manifest.json").read_text())

@@ -39,7 +39,7 @@ def s3_raw(s3, synthetic_raw) -> str:
 @pytest.fixture(scope="module")
 def local_out(synthetic_raw, ray_session, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "out"
-    run_ingest(str(synthetic_raw), str(out), JobConfig(workers=2, **CFG), progress=False)
+    run_ingest(str(synthetic_raw), str(out), JobConfig.from_flags(workers=2, **CFG), progress=False)
     return out
 
 
@@ -48,7 +48,7 @@ def download(s3_uri: str, dest: Path) -> Path:
 
 
 def test_s3_to_s3_writes_the_same_bytes_as_a_local_run(s3, s3_raw, local_out, ray_session, tmp_path):
-    report = run_ingest(s3_raw, s3.uri("out1"), JobConfig(workers=2, **CFG), progress=False)
+    report = run_ingest(s3_raw, s3.uri("out1"), JobConfig.from_flags(workers=2, **CFG), progress=False)
     assert report.episodes_written == 8 and "secret" not in report.out
     got = download(s3.uri("out1"), tmp_path / "got")
     assert tree_digest(got) == tree_digest(local_out)
@@ -70,15 +70,15 @@ def test_cli_with_credentials_from_the_environment(s3, s3_raw, local_out, tmp_pa
 
 
 def test_local_source_to_s3_and_refusals(s3, synthetic_raw, local_out, ray_session, tmp_path):
-    run_ingest(str(synthetic_raw), s3.uri("out3"), JobConfig(workers=2, **CFG), progress=False)
+    run_ingest(str(synthetic_raw), s3.uri("out3"), JobConfig.from_flags(workers=2, **CFG), progress=False)
     assert tree_digest(download(s3.uri("out3"), tmp_path / "got")) == tree_digest(local_out)
     from trajshard.pipelines.ingest import IngestError
 
     with pytest.raises(IngestError, match="already holds a dataset") as err:
-        run_ingest(str(synthetic_raw), s3.uri("out3"), JobConfig(workers=2, **CFG), progress=False)
+        run_ingest(str(synthetic_raw), s3.uri("out3"), JobConfig.from_flags(workers=2, **CFG), progress=False)
     assert "secret" not in str(err.value)
     with pytest.raises(ValueError, match="only raw-layout"):
-        run_ingest(s3.uri("raw"), str(tmp_path / "x"), JobConfig(format="lerobot"), progress=False)
+        run_ingest(s3.uri("raw"), str(tmp_path / "x"), JobConfig.from_flags(format="lerobot"), progress=False)
     assert redact(s3.uri("a")).startswith("s3://***@")
 
 
@@ -133,14 +133,16 @@ def test_resume_after_a_commit_cut_short(
 
     monkeypatch.setattr(shards.Store, "move", dies_after_one)
     with pytest.raises(DriverKilled):
-        run_ingest(str(synthetic_raw), out, JobConfig(workers=2, **CFG), progress=False)
+        run_ingest(str(synthetic_raw), out, JobConfig.from_flags(workers=2, **CFG), progress=False)
     monkeypatch.setattr(shards.Store, "move", real)
     store = Store(out)
     assert store.exists(moved[0]) and not store.exists("meta/info.json")
     with pytest.raises(IngestError, match="unfinished job"):
-        run_ingest(str(synthetic_raw), out, JobConfig(workers=2, **CFG), progress=False)
+        run_ingest(str(synthetic_raw), out, JobConfig.from_flags(workers=2, **CFG), progress=False)
     with caplog.at_level(logging.INFO, logger="trajshard.ingest"):
-        run_ingest(str(synthetic_raw), out, JobConfig(workers=2, **CFG), progress=False, resume=True)
+        run_ingest(
+            str(synthetic_raw), out, JobConfig.from_flags(workers=2, **CFG), progress=False, resume=True
+        )
     assert "pass 2: shards: 8 of 8 episodes already done (resumed)" in caplog.text  # every group kept
     got = download(out, tmp_path / "got") if remote else Path(out)
     assert tree_digest(got) == tree_digest(local_out)

@@ -44,7 +44,9 @@ def test_bad_episodes_quarantined_rest_written(raw_copy, tmp_path, ray_session):
     (raw_copy / "ep 008").mkdir()
 
     out = tmp_path / "out"
-    report = run_ingest(str(raw_copy), str(out), JobConfig(workers=2, task_steps=60), progress=False)
+    report = run_ingest(
+        str(raw_copy), str(out), JobConfig.from_flags(workers=2, task_steps=60), progress=False
+    )
     lines = [json.loads(x) for x in (out / "meta" / "quarantine.jsonl").read_text().splitlines()]
     reasons = {q["episode"]: q for q in lines}
     assert set(reasons) == {"ep_000", "ep_002", "ep_003", "ep_007", "ep 008"}

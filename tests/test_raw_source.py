@@ -61,7 +61,7 @@ def test_hostile_names_are_rejected_at_plan(raw_copy):
     (raw_copy / "linked").symlink_to(outside, target_is_directory=True)
     ids, rejected = RawSource(raw_copy).plan()
     assert "linked" not in ids and len(ids) == 8
-    reasons = {name: reason for name, _, reason in rejected}
+    reasons = {p.where: p.message for p in rejected}
     assert set(reasons) == {"bad name", "dot.ted", "linked"}
     assert "outside the source" in reasons["linked"]
 
@@ -116,4 +116,4 @@ def test_ids_that_cannot_be_shard_keys_are_rejected(tmp_path):
             return ["ok_1", "run.v2-demo_0", "bad\n"], []
 
     ids, rejected = checked_plan(Plan())
-    assert ids == ["ok_1"] and {r[0] for r in rejected} == {"run.v2-demo_0", "bad\n"}
+    assert ids == ["ok_1"] and {r.where for r in rejected} == {"run.v2-demo_0", "bad\n"}

@@ -38,7 +38,10 @@ def test_bridge_episodes_streams_cameras_instructions():
 def test_bridge_ingest_one_tick_per_step(tmp_path, ray_session):
     out = tmp_path / "bridge"
     report = run_ingest(
-        str(shared_data("bridge_rlds")), str(out), JobConfig(workers=2, fps=5, image_size=64), progress=False
+        str(shared_data("bridge_rlds")),
+        str(out),
+        JobConfig.from_flags(workers=2, fps=5, image_size=64),
+        progress=False,
     )
     assert (report.episodes_written, report.samples) == (25, 250)
     assert validate_output(out).ok

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_data
-from trajshard.pipelines.frames import tick_images
+from trajshard.pipelines.frames import ImageConfig, tick_images
 from trajshard.sources.video import DECODE_THREADS_ENV, decode_frames, probe_video
 
 
@@ -122,9 +122,9 @@ def test_synthetic_h264_tick_images_equal_full_decode(x264_video, threads, step)
     """The JPEG bytes pass 2 writes are the same with the skipping decode as with a full decode."""
     pts = probe_video(x264_video).pts
     needed = np.repeat(np.arange(1, len(pts), step), 2)  # ticks may share a frame
-    full = list(tick_images(decode_frames(x264_video), pts, needed, 64, "center-crop", 90))
+    full = list(tick_images(decode_frames(x264_video), pts, needed, ImageConfig(64, "center-crop", 90)))
     frames = decode_frames(x264_video, int(pts[needed[0]]), pts[needed])
-    skipping = list(tick_images(frames, pts, needed, 64, "center-crop", 90))
+    skipping = list(tick_images(frames, pts, needed, ImageConfig(64, "center-crop", 90)))
     assert len(full) == len(needed)
     assert skipping == full
 

@@ -21,6 +21,7 @@ from trajshard.pipelines.plan import (
     MAX_CUTS,
     MAX_REDECODE,
     MAX_SPANS,
+    OutputConfig,
     cut_ticks,
     episode_spans,
     plan_groups,
@@ -96,7 +97,7 @@ def test_episode_spans_are_even_at_cuts_and_never_tiny():
 
 def test_plan_groups_spans_of_one_episode_are_consecutive_groups_covering_it():
     eps = [("a", 20), ("b", 210), ("c", 20), ("d", 20)]
-    groups = plan_groups(eps, JobConfig(), 32, {"b": (125,), "c": (10,)})
+    groups = plan_groups(eps, OutputConfig(), 32, {"b": (125,), "c": (10,)})
     assert [g.index for g in groups] == list(range(len(groups)))
     assert [(g.episodes, g.span) for g in groups] == [
         (("a",), None),
@@ -104,9 +105,9 @@ def test_plan_groups_spans_of_one_episode_are_consecutive_groups_covering_it():
         (("b",), (125, 210)),
         (("c", "d"), None),
     ]
-    long_spans = plan_groups(eps, JobConfig(), 32, {"b": (125,)}, span_steps=106)  # b stays whole
+    long_spans = plan_groups(eps, OutputConfig(), 32, {"b": (125,)}, span_steps=106)  # b stays whole
     assert [(g.episodes, g.span) for g in long_spans] == [(("a", "b"), None), (("c", "d"), None)]
-    shuffled = plan_groups(eps, JobConfig(shuffle_window=2), 32, {"b": (125,)})
+    shuffled = plan_groups(eps, OutputConfig(shuffle_window=2), 32, {"b": (125,)})
     assert all(g.span is None for g in shuffled)  # a shuffle window mixes whole episodes
 
 
@@ -145,8 +146,10 @@ def test_real_videos_entry_frames():
 
 
 def test_spans_write_the_samples_whole_episodes_write(keyed_raw, tmp_path, ray_session):
-    whole = run_ingest(str(keyed_raw), str(tmp_path / "whole"), JobConfig(workers=2, task_steps=10**6))
-    spans = run_ingest(str(keyed_raw), str(tmp_path / "spans"), JobConfig(workers=2, task_steps=8))
+    whole = run_ingest(
+        str(keyed_raw), str(tmp_path / "whole"), JobConfig.from_flags(workers=2, task_steps=10**6)
+    )
+    spans = run_ingest(str(keyed_raw), str(tmp_path / "spans"), JobConfig.from_flags(workers=2, task_steps=8))
     assert whole.shards == 1 and spans.shards > 3 * 3  # at least 4 spans an episode
     assert (spans.samples, spans.frames) == (whole.samples, whole.frames)
     assert members(tmp_path / "spans") == members(tmp_path / "whole")
@@ -159,7 +162,7 @@ def test_spans_write_the_samples_whole_episodes_write(keyed_raw, tmp_path, ray_s
         assert row["shards"] == mine and len(mine) >= 4
         names = [s["name"] for s in shards]
         assert names.index(mine[-1]) - names.index(mine[0]) == len(mine) - 1
-    one = run_ingest(str(keyed_raw), str(tmp_path / "one"), JobConfig(workers=1, task_steps=8))
+    one = run_ingest(str(keyed_raw), str(tmp_path / "one"), JobConfig.from_flags(workers=1, task_steps=8))
     assert one.shards == spans.shards
     one_shards = sorted((tmp_path / "one" / "shards").iterdir())
     two_shards = sorted((tmp_path / "spans" / "shards").iterdir())
@@ -181,8 +184,8 @@ def test_a_failed_span_quarantines_its_whole_episode(keyed_raw, tmp_path, ray_se
             data[pos : pos + 4] = b"\x7f\xff\xff\xff"  # a NAL length past the packet's end
     video.write_bytes(bytes(data))
 
-    spans = run_ingest(str(raw), str(tmp_path / "spans"), JobConfig(workers=2, task_steps=8))
-    whole = run_ingest(str(raw), str(tmp_path / "whole"), JobConfig(workers=2, task_steps=10**6))
+    spans = run_ingest(str(raw), str(tmp_path / "spans"), JobConfig.from_flags(workers=2, task_steps=8))
+    whole = run_ingest(str(raw), str(tmp_path / "whole"), JobConfig.from_flags(workers=2, task_steps=10**6))
     for report in (spans, whole):
         assert (report.episodes_written, report.episodes_quarantined) == (2, 1)
     quarantine = (tmp_path / "spans" / "meta" / "quarantine.jsonl").read_text().splitlines()
@@ -210,7 +213,7 @@ def test_resume_with_spans_keeps_the_finished_spans_and_writes_the_same_bytes(
     from trajshard.pipelines.checkpoint import JobState
     from trajshard.pipelines.ingest import IngestError
 
-    cfg = JobConfig(workers=2, task_steps=8)
+    cfg = JobConfig.from_flags(workers=2, task_steps=8)
     clean = tmp_path / "clean"
     run_ingest(str(keyed_raw), str(clean), cfg)
     out = tmp_path / "cut"
@@ -236,18 +239,19 @@ def test_resume_with_spans_keeps_the_finished_spans_and_writes_the_same_bytes(
 
 
 def test_workers_caps_the_pass2_tasks_that_run_when_ray_has_more_cpus(keyed_raw, tmp_path, ray_session):
-    """The session's Ray has 2 CPUs: with --workers 1 no two pass-2 tasks run at the same time (the
-    extra queued task is only for a Ray that cannot run more than the workers anyway)."""
+    """The session's Ray has 2 CPUs: with --workers 1 no two tasks of the job (pass 1's, then pass 2's)
+    run at the same time (the extra queued task is only for a Ray that cannot run more than the workers
+    anyway)."""
     import time
 
     import ray
 
     started = time.time() * 1e6
-    run_ingest(str(keyed_raw), str(tmp_path / "out"), JobConfig(workers=1, task_steps=8))
+    run_ingest(str(keyed_raw), str(tmp_path / "out"), JobConfig.from_flags(workers=1, task_steps=8))
     spans = sorted(
         (float(e["ts"]), float(e["ts"]) + float(e["dur"]))
         for e in ray.timeline()
-        if e.get("name", "").endswith("_pass2_task") and e.get("ph") == "X" and float(e["ts"]) >= started
+        if e.get("name", "").endswith("ingest._task") and e.get("ph") == "X" and float(e["ts"]) >= started
     )
     assert len(spans) >= 8
     assert all(b[0] >= a[1] - 1e3 for a, b in zip(spans, spans[1:], strict=False))  # 1 ms clock slack
@@ -258,7 +262,9 @@ def test_real_videos_give_the_same_members_in_spans(dataset, task_steps, tmp_pat
     """GR00T (H.264 with B-frames, cut at its IDR frame 250) and G1 (AV1, cut anywhere): every member
     of every sample the same whether an episode is written in spans or whole."""
     source = str(shared_data(dataset))
-    spans = run_ingest(source, str(tmp_path / "spans"), JobConfig(workers=2, task_steps=task_steps))
-    whole = run_ingest(source, str(tmp_path / "whole"), JobConfig(workers=2, task_steps=10**6))
+    spans = run_ingest(
+        source, str(tmp_path / "spans"), JobConfig.from_flags(workers=2, task_steps=task_steps)
+    )
+    whole = run_ingest(source, str(tmp_path / "whole"), JobConfig.from_flags(workers=2, task_steps=10**6))
     assert spans.shards >= 2 * whole.episodes_written > whole.shards
     assert members(tmp_path / "spans") == members(tmp_path / "whole")

@@ -10,37 +10,39 @@ import pytest
 from test_ingest import tree_digest
 
 from trajshard.config import JobConfig
+from trajshard.io import iter_tar_samples
 from trajshard.pipelines.ingest import run_ingest
-from trajshard.pipelines.plan import plan_groups, split_of
-from trajshard.pipelines.shards import iter_tar_samples
+from trajshard.pipelines.plan import OutputConfig, plan_groups, split_of
 from trajshard.reports.summary import splits_summary
 from trajshard.reports.validation import validate_output
 
 
 def test_split_is_stable_as_the_dataset_grows_and_near_the_fraction():
-    cfg = JobConfig(val_fraction=0.2, seed=3)
+    cfg = JobConfig.from_flags(val_fraction=0.2, seed=3)
     ids = [f"ep_{i:05d}" for i in range(5000)]
-    splits = {e: split_of(e, cfg) for e in ids}
+    splits = {e: split_of(e, cfg.output) for e in ids}
     assert 0.18 < sum(s == "val" for s in splits.values()) / len(ids) < 0.22
     more = ids + [f"new_{i}" for i in range(500)]
-    assert all(split_of(e, cfg) == splits[e] for e in more[:5000])  # no episode moves
-    assert {split_of(e, JobConfig(val_fraction=0.2, seed=4)) for e in ids[:50]} == {"train", "val"}
-    assert any(split_of(e, JobConfig(val_fraction=0.2, seed=4)) != splits[e] for e in ids)  # the seed matters
+    assert all(split_of(e, cfg.output) == splits[e] for e in more[:5000])  # no episode moves
+    assert {split_of(e, OutputConfig(val_fraction=0.2, seed=4)) for e in ids[:50]} == {"train", "val"}
+    assert any(
+        split_of(e, OutputConfig(val_fraction=0.2, seed=4)) != splits[e] for e in ids
+    )  # the seed matters
 
 
 def test_plan_groups_keep_splits_apart_and_windows_mix_the_id_space():
-    cfg = JobConfig(val_fraction=0.25, shuffle_window=10)
+    cfg = JobConfig.from_flags(val_fraction=0.25, shuffle_window=10)
     episodes = [(f"ep_{i:04d}", 30) for i in range(100)]
-    groups = plan_groups(episodes, cfg, task_steps=10**6)
+    groups = plan_groups(episodes, cfg.output, task_steps=10**6)
     assert [g.index for g in groups] == list(range(len(groups)))
     seen = [e for g in groups for e in g.episodes]
     assert sorted(seen) == [e for e, _ in episodes]  # every episode once
     for g in groups:
-        assert {split_of(e, cfg) for e in g.episodes} == {g.split}
+        assert {split_of(e, cfg.output) for e in g.episodes} == {g.split}
         assert len(g.episodes) <= 10
     first = sorted(groups[0].episodes)
     assert int(first[-1][3:]) - int(first[0][3:]) > 20  # not ten neighbours
-    in_order = plan_groups(episodes, JobConfig(), task_steps=90)
+    in_order = plan_groups(episodes, OutputConfig(), task_steps=90)
     assert [g.episodes for g in in_order][:2] == [
         ("ep_0000", "ep_0001", "ep_0002"),
         ("ep_0003", "ep_0004", "ep_0005"),
@@ -58,7 +60,9 @@ def many_raw(synthetic_raw, tmp_path_factory):
 
 
 def _ingest(src, out, workers, **kw):
-    cfg = JobConfig(workers=workers, val_fraction=0.25, shuffle_window=6, shard_size="300KB", seed=1, **kw)
+    cfg = JobConfig.from_flags(
+        workers=workers, val_fraction=0.25, shuffle_window=6, shard_size="300KB", seed=1, **kw
+    )
     return run_ingest(str(src), str(out), cfg, progress=False)
 
 

@@ -66,7 +66,7 @@ class RayExecutor:
     ) -> None:
         """Tasks ``fn(context, unit)`` with a bounded number in flight; each result to ``on_result(index,
         result)`` as it arrives. A task that still fails after Ray's retries ends the job."""
-        opts: dict = {"num_cpus": self.run.task_cpus}
+        opts: dict = {"num_cpus": self.run.task_cpus, "name": fn.__name__}  # in Ray's state API and dashboard
         if self.run.task_memory:
             opts["memory"] = parse_size(self.run.task_memory)
         if ahead:
