@@ -152,7 +152,7 @@ def run_pass1(executor: Executor, ctx: TaskContext, ids: list[str], show: bool) 
     episodes, so task overhead stays small; results merge in episode order."""
     size = max(1, min(PASS1_BATCH, -(-len(ids) // (4 * executor.workers))))
     batches = [ids[i : i + size] for i in range(0, len(ids), size)]
-    merger = Pass1Merger()
+    merger = Pass1Merger(ids)
     bar = Progress("pass 1: statistics", len(ids), show)
 
     def arrived(i: int, result: list) -> None:

@@ -26,7 +26,8 @@ class Pass1Merger:
     per (action dims, state dims, cameras, action source) shape, never every episode's values. At the
     end the most common shape wins (ties: the one seen first); episodes of other shapes are quarantined."""
 
-    def __init__(self) -> None:
+    def __init__(self, episode_ids: list[str]) -> None:
+        self.ids = set(episode_ids)  # every episode pass 1 reads: part ids must not be among them
         self.next = 0
         self.waiting: dict[int, list] = {}
         self.facts: list[EpisodeFacts] = []
@@ -40,6 +41,9 @@ class Pass1Merger:
                 if isinstance(episode, Problem):
                     self.quarantined.append(episode)
                     continue
+                if any(r.episode != r.source_episode and r.episode in self.ids for r in episode):
+                    self.quarantined.append(_clash(episode[0].source_episode))
+                    continue  # its statistics are never merged
                 for r in episode:  # the parts of one source episode
                     have = self.merged.get(r.shape)
                     self.merged[r.shape] = (
@@ -50,12 +54,7 @@ class Pass1Merger:
 
     def finish(self) -> Pass1Summary:
         """The summary; the merger is not used afterwards."""
-        clash = self._clashing()
-        quarantined = self.quarantined + [
-            Problem(e, "streams", "a gap split it into parts whose ids are taken by other episodes")
-            for e in sorted(clash)
-        ]
-        facts = [f for f in self.facts if f.source_episode not in clash]
+        facts, quarantined = self.facts, list(self.quarantined)
         if not facts:
             return Pass1Summary([], quarantined)
         counts = Counter(f.shape for f in facts)
@@ -63,19 +62,16 @@ class Pass1Merger:
         kept = [f for f in facts if f.shape == best]
         odd = {f.source_episode: f for f in facts if f.shape != best}
         quarantined += [_odd_shape(f, best) for f in odd.values()]
-        stats = self.merged[best]  # a clashing episode of this shape was merged before it was known
+        stats = self.merged[best]
         streams = {
             "action": stats["action"].to_json(kept[0].action_names),
             "state": stats["state"].to_json(kept[0].state_names),
         }
         return Pass1Summary(kept, quarantined, streams, stats["action"])
 
-    def _clashing(self) -> set[str]:
-        """Source episodes a gap split into parts whose ids are other episodes' ids."""
-        sources = {f.source_episode for f in self.facts} | {q.where for q in self.quarantined}
-        return {
-            f.source_episode for f in self.facts if f.episode != f.source_episode and f.episode in sources
-        }
+
+def _clash(episode: str) -> Problem:
+    return Problem(episode, "streams", "a gap split it into parts whose ids are taken by other episodes")
 
 
 def _odd_shape(f: EpisodeFacts, best: tuple) -> Problem:
