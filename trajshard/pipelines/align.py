@@ -207,6 +207,44 @@ def align(ep: Episode, cfg: AlignConfig) -> list[AlignedEpisode]:
     """Resample ``ep`` onto the target clock: one AlignedEpisode, or several parts when gaps split it.
 
     Raises EpisodeError (naming stream and problem) when the episode cannot be aligned."""
+    cams, times, files = _streams(ep, cfg)
+    ticks = _ticks(ep.episode_id, cfg, cams, times)
+    keep, dropped, gap_info, cuts = _gaps(ep.episode_id, cfg, ticks, times, files)
+    frames, dts = _frames(ep.episode_id, cfg, cams, ticks, times, files, keep, dropped)
+    if not keep.any():
+        raise EpisodeError(
+            ep.episode_id, "streams", "no tick is left after dropping ticks without frames or in gaps"
+        )
+    values = {}
+    for name, st in ep.streams.items():
+        hold_all = name == "action" and cfg.action_policy == "hold"
+        values[name], dts[name] = resample_stream(st, ticks, cfg.kinds_of(name), hold_all)
+    part_of = (
+        np.searchsorted(np.sort(np.array(cuts)), ticks, side="right") if cuts else np.zeros(len(ticks), int)
+    )
+    part_ids = sorted(set(part_of[keep].tolist()))
+    parts = []
+    for n, p in enumerate(part_ids):
+        sel = keep & (part_of == p)
+        report = {
+            name: StreamReport(
+                samples=len(times[name]),
+                rate_hz=_rate(times[name]),
+                max_dt_s=float(dts[name][sel].max()),
+                p95_dt_s=float(np.percentile(dts[name][sel], 95)),
+                dropped_ticks=dropped[name] if n == 0 else 0,
+                gaps=gap_info[name][0],
+                max_gap_s=gap_info[name][1],
+            )
+            for name in times
+        }
+        pid = ep.episode_id if len(part_ids) == 1 else f"{ep.episode_id}_part{n:02d}"
+        parts.append(_part(ep, cfg, pid, ticks, sel, values, {c: frames[c][sel] for c in cams}, report))
+    return parts
+
+
+def _streams(ep: Episode, cfg: AlignConfig) -> tuple[list[str], dict[str, np.ndarray], dict[str, str]]:
+    """The cameras to align, every stream's and camera's times, and the file each comes from."""
     eid = ep.episode_id
     if "proprio" not in ep.streams:
         raise EpisodeError(eid, "proprio", "no proprio stream")
@@ -224,7 +262,11 @@ def align(ep: Episode, cfg: AlignConfig) -> list[AlignedEpisode]:
     files.update({c: ep.cameras[c].path.rsplit("/", 1)[-1] for c in cams})
     for name in ep.streams:
         _check_kinds(ep, name, cfg.kinds_of(name))
+    return cams, times, files
 
+
+def _ticks(eid: str, cfg: AlignConfig, cams: list[str], times: dict[str, np.ndarray]) -> np.ndarray:
+    """The target clock's ticks over the span every stream covers."""
     spans = {n: (float(t[0]), float(t[-1])) for n, t in times.items()}
     lengths = {n: e - s for n, (s, e) in spans.items() if e > s}
     if lengths and max(lengths.values()) > SPAN_RATIO * min(lengths.values()) + 1.0:
@@ -235,16 +277,18 @@ def align(ep: Episode, cfg: AlignConfig) -> list[AlignedEpisode]:
             f"stream durations disagree by more than {SPAN_RATIO}x ({desc}): timestamps in the wrong unit?",
         )
     if cfg.clock == "fixed":
-        ticks = target_clock(spans, cfg.fps, eid)
-    else:
-        ref = cfg.clock.split(":", 1)[1]
-        if ref not in cams:
-            raise EpisodeError(eid, "cameras", f"clock follows camera {ref!r}, which is not among {cams}")
-        target_clock(spans, cfg.fps, eid)  # only to report streams that do not overlap
-        lo, hi = max(s for s, _ in spans.values()), min(e for _, e in spans.values())
-        ticks = times[ref][(times[ref] >= lo - SPAN_EPS) & (times[ref] <= hi + SPAN_EPS)]
+        return target_clock(spans, cfg.fps, eid)
+    ref = cfg.clock.split(":", 1)[1]
+    if ref not in cams:
+        raise EpisodeError(eid, "cameras", f"clock follows camera {ref!r}, which is not among {cams}")
+    target_clock(spans, cfg.fps, eid)  # only to report streams that do not overlap
+    lo, hi = max(s for s, _ in spans.values()), min(e for _, e in spans.values())
+    return times[ref][(times[ref] >= lo - SPAN_EPS) & (times[ref] <= hi + SPAN_EPS)]
 
-    # gaps: split points (or quarantine) from every required stream
+
+def _gaps(eid: str, cfg: AlignConfig, ticks: np.ndarray, times: dict[str, np.ndarray], files: dict[str, str]):
+    """(ticks kept, ticks each stream dropped, (gaps, longest gap) per stream, split times): a gap
+    drops the ticks inside it and splits the episode after it, or quarantines it."""
     keep = np.ones(len(ticks), dtype=bool)
     dropped = dict.fromkeys(times, 0)
     gap_info, cuts = {}, []
@@ -264,7 +308,12 @@ def align(ep: Episode, cfg: AlignConfig) -> list[AlignedEpisode]:
             dropped[name] += int((inside & keep).sum())
             keep &= ~inside
             cuts.append(float(t[i + 1]))
+    return keep, dropped, gap_info, cuts
 
+
+def _frames(eid, cfg: AlignConfig, cams, ticks, times, files, keep: np.ndarray, dropped: dict[str, int]):
+    """Each camera's frame of each tick and its distance in time; ticks without a frame within the
+    tolerance are dropped from ``keep`` (counted in ``dropped``) or fail the episode."""
     frames, dts = {}, {}
     for c in cams:
         ft = times[c]
@@ -285,56 +334,29 @@ def align(ep: Episode, cfg: AlignConfig) -> list[AlignedEpisode]:
         dropped[c] += int(bad.sum())
         keep &= ~bad
         frames[c], dts[c] = idx, dt
-    if not keep.any():
-        raise EpisodeError(eid, "streams", "no tick is left after dropping ticks without frames or in gaps")
+    return frames, dts
 
-    values, sdt = {}, {}
-    for name, st in ep.streams.items():
-        hold_all = name == "action" and cfg.action_policy == "hold"
-        values[name], sdt[name] = resample_stream(st, ticks, cfg.kinds_of(name), hold_all)
-    dts.update(sdt)
 
-    part_of = (
-        np.searchsorted(np.sort(np.array(cuts)), ticks, side="right") if cuts else np.zeros(len(ticks), int)
+def _part(ep: Episode, cfg: AlignConfig, pid: str, ticks, sel, values, frames, report) -> AlignedEpisode:
+    """One part: the selected ticks' states, actions (or actions derived from the states), frames."""
+    state = values["proprio"][sel]
+    if "action" in values:
+        action, source = values["action"][sel], f"action ({cfg.action_policy})"
+    else:
+        # the next tick's state on the full clock, so a dropped tick never makes a later state
+        # pose as the next one
+        full = values["proprio"]
+        nxt = np.concatenate([full[1:], full[-1:]], axis=0)[sel]
+        action = nxt if cfg.derive_action == "absolute" else nxt - state
+        source = f"derived from proprio: next aligned state ({cfg.derive_action})"
+    return AlignedEpisode(
+        episode_id=pid,
+        times=ticks[sel],
+        state=state.astype(np.float32),
+        action=action.astype(np.float32),
+        frames=frames,
+        instructions=ep.instruction_at(ticks[sel]),
+        report=report,
+        source_episode=ep.episode_id,
+        action_source=source,
     )
-    part_ids = sorted(set(part_of[keep].tolist()))
-    parts = []
-    for n, p in enumerate(part_ids):
-        sel = keep & (part_of == p)
-        pid = eid if len(part_ids) == 1 else f"{eid}_part{n:02d}"
-        report = {
-            name: StreamReport(
-                samples=len(times[name]),
-                rate_hz=_rate(times[name]),
-                max_dt_s=float(dts[name][sel].max()),
-                p95_dt_s=float(np.percentile(dts[name][sel], 95)),
-                dropped_ticks=dropped[name] if n == 0 else 0,
-                gaps=gap_info[name][0],
-                max_gap_s=gap_info[name][1],
-            )
-            for name in times
-        }
-        state = values["proprio"][sel]
-        if "action" in values:
-            action, source = values["action"][sel], f"action ({cfg.action_policy})"
-        else:
-            # the next tick's state on the full clock, so a dropped tick never makes a later state
-            # pose as the next one
-            full = values["proprio"]
-            nxt = np.concatenate([full[1:], full[-1:]], axis=0)[sel]
-            action = nxt if cfg.derive_action == "absolute" else nxt - state
-            source = f"derived from proprio: next aligned state ({cfg.derive_action})"
-        parts.append(
-            AlignedEpisode(
-                episode_id=pid,
-                times=ticks[sel],
-                state=state.astype(np.float32),
-                action=action.astype(np.float32),
-                frames={c: frames[c][sel] for c in cams},
-                instructions=ep.instruction_at(ticks[sel]),
-                report=report,
-                source_episode=eid,
-                action_source=source,
-            )
-        )
-    return parts

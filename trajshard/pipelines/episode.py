@@ -168,10 +168,17 @@ def rendered(frames: Callable, image: ImageConfig) -> Stage:
     """Each piece's camera images, decoded and encoded lazily as the samples are drawn."""
 
     def run(work: EpisodeWork) -> EpisodeWork:
+        ep = work.episode
         for piece in work.pieces:
-            piece.images = {
-                cam: camera_images(frames, work.episode, piece, cam, image) for cam in piece.part.frames
-            }
+            piece.images = {}
+            for cam, index in piece.part.frames.items():
+                c, needed = ep.cameras[cam], index[piece.lo : piece.hi]
+
+                def decode(c=c, needed=needed, lo=piece.lo):
+                    start = int(c.pts[first_frame(c, needed, lo)])
+                    return tick_images(frames(c, start, c.pts[needed]), c.pts, needed, image, lo)
+
+                piece.images[cam] = named_errors(ep.episode_id, c, decode)
         return work
 
     return run
@@ -202,24 +209,25 @@ def _span_pieces(
             yield part, lo, hi
 
 
-def camera_images(
-    frames: Callable, ep: Episode, piece: Piece, cam: str, image: ImageConfig
-) -> Iterator[bytes]:
-    """The camera's images of the piece's ticks; any decode failure becomes an EpisodeError naming the
-    file. Past a part's first tick, decoding starts at the last entry frame at or before the first
-    one needed (``plan.cut_ticks`` put span starts where that frame follows the previous tick's)."""
-    c = ep.cameras[cam]
-    needed = piece.part.frames[cam][piece.lo : piece.hi]
+def first_frame(camera, needed: np.ndarray, lo: int) -> int:
+    """The frame decoding starts at for ticks that need frames ``needed``: past a part's first tick,
+    the last entry frame at or before the first one needed (``plan.cut_ticks`` put span starts where
+    that frame follows the previous tick's)."""
     start = int(needed[0])
-    entry = entry_frames(c)
-    if piece.lo > 0 and entry is not None:
+    entry = entry_frames(camera)
+    if lo > 0 and entry is not None:
         starts = np.flatnonzero(entry[: start + 1])
         start = int(starts[-1]) if len(starts) else start
+    return start
+
+
+def named_errors(episode_id: str, camera, images: Callable[[], Iterator[bytes]]) -> Iterator[bytes]:
+    """``images()``, with any decode failure turned into an EpisodeError naming the camera's file."""
     try:
-        yield from tick_images(frames(c, int(c.pts[start]), c.pts[needed]), c.pts, needed, image, piece.lo)
+        yield from images()
     except (FrameError, VideoError, av.FFmpegError, OSError, ValueError) as exc:
         raise EpisodeError(
-            ep.episode_id, os.path.basename(c.path), f"camera {cam!r}: decode failed: {exc}"
+            episode_id, os.path.basename(camera.path), f"camera {camera.name!r}: decode failed: {exc}"
         ) from exc
 
 

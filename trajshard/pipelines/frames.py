@@ -285,7 +285,13 @@ def tick_images(
         held += frame_bytes(frame)
         done = t == n_ticks or i >= last_needed
         if done or len(batch) >= ENCODE_BATCH_FRAMES or held >= ENCODE_BATCH_BYTES:
-            yield from _encoded(batch, image, reformatter)
+            for selected, repeat in batch:  # each frame's image, as many times as ticks select it
+                stored = getattr(selected, "jpeg", None)
+                if stored is not None and (selected.width, selected.height) == (image.size, image.size):
+                    jpeg = stored  # already a JPEG of the output size: the source's bytes, untouched
+                else:
+                    jpeg = frame_to_jpeg(selected, image, reformatter)
+                yield from [jpeg] * repeat
             batch, held = [], 0
         if done:
             break
@@ -294,17 +300,3 @@ def tick_images(
             f"the video ended after {counted + 1} decoded frames, before frame "
             f"{int(needed[t])} that tick {first_tick + t} needs ({len(pts)} frames in the container)"
         )
-
-
-def _encoded(
-    batch: list[tuple[object, int]], image: ImageConfig, reformatter: VideoReformatter
-) -> Iterator[bytes]:
-    """Each frame's image, as many times as ticks select it."""
-    for frame, repeat in batch:
-        stored = getattr(frame, "jpeg", None)
-        if stored is not None and (frame.width, frame.height) == (image.size, image.size):
-            jpeg = stored  # already a JPEG of the output size: the source's bytes, untouched
-        else:
-            jpeg = frame_to_jpeg(frame, image, reformatter)
-        for _ in range(repeat):
-            yield jpeg
