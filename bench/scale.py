@@ -179,14 +179,14 @@ class TaskStats:
 
 
 def task_stats(since_s: float) -> dict[str, TaskStats]:
-    """Per remote function of the ingest (``_pass1_task``, ``_pass2_task``), from ``ray.timeline()``:
+    """Per remote function of the ingest (``pass1_batch``, ``pass2_group``), from ``ray.timeline()``:
     the tasks that started after ``since_s`` (epoch seconds). Empty when the timeline is unavailable."""
     try:
         events = [e for e in ray.timeline() if e.get("ph") == "X" and e["ts"] / 1e6 >= since_s]
     except Exception:  # noqa: BLE001 - task events off, or a changed API: no timeline, no stats
         return {}
     stats = {}
-    for name in ("_pass1_task", "_pass2_task"):
+    for name in ("pass1_batch", "pass2_group"):
         tasks = sorted((e for e in events if e["name"].endswith(name)), key=lambda e: e["ts"])
         if not tasks:
             continue

@@ -239,9 +239,8 @@ def test_resume_with_spans_keeps_the_finished_spans_and_writes_the_same_bytes(
 
 
 def test_workers_caps_the_pass2_tasks_that_run_when_ray_has_more_cpus(keyed_raw, tmp_path, ray_session):
-    """The session's Ray has 2 CPUs: with --workers 1 no two tasks of the job (pass 1's, then pass 2's)
-    run at the same time (the extra queued task is only for a Ray that cannot run more than the workers
-    anyway)."""
+    """The session's Ray has 2 CPUs: with --workers 1 no two pass-2 tasks run at the same time (the
+    extra queued task is only for a Ray that cannot run more than the workers anyway)."""
     import time
 
     import ray
@@ -251,7 +250,7 @@ def test_workers_caps_the_pass2_tasks_that_run_when_ray_has_more_cpus(keyed_raw,
     spans = sorted(
         (float(e["ts"]), float(e["ts"]) + float(e["dur"]))
         for e in ray.timeline()
-        if e.get("name", "").endswith("ingest._task") and e.get("ph") == "X" and float(e["ts"]) >= started
+        if e.get("name", "").endswith("pass2_group") and e.get("ph") == "X" and float(e["ts"]) >= started
     )
     assert len(spans) >= 8
     assert all(b[0] >= a[1] - 1e3 for a, b in zip(spans, spans[1:], strict=False))  # 1 ms clock slack

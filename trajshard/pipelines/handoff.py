@@ -92,7 +92,7 @@ def remove(store: Store) -> None:
 
 
 def write(directory: str, episode_id: str, ep: Episode, parts: list[AlignedEpisode]) -> bool:
-    """Hand ``load_aligned``'s result for source episode ``episode_id`` to pass 2; False when it could
+    """Hand the prepared episode ``episode_id`` (the prepare stages' result) to pass 2; False when it could
     not be written."""
     try:
         data = save(*_encode(episode_id, ep, parts))

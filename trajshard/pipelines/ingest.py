@@ -9,6 +9,7 @@ stays bounded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -36,9 +37,10 @@ def run_ingest(
     return run_job(source_path, out, cfg, executor, progress, resume)
 
 
-@ray.remote(num_cpus=1, max_retries=TASK_RETRIES)
-def _task(fn: Callable, context: TaskContext, unit: object) -> object:
-    return fn(context, unit)
+@functools.cache
+def _remote(fn: Callable):
+    """``fn`` as a Ray remote function (named after it in Ray's timeline and dashboard)."""
+    return ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(fn)
 
 
 class RayExecutor:
@@ -66,7 +68,7 @@ class RayExecutor:
     ) -> None:
         """Tasks ``fn(context, unit)`` with a bounded number in flight; each result to ``on_result(index,
         result)`` as it arrives. A task that still fails after Ray's retries ends the job."""
-        opts: dict = {"num_cpus": self.run.task_cpus, "name": fn.__name__}  # in Ray's state API and dashboard
+        opts: dict = {"num_cpus": self.run.task_cpus}
         if self.run.task_memory:
             opts["memory"] = parse_size(self.run.task_memory)
         if ahead:
@@ -78,7 +80,7 @@ class RayExecutor:
         try:
             while nxt < len(units) or pending:
                 while nxt < len(units) and len(pending) < limit:
-                    pending[_task.options(**opts).remote(fn, ctx_ref, units[nxt])] = nxt
+                    pending[_remote(fn).options(**opts).remote(ctx_ref, units[nxt])] = nxt
                     nxt += 1
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
