@@ -53,7 +53,7 @@ class ImageConfig:
 
     @property
     def jpeg_estimate(self) -> float:
-        """Rough bytes of one image: a JPEG at this size and quality is about 12% of the raw RGB."""
+        """Rough bytes of one image, from the raw RGB size and the quality (pass-2 planning only)."""
         return self.size**2 * 3 * (0.06 + 0.0015 * self.quality)
 
     def problems(self) -> list[str]:
@@ -71,8 +71,8 @@ class ImageConfig:
 
 def _scaled(frame: av.VideoFrame, reformatter: VideoReformatter | None, **kwargs) -> av.VideoFrame:
     """``frame.reformat(**kwargs)``, through ``reformatter`` when given: a VideoFrame's own reformat
-    sets up a new swscale context (its filters) every call, a kept one only when the input changes;
-    about 45% of a 256 px frame's scaling time (same pixels)."""
+    sets up a new swscale context (its filters) every call, a kept one only when the input changes
+    (same pixels)."""
     return frame.reformat(**kwargs) if reformatter is None else reformatter.reformat(frame, **kwargs)
 
 
@@ -215,8 +215,8 @@ SUBSAMPLING = {"4:4:4": "444", "4:2:2": "422", "4:2:0": "420"}
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int, subsampling: str = "4:4:4") -> bytes:
-    """Baseline JPEG of a uint8 [H, W, 3] RGB array through libjpeg-turbo (simplejpeg: 20-30% faster
-    than Pillow at 224x224, same library underneath): accurate integer DCT, standard Huffman tables,
+    """Baseline JPEG of a uint8 [H, W, 3] RGB array through libjpeg-turbo (simplejpeg: less overhead
+    than Pillow, same library underneath): accurate integer DCT, standard Huffman tables,
     so the same pixels always give the same bytes."""
     return simplejpeg.encode_jpeg(
         np.ascontiguousarray(rgb),

@@ -20,7 +20,7 @@ MIN_GROUPS = 64  # pass-2 tasks a dataset is cut into at least (when it has the 
 MIN_GROUP_STEPS = (
     32  # but no task smaller than this (a task costs a few ms: opening the source, the tokenizer)
 )
-MIN_SPAN_STEPS = 64  # span length when task_steps is automatic: a span costs a task's start (~5 ms)
+MIN_SPAN_STEPS = 64  # span length when task_steps is automatic: a span costs a task's start
 # a span task loads its whole episode (probes every video, reads the tables): with at most this many
 # spans an episode, that stays a few percent of decoding it
 MAX_SPANS = 16

@@ -1,8 +1,8 @@
 """Writing WebDataset samples as tar members, byte for byte what ``webdataset.TarWriter`` writes with
 ``tarfile`` in PAX format, mtime 0, mode 0o444 and owner ``trajshard`` (a test compares them).
 
-``tarfile`` builds every ustar header field by field and copies each member through a buffer: about
-40% of a sample's write time at 224 px. Here a member whose name fits the 100-byte ustar field (all
+``tarfile`` builds every ustar header field by field and copies each member through a buffer, a
+large share of a sample's write time. Here a member whose name fits the 100-byte ustar field (all
 trajshard keys do) gets a precomputed header with only its name, size and checksum filled in; a
 longer name falls back to ``tarfile`` (which adds the PAX header).
 """

@@ -53,8 +53,8 @@ PROBE_DECODE_OPTIONS = {"skip_frame": "nonkey"}
 def open_video(path: str) -> av.container.InputContainer:
     """``av.open`` without the stream-info probe decoding frames, when the container's headers say
     enough. ``av.open`` runs FFmpeg's ``avformat_find_stream_info``, which decodes frames to learn the
-    pixel format and, for H.264, until it has seen 7 or more: about 2 ms a file at 256x256, as much as
-    decoding 10 frames, paid by every probe and every pass-2 task. Told to decode keyframes only, it
+    pixel format and, for H.264, until it has seen 7 or more, paid by every probe and every pass-2
+    task. Told to decode keyframes only, it
     stops at the first. Nothing here reads what that leaves unset (the codec context's ``pix_fmt``,
     and the ``has_b_frames`` guess of a stream whose headers do not carry it: only read for AV1 and VP8/9,
     which never reorder); decoding is unchanged (the same frames, a test compares the pixels). A
