@@ -89,17 +89,8 @@ def commit(
     }
     store.write_bytes("README.md", dataset_card(info, streams, quarantined, has_picture).encode())
     _json(store, "info.json", info)
-    c = info["counts"]
-    return IngestReport(
-        redact(store.location),
-        c["episodes_input"],
-        c["episodes_written"],
-        c["episodes_quarantined"],
-        c["samples"],
-        c["shards"],
-        sum(r.frames_written for _, r in outcome.groups),
-        0.0,
-    )
+    frames = sum(r.frames_written for _, r in outcome.groups)
+    return IngestReport.of_counts(redact(store.location), info["counts"], frames, 0.0)
 
 
 def _promote(store: Store, splits, groups: list[tuple[Group, GroupResult]], before_promotion) -> Shards:

@@ -89,3 +89,17 @@ class IngestReport:
     frames: int
     seconds: float
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds of plan, pass1, fit, pass2, commit
+
+    @classmethod
+    def of_counts(cls, out: str, counts: dict, frames: int, seconds: float) -> IngestReport:
+        """The report of a dataset from info.json's ``counts``."""
+        return cls(
+            out,
+            counts["episodes_input"],
+            counts["episodes_written"],
+            counts["episodes_quarantined"],
+            counts["samples"],
+            counts["shards"],
+            frames,
+            seconds,
+        )

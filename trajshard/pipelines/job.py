@@ -278,17 +278,8 @@ def check_quarantine(cfg: JobConfig, quarantined: list[Problem], n_input: int, w
 
 def finished_report(store: Store, seconds: float) -> IngestReport:
     """The report of the dataset OUT already holds."""
-    c = json.loads(store.read_bytes("meta/info.json"))["counts"]
-    return IngestReport(
-        redact(store.location),
-        c["episodes_input"],
-        c["episodes_written"],
-        c["episodes_quarantined"],
-        c["samples"],
-        c["shards"],
-        0,
-        seconds,
-    )
+    counts = json.loads(store.read_bytes("meta/info.json"))["counts"]
+    return IngestReport.of_counts(redact(store.location), counts, 0, seconds)
 
 
 class Laps:
