@@ -104,6 +104,8 @@ def ingest(source, out, config_path, progress, cameras, resume, **flags) -> None
         report = run_ingest(source, out, cfg, progress=progress, resume=resume)
     except (ValueError, IngestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
     click.echo(
         f"wrote {report.samples} samples of {report.episodes_written} episodes into {report.shards} "
         f"shards in {report.seconds:.1f}s; quarantined {report.episodes_quarantined} of "
@@ -115,13 +117,14 @@ def ingest(source, out, config_path, progress, cameras, resume, **flags) -> None
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Source format.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--strict", is_flag=True, help="Exit 1 on findings too (data that is consistent but degraded).")
 @click.option(
     "--sample-rate",
     type=click.FloatRange(0.0, 1.0, min_open=True),
     default=1.0,
     help="Decode and deep-check only this share of samples (checksums, counts, order: always all).",
 )
-def validate(path: str, fmt: str, as_json: bool, sample_rate: float) -> None:
+def validate(path: str, fmt: str, as_json: bool, strict: bool, sample_rate: float) -> None:
     """Validate an output dataset or a raw source. Exit 0 fit, 1 problems found, 2 could not run."""
     from trajshard.reports.validation import validate_output
     from trajshard.reports.validation_source import validate_source
@@ -137,6 +140,11 @@ def validate(path: str, fmt: str, as_json: bool, sample_rate: float) -> None:
         sys.exit(2)
     for note in [] if as_json else report.notes:
         click.echo(f"note: {note}")
+    findings = getattr(report, "findings", [])
+    if findings and not as_json:
+        click.echo(
+            f"FINDINGS: {len(findings)} (the data is consistent but degraded)\n{format_problems(findings)}"
+        )
     if as_json:
         click.echo(json.dumps({"kind": kind, **report.to_json()}, indent=2))
     elif report.ok:
@@ -150,7 +158,7 @@ def validate(path: str, fmt: str, as_json: bool, sample_rate: float) -> None:
         click.echo(
             f"PROBLEMS: {kind} {path}: {len(report.problems)} found\n{format_problems(report.problems)}"
         )
-    sys.exit(0 if report.ok else 1)
+    sys.exit(0 if report.ok and not (strict and findings) else 1)
 
 
 def _alignment_lines(out: str) -> str:

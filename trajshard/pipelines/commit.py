@@ -30,6 +30,7 @@ from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import RAW_LAYOUT_VERSION
 from trajshard.schemas.sample import SHARD_SAMPLE_VERSION, json_bytes
 from trajshard.storage import Store, redact
+from trajshard.tokenizers.guards import guard_lines
 
 
 @dataclass
@@ -73,8 +74,9 @@ def commit(
     roundtrip = _roundtrip([r for _, r in outcome.groups])
     names = list(written[0].action_names) if written else []
     if roundtrip is not None:
-        _json(store, "roundtrip.json", roundtrip.to_json(names))
+        _json(store, "roundtrip.json", roundtrip.to_json(names, ctx.tokenizer["guards"]))
     has_picture = _histogram_picture(store, ctx.tokenizer, roundtrip, names)
+    guards = ctx.tokenizer["guards"]
     info = _info(ctx, outcome, written, shards)
     info["counts"]["episodes_written"] = len({f.source_episode for f in written})
     info["counts"]["parts"] = len(written)
@@ -87,10 +89,12 @@ def commit(
         }
         for split in ctx.cfg.output.splits
     }
-    store.write_bytes("README.md", dataset_card(info, streams, quarantined, has_picture).encode())
+    store.write_bytes("README.md", dataset_card(info, streams, quarantined, has_picture, guards).encode())
     _json(store, "info.json", info)
     frames = sum(r.frames_written for _, r in outcome.groups)
-    return IngestReport.of_counts(redact(store.location), info["counts"], frames, 0.0)
+    report = IngestReport.of_counts(redact(store.location), info["counts"], frames, 0.0)
+    report.warnings = guard_lines(ctx.tokenizer["guards"])
+    return report
 
 
 def _promote(store: Store, splits, groups: list[tuple[Group, GroupResult]], before_promotion) -> Shards:
@@ -191,7 +195,9 @@ def _histogram_picture(store: Store, tok_json: dict, roundtrip, names: list[str]
         return False
     counts = bin_counts(roundtrip.token_counts, tok_json)
     histogram_heatmap_png(
-        Histogram(counts, roundtrip.sq, names, roundtrip.count),
+        Histogram(
+            counts, roundtrip.sq, names, roundtrip.count, {g["dim"]: g["kind"] for g in tok_json["guards"]}
+        ),
         lambda data: store.write_bytes("meta/histogram.png", data),
     )
     return True

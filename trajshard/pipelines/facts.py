@@ -89,6 +89,7 @@ class IngestReport:
     frames: int
     seconds: float
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds of plan, pass1, fit, pass2, commit
+    warnings: list[str] = field(default_factory=list)  # what degrades the data, with its fix
 
     @classmethod
     def of_counts(cls, out: str, counts: dict, frames: int, seconds: float) -> IngestReport:

@@ -34,7 +34,7 @@ from trajshard.reports.summary import reason_kind
 from trajshard.schemas.problems import Problem
 from trajshard.sources import SourceSpec, checked_plan
 from trajshard.storage import Store, is_remote, local_path, redact, resolve
-from trajshard.tokenizers import fit_config
+from trajshard.tokenizers import fit_config, fitted_document
 from trajshard.tokenizers.vocab import VocabMap
 
 log = logging.getLogger("trajshard.ingest")
@@ -188,7 +188,9 @@ def fit(ctx: TaskContext, pass1: Pass1Summary) -> TaskContext:
         if tok.vocab_file:
             vocab.check_against(tok.vocab_file)
         vocab_json = vocab.to_json()
-    return replace(ctx, tokenizer=tokenizer.to_json(), vocab=vocab_json)
+    return replace(
+        ctx, tokenizer=fitted_document(tokenizer, pass1.sketch, pass1.streams["action"]), vocab=vocab_json
+    )
 
 
 def plan_pass2(ctx: TaskContext, pass1: Pass1Summary, state: JobState, resume: bool) -> Pass2Plan:

@@ -6,9 +6,12 @@ import json
 from collections import Counter
 
 from trajshard.reports.summary import reason_kind
+from trajshard.tokenizers.guards import guard_lines
 
 
-def dataset_card(info: dict, stats_streams: dict, quarantined: list, histogram_png: bool = False) -> str:
+def dataset_card(
+    info: dict, stats_streams: dict, quarantined: list, histogram_png: bool = False, guards: list[dict] = ()
+) -> str:
     c = info["counts"]
     lines = [
         "# trajshard dataset",
@@ -44,6 +47,11 @@ def dataset_card(info: dict, stats_streams: dict, quarantined: list, histogram_p
             "",
             "![action-bin occupancy per dimension](meta/histogram.png)",
         ]
+    lines += ["", "## Tokenizer guards", ""]
+    warn = guard_lines(list(guards))
+    lines += (
+        [f"- {g}" for g in warn] if warn else ["No action dimension is erased or clipped by the tokenizer."]
+    )
     lines += ["", "## Quarantine", ""]
     if quarantined:
         by_reason = Counter(reason_kind(q.field, q.message) for q in quarantined)

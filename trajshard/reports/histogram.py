@@ -7,7 +7,7 @@ of the bin distribution in bits, and the round-trip RMSE of ``decode(tokens)`` a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,12 @@ class Histogram:
     sq_err: np.ndarray  # float64 [D]
     names: list[str]
     samples: int
+    guards: dict[int, str] = field(default_factory=dict)  # dim -> guard kind (tokenizers/guards.py)
+
+    def warned(self, d: int) -> str:
+        """The guard kind of a dimension the tokenizer degrades ("" for none and for constant dims)."""
+        kind = self.guards.get(d, "")
+        return "" if kind == "constant" else kind
 
     def dim_summary(self, d: int) -> dict[str, object]:
         c = self.counts[d]
@@ -92,7 +98,8 @@ def compute_histogram(
             samples += 1
     if counts is None:
         raise ValueError(f"{out}: no sample found" + (" for that selection" if shards or episodes else ""))
-    return Histogram(bin_counts(counts, tok_doc), sq_err, names, samples)
+    guards = {g["dim"]: g["kind"] for g in tok_doc.get("guards", [])}
+    return Histogram(bin_counts(counts, tok_doc), sq_err, names, samples, guards)
 
 
 def bin_counts(token_counts: np.ndarray, tok_doc: dict) -> np.ndarray:
@@ -123,14 +130,23 @@ def render(h: Histogram, dim: int | None = None, width: int = 64) -> str:
         f"(one column = {max(1, round(bins / width))} bins)",
         "",
     ]
-    header = f"{'dim':>4} {'name':<20} |{'occupancy':^{min(width, bins)}}| {'dead':>5} {'edge%':>6} {'H(bits)':>7} {'rmse':>9}"
+    header = (
+        f"{'dim':>4} {'name':<20} |{'occupancy':^{min(width, bins)}}| {'dead':>5} {'edge%':>6} {'H(bits)':>7} "
+        f"{'rmse':>9}  guard"
+    )
     lines.append(header)
     for d in dims:
         s = h.dim_summary(d)
         lines.append(
             f"{d:>4} {s['name'][:20]:<20} |{bar_line(h.counts[d], width)}| {s['dead_bins']:>5} "
-            f"{100 * s['edge_share']:>6.2f} {s['entropy_bits']:>7.3f} {s['roundtrip_rmse']:>9.3g}"
+            f"{100 * s['edge_share']:>6.2f} {s['entropy_bits']:>7.3f} {s['roundtrip_rmse']:>9.3g}  "
+            f"{h.guards.get(d, '')}"
         )
+    if any(h.warned(d) for d in dims):
+        lines += [
+            "",
+            "guard: the tokenizer erases or clips that dimension; `trajshard stats` says how, and the fix",
+        ]
     if dim is not None:
         lines.append("")
         c = h.counts[dim]

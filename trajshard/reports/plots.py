@@ -47,7 +47,9 @@ def histogram_png(h, path: str | Path) -> None:
         edges = np.arange(bins + 1) - 0.5
         ax.stairs(h.counts[d], edges, fill=True, color="#2c7fb8")  # one artist, not one bar per bin
         ax.bar([0, bins - 1], h.counts[d][[0, -1]], width=1.0, color="#c0392b")
-        ax.set_title(f"{d} {s['name']}"[:32], fontsize=9)
+        warned = h.warned(d)
+        title = f"{d} {s['name']}"[:32] + (f" [{warned}]" if warned else "")
+        ax.set_title(title, fontsize=9, color="#c0392b" if warned else "black")
         ax.text(
             0.02,
             0.95,
@@ -83,9 +85,14 @@ def histogram_heatmap_png(h, path: str | Path | Callable[[bytes], None]) -> None
         cmap="viridis",
         norm=LogNorm(vmin=max(share[share > 0].min(initial=1e-6), 1e-6), vmax=1.0),
     )
-    ax.set_yticks(
-        range(dims), [f"{d} {h.names[d] if d < len(h.names) else ''}"[:24] for d in range(dims)], fontsize=7
-    )
+    labels = [
+        f"{d} {h.names[d] if d < len(h.names) else ''}"[:24] + (f" [{h.warned(d)}]" if h.warned(d) else "")
+        for d in range(dims)
+    ]
+    ax.set_yticks(range(dims), labels, fontsize=7)
+    for d, tick in enumerate(ax.get_yticklabels()):
+        if h.warned(d):
+            tick.set_color("#c0392b")
     ax.set_xlabel("bin")
     ax.set_title(f"action-bin occupancy (share of {h.samples} samples; empty bins blank)", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from trajshard.io import read_json
+from trajshard.tokenizers.guards import guard_lines
 
 
 def alignment_summary(out: str | Path) -> dict[str, dict[str, float]]:
@@ -90,6 +91,24 @@ def stats_report(out: str | Path) -> dict[str, object]:
     }
 
 
+def tokenizer_lines(tok: dict) -> list[str]:
+    """The normalization chosen per dimension (when it differs) and the tokenizer's guard findings."""
+    norm = tok.get("normalization") or {}
+    lines = []
+    if norm.get("modes"):
+        chosen = norm.get("auto", {})
+        lines += ["", "normalization per dimension" + (" (auto)" if chosen else "")]
+        lines += [
+            f"{d:>4} {m}" + (f"  ({chosen[str(d)]})" if str(d) in chosen else "")
+            for d, m in enumerate(norm["modes"])
+        ]
+    guards = guard_lines(tok.get("guards", []))
+    lines += ["", "tokenizer guards"] + [
+        f"  {g}" for g in guards or ["none: no dimension is erased or clipped"]
+    ]
+    return lines
+
+
 def render_stats(rep: dict) -> str:
     c = rep["counts"]
     lines = [
@@ -137,14 +156,18 @@ def render_stats(rep: dict) -> str:
                 f"tokens per unit: mean {t['mean_tokens']:.1f}, p99 {t['p99_tokens']:.0f}; "
                 f"decode failures: {rt['decode_failures']}"
             )
+        guarded = {g["dim"]: g["kind"] for g in tok.get("guards", [])}
         lines.append(
             f"{'dim':>4} {'name':<22}{'rmse':>11}{'max err':>11}{'rmse norm':>11}{'max norm':>11}{'clip %':>8}"
+            "  guard"
         )
         for d in rt["dims"]:
             lines.append(
                 f"{d['dim']:>4} {d['name'][:22]:<22}{d['rmse']:>11.4g}{d['max_error']:>11.4g}"
                 f"{d['rmse_normalized']:>11.4g}{d['max_error_normalized']:>11.4g}{100 * d['clip_rate']:>8.2f}"
+                f"  {guarded.get(d['dim'], '')}"
             )
+    lines += tokenizer_lines(tok)
     lines += ["", "quarantine"]
     lines += [f"  {n:>5} x {reason}" for reason, n in sorted(rep["quarantine"].items(), key=lambda x: -x[1])]
     if not rep["quarantine"]:

@@ -23,6 +23,7 @@ from trajshard.schemas.metadata import EPISODES_COLUMNS, validate_metadata, vali
 from trajshard.schemas.problems import Problem
 from trajshard.schemas.sample import load_npy, split_key, validate_sample
 from trajshard.tokenizers import from_json
+from trajshard.tokenizers.guards import dim_label
 
 META_FILES = ("info", "stats", "tokenizer", "manifest")
 
@@ -35,6 +36,9 @@ class ValidationReport:
     episodes: int = 0
     deep_checked: int = 0
     notes: list[str] = field(default_factory=list)
+    findings: list[Problem] = field(
+        default_factory=list
+    )  # the data is consistent but degraded (--strict: exit 1)
 
     @property
     def ok(self) -> bool:
@@ -49,6 +53,7 @@ class ValidationReport:
             "deep_checked": self.deep_checked,
             "notes": self.notes,
             "problems": [p.to_dict() for p in self.problems],
+            "findings": [p.to_dict() for p in self.findings],
         }
 
 
@@ -86,6 +91,17 @@ class _Range:
         self.count += 1
 
 
+def guard_findings(tok_doc: dict) -> list[Problem]:
+    """The tokenizer's guard warnings (tokenizers/guards.py): dimensions it erases or clips."""
+    return [
+        Problem(
+            "meta/tokenizer.json", f"guards: {dim_label(g)}", f"{g['kind']}: {g['message']}; fix: {g['fix']}"
+        )
+        for g in tok_doc.get("guards", [])
+        if g.get("severity") == "warning"
+    ]
+
+
 def validate_output(out: str | Path, sample_rate: float = 1.0) -> ValidationReport:
     """Check a dataset. ``sample_rate`` < 1 decodes and checks only that share of samples (chosen by a
     hash of the key, so the same ones each time); checksums, counts and step order are always checked."""
@@ -105,6 +121,7 @@ def validate_output(out: str | Path, sample_rate: float = 1.0) -> ValidationRepo
         return report
     info, manifest = docs["info"], docs["manifest"]
     tokenizer = from_json(docs["tokenizer"])
+    report.findings += guard_findings(docs["tokenizer"])
     quarantined = _quarantine(out, problems)
     written, source_of, split_of = _episodes(out, problems)
 

@@ -17,7 +17,7 @@ from trajshard.schemas.problems import Problem
 
 INFO_VERSION = 1
 STATS_VERSION = 1
-TOKENIZER_VERSION = 1
+TOKENIZER_VERSION = 2  # 2: guards, per-dimension normalization modes (docs/tokenizers.md)
 MANIFEST_VERSION = 1
 EPISODES_VERSION = 1
 QUARANTINE_VERSION = 1

@@ -11,6 +11,7 @@ import numpy as np
 
 from trajshard.tokenizers.config import TokenizerConfig
 from trajshard.tokenizers.fast import FastTokenizer
+from trajshard.tokenizers.guards import guard_dims, shapes
 from trajshard.tokenizers.quantile import QuantileTokenizer
 from trajshard.tokenizers.uniform import UniformTokenizer
 
@@ -68,6 +69,16 @@ def fit_config(
         scale=cfg.fast_scale,
         chunks=chunks,
     )
+
+
+def fitted_document(tokenizer: ActionTokenizer, sketch, action_stats: dict) -> dict[str, object]:
+    """tokenizer.json: the tokenizer, and its guards (tokenizers/guards.py) over the merged distribution."""
+    names = list(action_stats.get("names", []))
+    low, high = tokenizer.bounds()
+    guards = (
+        guard_dims(shapes(sketch, action_stats), np.asarray(low), np.asarray(high), names) if sketch else []
+    )
+    return {**tokenizer.to_json(), "guards": guards}
 
 
 def decode(tokens: np.ndarray, tokenizer_json: dict[str, object]) -> np.ndarray:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trajshard.tokenizers.normalize import MODES as NORMALIZATIONS
+from trajshard.tokenizers.normalize import SPECS as NORMALIZATIONS
+from trajshard.tokenizers.normalize import spec_problems
 from trajshard.tokenizers.uniform import MODES as UNIFORM_MODES
 
 KINDS = ("uniform", "quantile", "fast")
@@ -21,7 +22,7 @@ class TokenizerConfig:
     uniform_mode: str = "openvla"
     fast_scale: float = 10.0
     fast_fit_episodes: int = 256
-    normalization: str = "bounds_q99"
+    normalization: str | dict = "bounds_q99"  # one mode, "auto", or {default = mode, dims = {1 = mode}}
     normalization_mask: tuple[bool, ...] = ()
     vocab: str | None = None
     vocab_file: str | None = None
@@ -37,8 +38,9 @@ class TokenizerConfig:
         out = [
             f"{'tokenizer' if name == 'kind' else name} must be one of {allowed}, got {getattr(self, name)!r}"
             for name, allowed in self.CHOICES.items()
-            if getattr(self, name) not in allowed
+            if name != "normalization" and getattr(self, name) not in allowed
         ]
+        out += spec_problems(self.normalization)
         if self.vocab is not None and self.vocab.partition(":")[0] not in VOCAB_KINDS:
             out.append(f"vocab must be openvla:V, offset:K or list:FILE, got {self.vocab!r}")
         if self.kind == "fast" and self.horizon < 2:

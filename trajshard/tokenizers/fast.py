@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from trajshard.schemas.metadata import TOKENIZER_VERSION
+from trajshard.tokenizers.guards import auto_chooser
 from trajshard.tokenizers.normalize import Normalizer
 
 BASE = 0x4E00  # CJK block: ordinary, printable, single characters with no special meaning to BPE
@@ -60,11 +61,12 @@ class FastTokenizer:
         cls,
         action_stats: dict,
         bins: int = 1024,
-        normalization: str = "bounds_q99",
+        normalization: str | dict = "bounds_q99",
         mask=None,
         horizon: int = 10,
         scale: float = 10.0,
         chunks: np.ndarray | None = None,
+        sketch=None,
         **_: object,
     ) -> FastTokenizer:
         """Train BPE with ``bins`` tokens on ``chunks`` [N, H, D] (a sample of the dataset's chunks)."""
@@ -72,7 +74,8 @@ class FastTokenizer:
 
         if chunks is None or len(chunks) == 0:
             raise ValueError("the FAST tokenizer needs a sample of action chunks to train on")
-        norm = Normalizer.fit(normalization, action_stats, mask)
+        auto = None if sketch is None else auto_chooser(sketch, action_stats)
+        norm = Normalizer.fit(normalization, action_stats, mask, auto)
         proto = cls.__new__(cls)
         proto.norm, proto.horizon, proto.scale, proto.C = (
             norm,

@@ -14,6 +14,8 @@ import numpy as np
 
 from trajshard.tokenizers.chunks import action_chunks
 
+ROUNDTRIP_VERSION = 2  # 2: "guards" (a version-1 reader ignores the key)
+
 
 @dataclass
 class RoundTrip:
@@ -137,7 +139,9 @@ class RoundTrip:
             "units": int(counts.sum()),
         }
 
-    def to_json(self, names: list[str] | None = None) -> dict[str, object]:
+    def to_json(self, names: list[str] | None = None, guards: list[dict] = ()) -> dict[str, object]:
+        """meta/roundtrip.json; ``guards``: the tokenizer's guard findings (tokenizers/guards.py), beside
+        the errors they explain."""
         n = max(self.count, 1)
         dims = [
             {
@@ -153,11 +157,12 @@ class RoundTrip:
         ]
         return {
             "schema": "trajshard.roundtrip",
-            "version": 1,
+            "version": ROUNDTRIP_VERSION,
             "count": int(self.count),
             "dims": dims,
             "tokens": self.token_summary(),
             "decode_failures": int(self.decode_failures),
+            "guards": list(guards),
         }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from trajshard.schemas.metadata import TOKENIZER_VERSION
+from trajshard.tokenizers.guards import auto_chooser
 from trajshard.tokenizers.normalize import Normalizer
 
 MODES = ("openvla", "bins")
@@ -51,12 +52,14 @@ class UniformTokenizer:
         cls,
         action_stats: dict,
         bins: int = 256,
-        normalization: str = "bounds_q99",
+        normalization: str | dict = "bounds_q99",
         mask: list[bool] | None = None,
         mode: str = "openvla",
+        sketch=None,
         **_: object,
     ) -> UniformTokenizer:
-        return cls(Normalizer.fit(normalization, action_stats, mask), bins, mode)
+        auto = None if sketch is None else auto_chooser(sketch, action_stats)
+        return cls(Normalizer.fit(normalization, action_stats, mask, auto), bins, mode)
 
     @property
     def dims(self) -> int:
