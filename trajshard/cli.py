@@ -81,6 +81,14 @@ def _flag(name: str, help: str, **kwargs) -> Callable:
 @_flag("max_gap", "Longest gap in a stream, seconds.")
 @_flag("on_gap", "A longer gap: split the episode into parts, or quarantine it.")
 @click.option("--camera", "cameras", multiple=True, help="Camera to keep (repeatable; default all).")
+@click.option(
+    "--keep-episode", "keep_episodes", multiple=True, help="Episode id or glob to keep (repeatable)."
+)
+@click.option("--exclude-episode", "exclude_episodes", multiple=True, help="Episode id or glob to leave out.")
+@click.option("--success-only", is_flag=True, default=None, help="Keep only episodes marked successful.")
+@_flag("min_steps", "Leave out episodes with fewer aligned steps (after trims).")
+@_flag("max_steps", "Leave out episodes with more aligned steps (after trims).")
+@_flag("trim_idle", "Trim leading/trailing steps where no state dim moves more than this (state units).")
 @_flag("task_cpus", "Ray CPUs per task.")
 @_flag("task_memory", "Ray memory reserved per task, e.g. 4GB; absent: none.")
 @_flag("episode_retries", "Retries after an unexpected error in an episode.")
@@ -93,14 +101,17 @@ def _flag(name: str, help: str, **kwargs) -> Callable:
     "--resume", is_flag=True, help="Finish the interrupted job in OUT, keeping its finished shards."
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def ingest(source, out, config_path, progress, cameras, resume, **flags) -> None:
+def ingest(
+    source, out, config_path, progress, cameras, keep_episodes, exclude_episodes, resume, **flags
+) -> None:
     """Ingest SOURCE into OUT (shards + meta). Both may be object-store URIs (s3://bucket/prefix)."""
     from trajshard.pipelines.ingest import IngestError, run_ingest
 
     if not (sys.stderr.isatty() if progress is None else progress):
         logging.getLogger("trajshard.ingest").setLevel(logging.INFO)  # periodic progress lines instead
     try:
-        cfg = load_config(config_path, cameras=list(cameras) or None, **flags)
+        lists = {"cameras": cameras, "keep_episodes": keep_episodes, "exclude_episodes": exclude_episodes}
+        cfg = load_config(config_path, **{k: list(v) or None for k, v in lists.items()}, **flags)
         report = run_ingest(source, out, cfg, progress=progress, resume=resume)
     except (ValueError, IngestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -110,6 +121,7 @@ def ingest(source, out, config_path, progress, cameras, resume, **flags) -> None
         f"wrote {report.samples} samples of {report.episodes_written} episodes into {report.shards} "
         f"shards in {report.seconds:.1f}s; quarantined {report.episodes_quarantined} of "
         f"{report.episodes_input} (see {report.out}/meta/quarantine.jsonl)"
+        + (f"; filtered out {report.episodes_filtered}" if report.episodes_filtered else "")
     )
 
 

@@ -1,7 +1,8 @@
 """The job configuration: sections owned by their stages, flat flags and TOML keys mapped onto them.
 
-A job config is six sections, each defined (with its choices and its checks) next to the code it
-drives: ``source`` (sources/), ``align`` (pipelines/align.py), ``image`` (pipelines/frames.py),
+A job config is seven sections, each defined (with its choices and its checks) next to the code it
+drives: ``source`` (sources/), ``align`` (pipelines/align.py), ``filter`` (pipelines/filters.py),
+``image`` (pipelines/frames.py),
 ``tokenizer`` (tokenizers/config.py), ``output`` (pipelines/plan.py) and ``run`` (here: where and how
 the job runs, which never changes the output). Flags and TOML keys stay flat (``--image-size``,
 ``image_size = 224``); :data:`FLAGS` maps each to its section's field. ``meta/info.json`` records
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from trajshard.io import parse_size
 from trajshard.pipelines.align import AlignConfig
+from trajshard.pipelines.filters import FilterConfig
 from trajshard.pipelines.frames import ImageConfig
 from trajshard.pipelines.plan import OutputConfig
 from trajshard.sources import SourceConfig
@@ -55,6 +57,7 @@ class RunConfig:
 SECTIONS = {
     "source": SourceConfig,
     "align": AlignConfig,
+    "filter": FilterConfig,
     "image": ImageConfig,
     "tokenizer": TokenizerConfig,
     "output": OutputConfig,
@@ -66,6 +69,8 @@ _RENAMED = {
     "jpeg_quality": ("image", "quality"),
     "jpeg_subsampling": ("image", "subsampling"),
     "tokenizer": ("tokenizer", "kind"),
+    "keep_episodes": ("filter", "episodes"),
+    "exclude_episodes": ("filter", "exclude"),
 }
 FLAGS: dict[str, tuple[str, str]] = {
     **{
@@ -76,7 +81,12 @@ FLAGS: dict[str, tuple[str, str]] = {
     },
     **_RENAMED,
 }
-TUPLES = ("cameras", "normalization_mask")  # lists in TOML and JSON, tuples in the config
+TUPLES = (
+    "cameras",
+    "normalization_mask",
+    "keep_episodes",
+    "exclude_episodes",
+)  # lists in TOML and JSON, tuples in the config
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 
@@ -84,6 +94,7 @@ RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 class JobConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

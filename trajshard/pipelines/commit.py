@@ -65,9 +65,7 @@ def commit(
     split_of = {e: g.split for g, r in outcome.groups for p in r.parts for e in p.episodes}
     _json(store, "manifest.json", _manifest(shards))
     store.write_bytes("meta/episodes.parquet", _episodes_parquet(written, _shards_of(shards), split_of))
-    store.write_bytes(
-        "meta/quarantine.jsonl", b"".join(json_bytes(q.to_record()) + b"\n" for q in quarantined)
-    )
+    filtered = _records(store, ctx, outcome, quarantined)
     streams = outcome.pass1.streams
     _json(store, "stats.json", stats_document(streams))
     _json(store, "tokenizer.json", ctx.tokenizer)
@@ -81,6 +79,7 @@ def commit(
     info["counts"]["episodes_written"] = len({f.source_episode for f in written})
     info["counts"]["parts"] = len(written)
     info["counts"]["episodes_quarantined"] = len(quarantined)
+    info["counts"]["episodes_filtered"] = len(filtered)
     info["splits"] = {
         split: {
             "shards": [n for n, s in zip(shards.names, shards.splits, strict=True) if s == split],
@@ -89,12 +88,35 @@ def commit(
         }
         for split in ctx.cfg.output.splits
     }
-    store.write_bytes("README.md", dataset_card(info, streams, quarantined, has_picture, guards).encode())
+    card = dataset_card(info, streams, quarantined, has_picture, guards, filtered)
+    store.write_bytes("README.md", card.encode())
     _json(store, "info.json", info)
     frames = sum(r.frames_written for _, r in outcome.groups)
     report = IngestReport.of_counts(redact(store.location), info["counts"], frames, 0.0)
     report.warnings = guard_lines(ctx.tokenizer["guards"])
     return report
+
+
+def _records(store: Store, ctx: TaskContext, outcome: Outcome, quarantined: list[Problem]) -> list[Problem]:
+    """meta/quarantine.jsonl, meta/filtered.jsonl and, with trims, meta/trims.jsonl; the filtered
+    episodes, in id order."""
+    filtered = sorted(outcome.pass1.filtered, key=lambda q: q.where)
+    for name, records in (("quarantine", quarantined), ("filtered", filtered)):
+        store.write_bytes(f"meta/{name}.jsonl", b"".join(json_bytes(q.to_record()) + b"\n" for q in records))
+    if ctx.cfg.filter.trims:
+        store.write_bytes("meta/trims.jsonl", _trims(outcome.pass1.facts))
+    return filtered
+
+
+def _trims(facts: list[EpisodeFacts]) -> bytes:
+    """meta/trims.jsonl: per source episode, the idle ticks trimmed off its start and its end."""
+    firsts = {}
+    for f in facts:
+        firsts.setdefault(f.source_episode, f)
+    return b"".join(
+        json_bytes({"episode": e, "start_ticks": f.trimmed[0], "end_ticks": f.trimmed[1]}) + b"\n"
+        for e, f in sorted(firsts.items())
+    )
 
 
 def _promote(store: Store, splits, groups: list[tuple[Group, GroupResult]], before_promotion) -> Shards:

@@ -1,6 +1,7 @@
 """The episode path: one ordered list of stages, built from the config, each a pure function.
 
-    read -> align -> derive gripper -> [filters, annotators, teacher models] -> tokenize -> render -> samples
+    read -> align -> derive gripper -> filters and trims -> [annotators, teacher models] -> tokenize
+         -> render -> samples
 
 An :class:`EpisodeWork` flows through the list. The stages before ``tokenize`` (``prepare_stages``)
 run in pass 1, which fits the tokenizer on their result and hands that result to pass 2
@@ -22,9 +23,11 @@ import numpy as np
 from trajshard.config import JobConfig
 from trajshard.pipelines.actions import binarize_gripper
 from trajshard.pipelines.align import AlignConfig, AlignedEpisode, align
+from trajshard.pipelines.filters import FilterConfig, check_length, check_success, idle_ends, trimmed
 from trajshard.pipelines.frames import FrameError, ImageConfig, tick_images
 from trajshard.pipelines.samples import piece_samples
 from trajshard.schemas.episode import Episode, EpisodeError
+from trajshard.schemas.problems import EpisodeFiltered
 from trajshard.sources import camera_frames, entry_frames
 from trajshard.sources.video import VideoError
 from trajshard.tokenizers import ActionTokenizer
@@ -55,6 +58,7 @@ class EpisodeWork:
     episode: Episode
     parts: list[AlignedEpisode] = field(default_factory=list)
     span: tuple[int, int] | None = None  # pass 2: ticks [start, stop) over the parts; None: all
+    trimmed: tuple[int, int] = (0, 0)  # idle ticks the trim stage cut off the start and the end
     pieces: list[Piece] = field(default_factory=list)
 
     @property
@@ -80,6 +84,8 @@ def prepare_stages(cfg: JobConfig) -> list[Stage]:
     stages: list[Stage] = [aligned(cfg.align)]
     if cfg.align.gripper:
         stages.append(gripper(cfg.align.gripper))
+    if cfg.filter.stage_needed:
+        stages.append(selected(cfg.filter))
     return stages
 
 
@@ -129,6 +135,26 @@ def gripper(spec: Mapping[str, object]) -> Stage:
         return replace(
             work, parts=[replace(p, action=binarize_gripper(p.action, dict(spec), eid)) for p in work.parts]
         )
+
+    return run
+
+
+def selected(cfg: FilterConfig) -> Stage:
+    """The episode filters of the job config (success, length) and the idle trim, or EpisodeFiltered."""
+
+    def run(work: EpisodeWork) -> EpisodeWork:
+        eid, parts, cut = work.episode.episode_id, work.parts, (0, 0)
+        if cfg.success_only:
+            check_success(eid, work.episode.success)
+        if cfg.trims:
+            cut = idle_ends(parts, cfg.trim_idle)
+            parts = trimmed(parts, *cut)
+            if not parts:
+                raise EpisodeFiltered(
+                    eid, f"idle throughout: no state dim moves more than {cfg.trim_idle} a tick"
+                )
+        check_length(eid, sum(p.steps for p in parts), cfg)
+        return replace(work, parts=parts, trimmed=cut)
 
     return run
 

@@ -33,6 +33,7 @@ class EpisodeFacts:
     embodiment: str
     action_source: str
     cuts: tuple[int, ...] = ()  # ticks where a pass-2 task may start this part (plan.cut_ticks)
+    trimmed: tuple[int, int] = (0, 0)  # idle ticks trimmed off the source episode's start and end
 
 
 @dataclass
@@ -90,6 +91,7 @@ class IngestReport:
     seconds: float
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds of plan, pass1, fit, pass2, commit
     warnings: list[str] = field(default_factory=list)  # what degrades the data, with its fix
+    episodes_filtered: int = 0  # left out by the job's filters (written + quarantined + filtered = input)
 
     @classmethod
     def of_counts(cls, out: str, counts: dict, frames: int, seconds: float) -> IngestReport:
@@ -103,4 +105,5 @@ class IngestReport:
             counts["shards"],
             frames,
             seconds,
+            episodes_filtered=counts.get("episodes_filtered", 0),
         )

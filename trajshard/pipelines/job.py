@@ -25,13 +25,14 @@ from trajshard.pipelines import handoff
 from trajshard.pipelines.checkpoint import JobState
 from trajshard.pipelines.commit import Outcome, commit
 from trajshard.pipelines.facts import GroupResult, IngestReport, part_names
+from trajshard.pipelines.filters import select_ids
 from trajshard.pipelines.merge import Pass1Merger, Pass1Summary
 from trajshard.pipelines.plan import Group, group_steps, plan_groups, span_length
 from trajshard.pipelines.progress import Progress
 from trajshard.pipelines.shards import clean_temporaries
 from trajshard.pipelines.tasks import TaskContext, pass1_batch, pass2_group, sample_chunks
 from trajshard.reports.summary import reason_kind
-from trajshard.schemas.problems import Problem
+from trajshard.schemas.problems import Filtered, Problem
 from trajshard.sources import SourceSpec, checked_plan
 from trajshard.storage import Store, is_remote, local_path, redact, resolve
 from trajshard.tokenizers import fit_config, fitted_document
@@ -103,13 +104,14 @@ def run_job(
         return finished_report(store, laps.total())
     ids, rejected = checked_plan(source)
     n_input = len(ids) + len(rejected)
+    ids, left_out = select_ids(ids, cfg.filter)
     show = sys.stderr.isatty() if progress is None else progress
     laps.lap("plan")
     with executor.running():
         ctx = TaskContext(spec, cfg, store.location if store.remote else str(store.local()))
         ctx = replace(ctx, handoff=handoff.prepare(store, spec.path))
         try:
-            pass1 = summarize(run_pass1(executor, ctx, ids, show), rejected, n_input)
+            pass1 = summarize(run_pass1(executor, ctx, ids, show), rejected, left_out, n_input)
             check_quarantine(cfg, pass1.quarantined, n_input, "after pass 1")
             laps.lap("pass1")
             ctx = fit(ctx, pass1)
@@ -164,12 +166,19 @@ def run_pass1(executor: Executor, ctx: TaskContext, ids: list[str], show: bool) 
     return merger
 
 
-def summarize(merger: Pass1Merger, rejected: list[Problem], n_input: int) -> Pass1Summary:
-    """Pass 1's summary, the episodes the plan rejected first among its quarantined; IngestError when
-    no episode could be read."""
+def summarize(
+    merger: Pass1Merger, rejected: list[Problem], left_out: list[Filtered], n_input: int
+) -> Pass1Summary:
+    """Pass 1's summary, with the episodes the plan rejected first among its quarantined and those the
+    id filters left out first among its filtered; IngestError when no episode is left."""
     summary = merger.finish()
-    summary = replace(summary, quarantined=rejected + summary.quarantined)
+    summary = replace(
+        summary, quarantined=rejected + summary.quarantined, filtered=left_out + summary.filtered
+    )
     if not summary.facts:
+        if summary.filtered and not summary.quarantined:
+            reasons = [q.message for q in summary.filtered[:3]]
+            raise IngestError(f"the filters leave none of the {n_input} episodes; first reasons: {reasons}")
         reasons = [q.message for q in summary.quarantined[:3]]
         raise IngestError(f"no episode of {n_input} could be read; first reasons: {reasons}")
     return summary

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from trajshard.pipelines.facts import EpisodeFacts
 from trajshard.pipelines.stats import StreamStats
-from trajshard.schemas.problems import Problem
+from trajshard.schemas.problems import Filtered, Problem
 
 
 @dataclass
@@ -17,6 +17,7 @@ class Pass1Summary:
 
     facts: list[EpisodeFacts] = field(default_factory=list)
     quarantined: list[Problem] = field(default_factory=list)
+    filtered: list[Filtered] = field(default_factory=list)
     streams: dict[str, dict] = field(default_factory=dict)
     sketch: StreamStats | None = None
 
@@ -32,12 +33,16 @@ class Pass1Merger:
         self.waiting: dict[int, list] = {}
         self.facts: list[EpisodeFacts] = []
         self.quarantined: list[Problem] = []
+        self.filtered: list[Filtered] = []
         self.merged: dict[tuple, dict[str, StreamStats]] = {}
 
     def add(self, index: int, batch: list[list[EpisodeFacts] | Problem]) -> None:
         self.waiting[index] = batch
         while self.next in self.waiting:
             for episode in self.waiting.pop(self.next):
+                if isinstance(episode, Filtered):
+                    self.filtered.append(episode)
+                    continue
                 if isinstance(episode, Problem):
                     self.quarantined.append(episode)
                     continue
@@ -56,7 +61,7 @@ class Pass1Merger:
         """The summary; the merger is not used afterwards."""
         facts, quarantined = self.facts, list(self.quarantined)
         if not facts:
-            return Pass1Summary([], quarantined)
+            return Pass1Summary([], quarantined, self.filtered)
         counts = Counter(f.shape for f in facts)
         best = max(counts, key=lambda k: counts[k])  # Counter keeps first-seen order on ties
         kept = [f for f in facts if f.shape == best]
@@ -67,7 +72,7 @@ class Pass1Merger:
             "action": stats["action"].to_json(kept[0].action_names),
             "state": stats["state"].to_json(kept[0].state_names),
         }
-        return Pass1Summary(kept, quarantined, streams, stats["action"])
+        return Pass1Summary(kept, quarantined, self.filtered, streams, stats["action"])
 
 
 def _clash(episode: str) -> Problem:

@@ -90,6 +90,7 @@ def episode_facts(episode_id: str, work: EpisodeWork, span_from: int) -> list[Ep
             cuts=cut_ticks(al.frames, {c: entry_frames(ep.cameras[c]) for c in al.frames}, al.steps)
             if long
             else (),
+            trimmed=work.trimmed,
         )
         for al in parts
     ]

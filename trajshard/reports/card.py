@@ -10,7 +10,12 @@ from trajshard.tokenizers.guards import guard_lines
 
 
 def dataset_card(
-    info: dict, stats_streams: dict, quarantined: list, histogram_png: bool = False, guards: list[dict] = ()
+    info: dict,
+    stats_streams: dict,
+    quarantined: list,
+    histogram_png: bool = False,
+    guards: list[dict] = (),
+    filtered: list = (),
 ) -> str:
     c = info["counts"]
     lines = [
@@ -20,7 +25,7 @@ def dataset_card(
         f"from a `{info['source']['format']}` source.",
         "",
         f"- episodes: {c['episodes_written']} written, {c['episodes_quarantined']} quarantined, "
-        f"{c['episodes_input']} in the source",
+        f"{c.get('episodes_filtered', 0)} filtered out, {c['episodes_input']} in the source",
         f"- samples: {c['samples']} in {c['shards']} shards, at {info['fps']} Hz",
         f"- cameras: {', '.join(info['cameras'])}",
         f"- embodiments: {', '.join(e or '(unset)' for e in info['embodiments'])}",
@@ -59,6 +64,13 @@ def dataset_card(
         lines += ["", "Every rejected episode with its reason is in `meta/quarantine.jsonl`."]
     else:
         lines.append("No episode was quarantined.")
+    if filtered:
+        lines += ["", "## Filtered out", ""]
+        lines += [f"- {n} x {reason}" for reason, n in Counter(q.message for q in filtered).most_common()]
+        lines += [
+            "",
+            "Every episode the job's filters left out, with its reason, is in `meta/filtered.jsonl`.",
+        ]
     lines += [
         "",
         "## Job config",

@@ -5,7 +5,7 @@ bytes, sha256, sample count, episodes); every sample against the features of inf
 dtypes, shapes, JPEG decodability and size, NaN/Inf, meta.json fields); tokens within the
 tokenizer's range and decoding back to the action within half a bin; every episode's steps present
 exactly once (and in order, unless the dataset was written with a shuffle window), in shards of the
-episode's split; counts of input, written and quarantined episodes reconciling.
+episode's split; counts of input, written, quarantined and filtered episodes reconciling.
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def validate_output(out: str | Path, sample_rate: float = 1.0) -> ValidationRepo
     tokenizer = from_json(docs["tokenizer"])
     report.findings += guard_findings(docs["tokenizer"])
     quarantined = _quarantine(out, problems)
+    filtered = _quarantine(out, problems, "filtered")
     written, source_of, split_of = _episodes(out, problems)
 
     shuffled = bool(info.get("config", {}).get("shuffle_window"))
@@ -152,16 +153,21 @@ def validate_output(out: str | Path, sample_rate: float = 1.0) -> ValidationRepo
     sources = set(source_of.values())
     for eid in sorted(sources & set(quarantined)):
         problems.append(Problem(eid, "quarantine.jsonl", "episode both written and quarantined"))
+    for eid in sorted((sources | quarantined) & filtered):
+        problems.append(
+            Problem(eid, "filtered.jsonl", "episode both filtered out and written or quarantined")
+        )
     counts = info["counts"]
     expect = {
         "episodes_written": len(sources),
         "parts": len(written),
         "episodes_quarantined": len(quarantined),
+        "episodes_filtered": len(filtered) if "episodes_filtered" in counts else None,
         "samples": report.samples,
         "shards": report.shards,
     }
     for key, actual in expect.items():
-        if counts.get(key) != actual:
+        if actual is not None and counts.get(key) != actual:
             problems.append(
                 Problem("meta/info.json", f"counts.{key}", f"says {counts.get(key)}, found {actual}")
             )
@@ -361,22 +367,25 @@ def _check_tokens(
             )
 
 
-def _quarantine(out: Path, problems: list[Problem]) -> set[str]:
+def _quarantine(out: Path, problems: list[Problem], name: str = "quarantine") -> set[str]:
+    """The episodes a record file lists (quarantine.jsonl; filtered.jsonl, absent before info.json
+    version 2), each line checked."""
     ids = set()
-    path = out / "meta" / "quarantine.jsonl"
+    path = out / "meta" / f"{name}.jsonl"
     if not path.is_file():
-        problems.append(Problem("meta/quarantine.jsonl", "", "missing"))
+        if name == "quarantine":
+            problems.append(Problem("meta/quarantine.jsonl", "", "missing"))
         return ids
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:
             obj = json.loads(line)
         except ValueError as exc:
-            problems.append(Problem(f"meta/quarantine.jsonl line {i}", "", f"not JSON: {exc}"))
+            problems.append(Problem(f"meta/{name}.jsonl line {i}", "", f"not JSON: {exc}"))
             continue
-        problems += validate_quarantine_line(i, obj)
+        problems += validate_quarantine_line(i, obj, name)
         if isinstance(obj, dict) and isinstance(obj.get("episode"), str):
             if obj["episode"] in ids:
-                problems.append(Problem(f"meta/quarantine.jsonl line {i}", "episode", "episode listed twice"))
+                problems.append(Problem(f"meta/{name}.jsonl line {i}", "episode", "episode listed twice"))
             ids.add(obj["episode"])
     return ids
 

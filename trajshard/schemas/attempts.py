@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from trajshard.schemas.episode import EpisodeError
-from trajshard.schemas.problems import Problem
+from trajshard.schemas.problems import EpisodeFiltered, Filtered, Problem
 
 T = TypeVar("T")
 
@@ -31,6 +31,8 @@ def guarded(
         raise
     except EpisodeError as exc:
         return Problem(episode_id, exc.where, exc.message)
+    except EpisodeFiltered as exc:
+        return Filtered(episode_id, "filter", exc.reason)
     except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
         return Problem(episode_id, "", unexpected(exc), retryable=True)
 

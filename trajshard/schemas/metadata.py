@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from trajshard.schemas.problems import Problem
 
-INFO_VERSION = 1
+INFO_VERSION = 2  # 2: counts.episodes_filtered (docs/output-layout.md)
 STATS_VERSION = 1
 TOKENIZER_VERSION = 2  # 2: guards, per-dimension normalization modes (docs/tokenizers.md)
 MANIFEST_VERSION = 1
@@ -70,8 +70,14 @@ def validate_metadata(kind: str, obj: object) -> list[Problem]:
         counts = obj["counts"]
         problems += _check_keys(where, counts, dict.fromkeys(_COUNTS, int))
         if all(isinstance(counts.get(k), int) for k in _COUNTS[:3]):
-            if counts["episodes_written"] + counts["episodes_quarantined"] != counts["episodes_input"]:
-                problems.append(Problem(where, "counts", "written + quarantined != input episodes"))
+            filtered = counts.get("episodes_filtered", 0)  # absent before info.json version 2
+            if (
+                counts["episodes_written"] + counts["episodes_quarantined"] + filtered
+                != counts["episodes_input"]
+            ):
+                problems.append(
+                    Problem(where, "counts", "written + quarantined + filtered != input episodes")
+                )
     if kind == "stats" and isinstance(obj.get("streams"), dict):
         for name, st in obj["streams"].items():
             problems += _check_stream_stats(where, name, st)
@@ -81,8 +87,9 @@ def validate_metadata(kind: str, obj: object) -> list[Problem]:
     return problems
 
 
-def validate_quarantine_line(lineno: int, obj: object) -> list[Problem]:
-    where = f"meta/quarantine.jsonl line {lineno}"
+def validate_quarantine_line(lineno: int, obj: object, name: str = "quarantine") -> list[Problem]:
+    """A line of meta/quarantine.jsonl (or meta/filtered.jsonl: the same keys)."""
+    where = f"meta/{name}.jsonl line {lineno}"
     if not isinstance(obj, dict):
         return [Problem(where, "", "not a JSON object")]
     return _check_keys(where, obj, _QUARANTINE_KEYS)

@@ -39,6 +39,20 @@ class Problem:
         return cls(d["episode"], d["file"], d["reason"])
 
 
+@dataclass(frozen=True)
+class Filtered(Problem):
+    """An episode the job config leaves out on purpose (pipelines/filters.py): not a fault of the data.
+    ``field`` is ``filter``; recorded in meta/filtered.jsonl, never in quarantine.jsonl."""
+
+
+class EpisodeFiltered(Exception):
+    """Raised by a filter stage: the episode is left out, with the reason."""
+
+    def __init__(self, episode_id: str, reason: str) -> None:
+        super().__init__(f"episode {episode_id!r} filtered: {reason}")
+        self.episode_id, self.reason = episode_id, reason
+
+
 def format_problems(problems: list[Problem], limit: int = 50) -> str:
     """Render problems one per line, at most ``limit`` of them plus a count of the rest."""
     lines = [f"  - {p}" for p in problems[:limit]]
