@@ -112,3 +112,55 @@ def test_a_job_with_no_readable_episode_says_why(raw_copy, tmp_path):
     with pytest.raises(IngestError, match=r"no episode of 8 could be read; first reasons: \['missing"):
         run_job(str(raw_copy), str(tmp_path / "out"), JobConfig(), SerialExecutor(), progress=False)
     assert not (tmp_path / "out" / ".trajshard-handoff").exists()
+
+
+class StopsInPass2(SerialExecutor):
+    """The serial executor, stopped (as by Ctrl-C) when pass 2 starts; records the passes it ran."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def map(self, fn, context, units, on_result, ahead=False) -> None:
+        self.ran.append(fn.__name__)
+        if fn.__name__ == "pass2_group":
+            raise KeyboardInterrupt
+        super().map(fn, context, units, on_result, ahead)
+
+
+def test_resume_refuses_another_source_or_config_before_any_work(synthetic_raw, raw_copy, tmp_path):
+    out = str(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        run_job(str(synthetic_raw), out, JobConfig(), StopsInPass2(), progress=False)
+    for source, cfg, named in (
+        (synthetic_raw, JobConfig.from_flags(fps=5), r"fps \(10.0 there, 5 now\)"),
+        (raw_copy, JobConfig(), r"differs: source \("),
+    ):
+        spy = StopsInPass2()
+        with pytest.raises(IngestError, match=r"cannot resume: the unfinished job .*" + named):
+            run_job(str(source), out, cfg, spy, progress=False, resume=True)
+        assert spy.ran == []  # refused before pass 1
+    report = run_job(str(synthetic_raw), out, JobConfig(), SerialExecutor(), progress=False, resume=True)
+    assert report.episodes_written == 8 and not report.already_complete
+
+
+def test_resume_on_a_finished_dataset_says_it_is_complete_or_names_what_differs(synthetic_raw, tmp_path):
+    from click.testing import CliRunner
+
+    from trajshard.cli import main
+
+    out = tmp_path / "out"
+    run_job(str(synthetic_raw), str(out), JobConfig(), SerialExecutor(), progress=False)
+    assert json.loads((out / "meta" / "info.json").read_text())["source"]["fingerprint"].startswith("sha256:")
+    done = CliRunner().invoke(main, ["ingest", str(synthetic_raw), str(out), "--resume", "--workers", "0"])
+    assert done.exit_code == 0 and "already complete" in done.output and "wrote" not in done.output
+    other = CliRunner().invoke(
+        main,
+        ["ingest", str(synthetic_raw), str(out), "--resume", "--workers", "0", "--fps", "5", "--bins", "64"],
+    )
+    assert other.exit_code != 0 and "cannot resume: the finished dataset" in other.output
+    assert "bins (256 there, 64 now)" in other.output and "fps (10.0 there, 5.0 now)" in other.output
+    shutil.rmtree(synthetic_raw.parent / "fewer", ignore_errors=True)
+    fewer = shutil.copytree(synthetic_raw, tmp_path / "fewer")
+    shutil.rmtree(fewer / "ep_007")
+    moved = CliRunner().invoke(main, ["ingest", str(fewer), str(out), "--resume", "--workers", "0"])
+    assert moved.exit_code != 0 and "the source's episodes (another listing)" in moved.output

@@ -115,6 +115,12 @@ def ingest(
         report = run_ingest(source, out, cfg, progress=progress, resume=resume)
     except (ValueError, IngestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if report.already_complete:
+        click.echo(
+            f"{report.out} is already complete (the same source and config): {report.samples} samples of "
+            f"{report.episodes_written} episodes in {report.shards} shards; nothing to do"
+        )
+        return
     for line in report.warnings:
         click.echo(f"warning: {line}", err=True)
     click.echo(

@@ -7,6 +7,9 @@
   result arrives. On resume a group is kept only when every part is there with that size and hash.
 - ``promote.json``: written before commit renames parts to shard names, so a commit cut short can
   be undone (shards renamed back to their part names) and run again.
+- ``job.json``: what the job is (the source's path, a fingerprint of its listing, the config as
+  info.json records it), written with the plan, so ``--resume`` refuses another source or config
+  before any work, naming what differs.
 
 The directory is deleted once ``meta/info.json`` is written.
 """
@@ -72,6 +75,15 @@ class JobState:
             self.clear()
         self.store.write_bytes(f"{STATE}/plan.json", json_document(plan))
         return done
+
+    def job_identity(self) -> dict | None:
+        """What the interrupted job recorded about itself, or None (no record: an older run)."""
+        if not self.store.exists(f"{STATE}/job.json"):
+            return None
+        return json.loads(self.store.read_bytes(f"{STATE}/job.json"))
+
+    def record_identity(self, identity: dict) -> None:
+        self.store.write_bytes(f"{STATE}/job.json", json_document(identity))
 
     def record(self, group: Group, result: GroupResult) -> None:
         # compact: json's C encoder (an indented document goes through its pure-Python one, about 6x

@@ -40,6 +40,7 @@ class Outcome:
     n_input: int
     pass1: Pass1Summary
     groups: list[tuple[Group, GroupResult]]
+    fingerprint: str = ""  # of the source's listing (job.job_identity)
 
     @property
     def quarantined(self) -> list[Problem]:
@@ -176,6 +177,7 @@ def _info(ctx: TaskContext, outcome: Outcome, written: list[EpisodeFacts], shard
         "source": {
             "format": ctx.source.format,
             "raw_layout_version": RAW_LAYOUT_VERSION if ctx.source.format == "raw" else None,
+            "fingerprint": outcome.fingerprint,
         },
         "config": cfg.output_dict(),
         "fps": cfg.align.fps,

@@ -92,6 +92,7 @@ class IngestReport:
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds of plan, pass1, fit, pass2, commit
     warnings: list[str] = field(default_factory=list)  # what degrades the data, with its fix
     episodes_filtered: int = 0  # left out by the job's filters (written + quarantined + filtered = input)
+    already_complete: bool = False  # --resume found this job's dataset finished: nothing was done
 
     @classmethod
     def of_counts(cls, out: str, counts: dict, frames: int, seconds: float) -> IngestReport:

@@ -10,6 +10,7 @@ does not depend on the executor, the number of workers or the order tasks finish
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -99,10 +100,11 @@ def run_job(
     laps = Laps()
     spec, source = SourceSpec.of(source_path, cfg.source, cfg.align.fps)
     store, state = Store(out), JobState(Store(out))
-    if finished_out(store, spec, resume):
+    ids, rejected = checked_plan(source)
+    identity = job_identity(spec, ids, rejected, cfg)
+    if check_out(store, state, identity, resume):
         state.clear()
         return finished_report(store, laps.total())
-    ids, rejected = checked_plan(source)
     n_input = len(ids) + len(rejected)
     ids, left_out = select_ids(ids, cfg.filter)
     show = sys.stderr.isatty() if progress is None else progress
@@ -116,9 +118,11 @@ def run_job(
             laps.lap("pass1")
             ctx = fit(ctx, pass1)
             plan = plan_pass2(ctx, pass1, state, resume)
+            state.record_identity(identity)  # beside the plan: a resume compares it before pass 1
             laps.lap("fit")
             results = run_pass2(executor, ctx, plan, state, show)
-            outcome = Outcome(n_input, pass1, settle_spans(plan.groups, results))
+            groups = settle_spans(plan.groups, results)
+            outcome = Outcome(n_input, pass1, groups, identity["source_fingerprint"])
             check_quarantine(cfg, outcome.quarantined, outcome.n_input, "after pass 2")
             laps.lap("pass2")
         finally:
@@ -130,23 +134,61 @@ def run_job(
     return replace(report, seconds=laps.total(), phases=laps.phases)
 
 
-def finished_out(store: Store, spec: SourceSpec, resume: bool) -> bool:
-    """Check OUT before any work: True when it holds a finished dataset and ``resume`` asks to finish
-    it; IngestError when it cannot take this job; else make ``shards/``."""
+def job_identity(spec: SourceSpec, ids: list[str], rejected: list[Problem], cfg: JobConfig) -> dict:
+    """What a job is: its source (path, and a fingerprint of the listing: every episode id, sorted)
+    and the config as info.json records it."""
+    listing = "\n".join(sorted(ids + [p.where for p in rejected])).encode()
+    return {
+        "source": redact(spec.path),
+        "source_fingerprint": "sha256:" + hashlib.sha256(listing).hexdigest(),
+        "config": cfg.output_dict(),
+    }
+
+
+def check_out(store: Store, state: JobState, identity: dict, resume: bool) -> bool:
+    """Check OUT before any work: True when it holds the finished dataset of this very job and
+    ``resume`` asks to finish it; IngestError when it cannot take this job (another job's dataset or
+    unfinished job, or the source); else make ``shards/``."""
     out = redact(store.location)
     if store.exists("meta/info.json"):
-        if resume:
-            return True
-        raise IngestError(f"{out} already holds a dataset (meta/info.json); remove it or choose another OUT")
-    if _inside(store, spec.path):
-        raise IngestError(f"OUT {out} is inside the source {redact(spec.path)}; choose a place outside it")
-    if JobState(store).exists() and not resume:
-        raise IngestError(
-            f"{out} holds an unfinished job (.trajshard/plan.json): add --resume to finish it, "
-            "or remove OUT to start over"
-        )
+        if not resume:
+            raise IngestError(
+                f"{out} already holds a dataset (meta/info.json); remove it or choose another OUT"
+            )
+        info = json.loads(store.read_bytes("meta/info.json"))
+        recorded = {"source_fingerprint": info["source"].get("fingerprint"), "config": info["config"]}
+        _refuse_other_job(out, recorded, identity, "finished dataset")
+        return True
+    if _inside(store, identity["source"]):
+        raise IngestError(f"OUT {out} is inside the source {identity['source']}; choose a place outside it")
+    if state.exists():
+        if not resume:
+            raise IngestError(
+                f"{out} holds an unfinished job (.trajshard/plan.json): add --resume to finish it, "
+                "or remove OUT to start over"
+            )
+        recorded = state.job_identity()
+        if recorded is not None:
+            _refuse_other_job(out, recorded, identity, "unfinished job")
     store.makedirs("shards")
     return False
+
+
+def _refuse_other_job(out: str, recorded: dict, identity: dict, what: str) -> None:
+    """IngestError naming what differs between the job in OUT and this one (the source, the config's keys)."""
+    differ = []
+    if "source" in recorded and recorded["source"] != identity["source"]:
+        differ.append(f"source ({recorded['source']} there, {identity['source']} now)")
+    if recorded.get("source_fingerprint") not in (None, identity["source_fingerprint"]):
+        differ.append("the source's episodes (another listing)")
+    old, new = recorded.get("config", {}), identity["config"]
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    differ += [f"{k} ({old.get(k)!r} there, {new.get(k)!r} now)" for k in keys]
+    if differ:
+        raise IngestError(
+            f"cannot resume: the {what} in {out} was made from another job; differs: {'; '.join(differ)}. "
+            "Run with the same source and config, or remove OUT to start over"
+        )
 
 
 def run_pass1(executor: Executor, ctx: TaskContext, ids: list[str], show: bool) -> Pass1Merger:
@@ -290,7 +332,9 @@ def check_quarantine(cfg: JobConfig, quarantined: list[Problem], n_input: int, w
 def finished_report(store: Store, seconds: float) -> IngestReport:
     """The report of the dataset OUT already holds."""
     counts = json.loads(store.read_bytes("meta/info.json"))["counts"]
-    return IngestReport.of_counts(redact(store.location), counts, 0, seconds)
+    report = IngestReport.of_counts(redact(store.location), counts, 0, seconds)
+    report.already_complete = True
+    return report
 
 
 class Laps:
