@@ -3,7 +3,8 @@
 Checks: the metadata files (structure and versions); every shard against the manifest (presence,
 bytes, sha256, sample count, episodes); every sample against the features of info.json (members,
 dtypes, shapes, JPEG decodability and size, NaN/Inf, meta.json fields); tokens within the
-tokenizer's range and decoding back to the action within half a bin; every episode's steps present
+tokenizer's range and decoding back to the action within the tokenizer's tolerance (half a bin for the
+uniform tokenizer) plus float32 rounding (see ``token_limit``); every episode's steps present
 exactly once (and in order, unless the dataset was written with a shuffle window), in shards of the
 episode's split; counts of input, written, quarantined and filtered episodes reconciling.
 """
@@ -323,7 +324,7 @@ def _check_stats(stats: dict, ctx: _Context, samples: int, problems: list[Proble
 def _check_tokens(
     where: str, members: dict[str, bytes], tokenizer, vocab: dict | None, problems: list[Problem]
 ) -> None:
-    """Tokens decode to the action within the tokenizer's tolerance (after clipping to its bounds),
+    """Tokens decode to the action within ``token_limit`` (after clipping to the tokenizer's bounds),
     and token ids are the vocabulary mapping of the tokens."""
     if "tokens.npy" not in members or "action.npy" not in members:
         return
@@ -341,18 +342,19 @@ def _check_tokens(
         problems.append(Problem(where, "tokens.npy", f"tokens do not decode with tokenizer.json: {exc}"))
         return
     lo, hi = tokenizer.bounds()
-    clipped = np.clip(action.astype(np.float64), lo, hi)
-    err = np.abs(decoded - clipped)
-    limit = tokenizer.tolerance() * (1 + 1e-4) + 1e-6
+    decoded, action = np.asarray(decoded, dtype=np.float64), action.astype(np.float64)
+    err = np.abs(decoded - np.clip(action, lo, hi))
+    limit = token_limit(tokenizer.tolerance(), action, decoded)
     if np.any(err > limit):
-        d = np.unravel_index(int(np.argmax(err - limit)), err.shape)[-1]
-        decoded, action = decoded.reshape(-1, len(limit)).max(0), action.reshape(-1, len(limit)).max(0)
+        flat = np.argmax(err - limit)
+        d = np.unravel_index(int(flat), err.shape)[-1]
+        decoded, action, limit = decoded.flat[flat], action.flat[flat], limit.flat[flat]
         problems.append(
             Problem(
                 where,
                 "tokens.npy",
-                f"dim {d}: token decodes to {decoded[d]:.6g}, action is {action[d]:.6g}: "
-                f"more than the tokenizer's tolerance {limit[d]:.3g} apart (tokenizer.json does not match?)",
+                f"dim {d}: token decodes to {decoded:.9g}, action is {action:.9g}: "
+                f"more than the tokenizer's tolerance {limit:.3g} apart (tokenizer.json does not match?)",
             )
         )
     if vocab is not None and "token_ids.npy" in members:
@@ -365,6 +367,24 @@ def _check_tokens(
             problems.append(
                 Problem(where, "token_ids.npy", f"ids are not the vocabulary mapping {vocab['spec']}")
             )
+
+
+def token_limit(tolerance: np.ndarray, action: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+    """Largest |decoded - clip(action)| a correct token allows, per element, compared in float64:
+
+        tolerance + spacing32(|action|) + spacing32(|decoded|)
+
+    ``tolerance`` is the tokenizer's bound for exact values (half a bin for the uniform tokenizer);
+    ``spacing32(v)`` is ``np.spacing(np.float32(v))``, the float32 step at v's magnitude. The action is
+    stored as float32 (it may have been rounded after it was encoded), and a decoded value may have been
+    rounded to float32 (a consumer's copy), each by at most half a step; the whole steps also cover the
+    float64 rounding of normalizing and decoding, a few float64 steps (2**29 times finer). Near 152.3 a
+    float32 step is 1.5e-5, 13% of half a bin when the bounds are 152.3 +- 0.03."""
+
+    def spacing32(v: np.ndarray) -> np.ndarray:
+        return np.spacing(np.abs(v).astype(np.float32)).astype(np.float64)
+
+    return tolerance + spacing32(action) + spacing32(decoded)
 
 
 def _quarantine(out: Path, problems: list[Problem], name: str = "quarantine") -> set[str]:

@@ -120,7 +120,7 @@ class FastTokenizer:
         return np.asarray(self.bpe.encode(self._to_text(chunk)).ids, dtype=np.int32)
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
-        """Token ids [L] -> the chunk [H, D]; raises FastDecodeError when they do not form one."""
+        """Token ids [L] -> the chunk [H, D] (float64); raises FastDecodeError when they do not form one."""
         ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= self.bins):
             raise FastDecodeError(f"token ids outside [0, {self.bins - 1}]")
@@ -132,7 +132,7 @@ class FastTokenizer:
                 f"{self.horizon} x {self.dims} = {self.horizon * self.dims}"
             )
         y = self.C.T @ (values.reshape(self.horizon, self.dims) / self.scale)
-        return self.norm.denormalize(y).astype(np.float32)
+        return self.norm.denormalize(y)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.norm.low_high()

@@ -55,12 +55,13 @@ class QuantileTokenizer:
         return out
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """[..., D] tokens -> [..., D] float64 representatives (within ``tolerance()`` of a value in the bin)."""
         t = np.asarray(tokens, dtype=np.int64)
         if t.shape[-1:] != (self.dims,):
             raise ValueError(f"tokens have shape {list(t.shape)}, expected [..., {self.dims}]")
         if t.size and (t.min() < 0 or t.max() >= self.bins):
             raise ValueError(f"tokens outside [0, {self.bins - 1}]: min {t.min()}, max {t.max()}")
-        return self.reps[np.arange(self.dims), t].astype(np.float32)
+        return self.reps[np.arange(self.dims), t]
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.edges[:, 0], self.edges[:, -1]

@@ -3,7 +3,8 @@
 Accumulated per pass-2 task and merged on the driver into ``meta/roundtrip.json``: count, RMSE and
 max error in action units and normalized (error divided by half the tokenizer's bounds range), the
 clipping rate (share of values outside the bounds, which land in the edge bins), tokens per step or
-per chunk (mean, p99; for FAST against the H x D of naive binning), and decode failures.
+per chunk (mean, p99; for FAST against the H x D of naive binning), and decode failures. The decoded
+actions are measured rounded to float32, the dtype of ``action.npy``: the errors a float32 consumer sees.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class RoundTrip:
                 ids = tokenizer.encode(c)
                 lengths[len(ids)] = lengths.get(len(ids), 0) + 1
                 try:
-                    decoded[i] = tokenizer.decode(ids)
+                    decoded[i] = tokenizer.decode(ids).astype(np.float32)
                 except ValueError:
                     failures += 1
                     decoded[i] = np.nan
@@ -61,7 +62,7 @@ class RoundTrip:
             x = x[rows]
             lengths[x.shape[-1]] = len(x)
             tokens = tokenizer.encode(x)
-            dec = tokenizer.decode(tokens).astype(np.float64)
+            dec = tokenizer.decode(tokens).astype(np.float32).astype(np.float64)
             lo_t, hi_t = tokenizer.token_range
             counts = np.zeros((x.shape[-1], hi_t - lo_t + 1), dtype=np.int64)
             np.add.at(counts, (np.broadcast_to(np.arange(x.shape[-1]), tokens.shape), tokens - lo_t), 1)
