@@ -1,4 +1,4 @@
-"""The ``trajshard`` command line: ingest, validate, stats, histogram, inspect, demo (see docs/cli.md).
+"""The ``trajshard`` command line: ingest, validate, stats, histogram, inspect, report, demo (see docs/cli.md).
 
 Commands import their heavy modules when they run, so ``trajshard --help`` stays fast.
 """
@@ -257,6 +257,40 @@ def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
 
         contact_sheet_png(ep, png, columns)
         click.echo(f"wrote {png}", err=True)
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--html",
+    "html",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write it (default OUT/report.html).",
+)
+@click.option("--episodes", type=click.IntRange(1), default=12, help="Episodes embedded in the browser.")
+@click.option("--max-frames", type=click.IntRange(1), default=1200, help="Frames embedded over all episodes.")
+@click.option("--frame-size", type=click.IntRange(16, 1024), default=128, help="Longest side of a frame, px.")
+@click.option(
+    "--histogram-samples",
+    type=click.IntRange(1),
+    default=200_000,
+    help="Samples whose tokens are counted; a larger dataset: a sample of its shards.",
+)
+def report(
+    out: str, html: str | None, episodes: int, max_frames: int, frame_size: int, histogram_samples: int
+):
+    """One self-contained HTML page to explore OUT: bins, statistics, quarantine, an episode browser."""
+    from trajshard.reports.page import EpisodeBudget, ReportOptions, write_report
+
+    options = ReportOptions(
+        histogram_samples, EpisodeBudget(episodes=episodes, max_frames=max_frames, frame_size=frame_size)
+    )
+    try:
+        path, facts = write_report(out, html, options)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise click.ClickException(f"cannot report on {out}: {exc}") from exc
+    click.echo(facts.line(str(path)))
 
 
 @main.command()
