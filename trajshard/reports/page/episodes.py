@@ -44,12 +44,9 @@ def pick_episodes(rows: list[dict], n: int, named: list[str] = ()) -> list[dict]
     rows spread evenly over the id order, first and last included. Deterministic."""
     by_id = {r["episode"]: r for r in rows}
     chosen = list(dict.fromkeys(e for e in named if e in by_id))[: n // 4]
-    spread = [rows[round(i)] for i in np.linspace(0, len(rows) - 1, min(n, len(rows)))] if rows else []
-    for r in spread:
-        if len(chosen) >= n:
-            break
-        if r["episode"] not in chosen:
-            chosen.append(r["episode"])
+    slots = min(n, len(rows)) - len(chosen)
+    spread = [rows[round(i)]["episode"] for i in np.linspace(0, len(rows) - 1, slots)] if slots > 0 else []
+    chosen += [e for e in dict.fromkeys(spread) if e not in chosen]
     if len(chosen) < n:  # the named ones displaced some of the spread: fill from the rest in order
         chosen += [r["episode"] for r in rows if r["episode"] not in chosen][: n - len(chosen)]
     return sorted((by_id[e] for e in chosen), key=lambda r: r["episode"])

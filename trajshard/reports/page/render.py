@@ -1,10 +1,11 @@
 """The HTML of the report: tables written here, charts and the episode browser drawn in the page by
 ``report.js`` with plotly.js, both inlined with the data, so the file opens with no server and no
-network."""
+network. The scripts come last, so the tables show while plotly.js (most of the file) compiles."""
 
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from importlib import resources
 
@@ -27,8 +28,10 @@ def _asset(name: str) -> str:
 
 
 def _script_safe(text: str) -> str:
-    """Text that cannot end the <script> element it is inlined in."""
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    """Text that cannot end the <script> element it is inlined in (in JS and JSON strings, where these
+    can occur, ``<\\/`` reads as ``</``)."""
+    text = re.sub(r"</(?=script)", lambda _: "<\\/", text, flags=re.IGNORECASE)
+    return text.replace("<!--", "<\\u0021--")
 
 
 def _num(v, digits: int = 4) -> str:
@@ -67,7 +70,6 @@ def render_page(
 <meta name="generator" content="trajshard {escape(__version__)}">
 <title>{escape(title)}</title>
 <style>{_asset("report.css")}</style>
-<script>{_script_safe(plotly_js())}</script>
 </head><body>
 <header><h1>{escape(title)}</h1>
 <p>{c["episodes_written"]:,} episodes ({c.get("parts", c["episodes_written"]):,} parts), {c["samples"]:,} samples in
@@ -78,6 +80,7 @@ def render_page(
 </header>
 <main>{body}</main>
 <script id="report-data" type="application/json">{blob}</script>
+<script>{_script_safe(plotly_js())}</script>
 <script>{_script_safe(_asset("report.js"))}</script>
 </body></html>
 """
@@ -192,14 +195,6 @@ normalization bounds; <em>H</em>: entropy of the occupancy; <em>rmse</em>, <em>m
 
 def _stats(stats: dict, data: dict) -> str:
     parts = []
-    for stream, st in stats["streams"].items():
-        names = data["names"].get(stream) or [f"dim {d}" for d in range(len(st["mean"]))]
-        keys = ("min", "q01", "mean", "std", "q99", "max")
-        rows = [[d, escape(names[d])] + [_num(st[k][d]) for k in keys] for d in range(len(st["mean"]))]
-        parts.append(
-            f"<h3>{escape(stream)}: {st['count']:,} values per dimension, quantiles "
-            f"{escape(st['quantile_method'])}</h3>" + _table(["dim", "name", *keys], rows, "num")
-        )
     align = [
         [
             escape(s),
@@ -258,6 +253,17 @@ def _stats(stats: dict, data: dict) -> str:
             for g in guards
         )
         parts.append(f"<h3>Tokenizer guards</h3><ul>{items}</ul>")
+    for stream, st in stats["streams"].items():
+        names = data["names"].get(stream) or [f"dim {d}" for d in range(len(st["mean"]))]
+        keys = ("min", "q01", "mean", "std", "q99", "max")
+        rows = [[d, escape(names[d])] + [_num(st[k][d]) for k in keys] for d in range(len(st["mean"]))]
+        parts.append(
+            f'<details class="stream" {"open" if len(rows) <= 12 else ""}><summary><b>{escape(stream)}</b> '
+            f"statistics: {len(rows)} dimensions, {st['count']:,} values each, quantiles "
+            f"{escape(st['quantile_method'])}</summary>"
+            + _table(["dim", "name", *keys], rows, "num")
+            + "</details>"
+        )
     return "".join(parts)
 
 

@@ -2,13 +2,15 @@
 // drawn with plotly.js from the JSON document in #report-data. No network, no server.
 (function () {
   "use strict";
+  const T = { script: performance.now() };  // ms since navigation: when each stage finished
   const D = JSON.parse(document.getElementById("report-data").textContent);
+  T.data = performance.now();
   const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
   const EDGE = "#c0392b", BAR = "#2c7fb8", DEAD = "#888";
   const SEGMENT_FILL = ["rgba(44,127,184,0.07)", "rgba(230,145,56,0.10)"];
   const SEGMENT_BAR = ["#cfe0ef", "#f6dcc0"];
   // What tests and a curious reader can look at from the console.
-  const R = (window.trajshardReport = { ready: false, episode: -1, tick: 0, binsDrawn: 0 });
+  const R = (window.trajshardReport = { ready: false, episode: -1, tick: 0, binsDrawn: 0, timings: T });
 
   const fmt = (v) => (v === null || v === undefined ? "—" : Math.abs(v) >= 1e5 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(3) : +v.toPrecision(5));
   const el = (tag, attrs, text) => {
@@ -240,7 +242,8 @@
     return loadEpisode(0);
   }
 
-  Promise.all([drawDistributions(), setupBrowser()])
-    .then(() => { setupBins(); R.ready = true; R.readyAt = performance.now(); })
+  Promise.all([drawDistributions().then(() => { T.distributions = performance.now(); }),
+    setupBrowser().then(() => { T.browser = performance.now(); })])
+    .then(() => { setupBins(); R.ready = true; R.readyAt = T.ready = performance.now(); })
     .catch((err) => { console.error("trajshard report:", err); });
 })();
