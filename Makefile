@@ -9,7 +9,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[report]'   # report: plotly.js for `trajshard report`
 	touch $@
 
 # torch first, pinned: the CPU wheel (the loader's extra and Energon need torch; unpinned, pip would

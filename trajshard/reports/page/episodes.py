@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from trajshard.reports.page.bins import iter_members
-from trajshard.schemas.sample import load_npy, split_key
+from trajshard.reports.page.bins import NpyReader, iter_members
+from trajshard.schemas.sample import split_key
 
 COLUMNS = ["episode", "split", "steps", "shards", "source_episode", "start_time", "end_time", "embodiment"]
 
@@ -96,6 +96,7 @@ def read_episodes(
 
 def _episode(row: dict, by_step: dict[int, dict[str, bytes]], cameras: list[str], budget, fps) -> dict:
     order = sorted(by_step)
+    load_npy = NpyReader()
     metas = [json.loads(by_step[s]["meta.json"]) for s in order]
     state = np.stack([load_npy(by_step[s]["state.npy"]) for s in order]).astype(np.float64)
     action = np.stack([load_npy(by_step[s]["action.npy"]) for s in order]).astype(np.float64)

@@ -88,7 +88,8 @@
   // ---------- distributions over every episode ----------
   function histTrace(h, name) {
     const x = h.counts.map((_, i) => (h.edges[i] + h.edges[i + 1]) / 2);
-    return { type: "scatter", mode: "lines", line: { shape: "hvh", width: 1.5 }, x, y: h.counts, name,
+    const width = h.counts.map((_, i) => h.edges[i + 1] - h.edges[i]);
+    return { type: "bar", x, y: h.counts, width, name, opacity: 0.65, marker: { line: { width: 0 } },
       customdata: h.counts.map((_, i) => [fmt(h.edges[i]), fmt(h.edges[i + 1])]),
       hovertemplate: `${name}: %{customdata[0]} … %{customdata[1]}: %{y:,} episodes<extra></extra>` };
   }
@@ -97,7 +98,7 @@
     const dist = D.distributions;
     const steps = document.getElementById("dist-steps");
     if (steps && dist.steps.counts.length) {
-      out.push(Plotly.newPlot(steps, [Object.assign(histTrace(dist.steps, "steps"), { fill: "tozeroy" })], {
+      out.push(Plotly.newPlot(steps, [histTrace(dist.steps, "steps")], {
         title: { text: "Episode length (every episode)", font: { size: 13 } }, height: 260,
         margin: { l: 48, r: 10, t: 36, b: 40 }, xaxis: { title: { text: "steps" } }, yaxis: { title: { text: "episodes" } },
         showlegend: false }, CONFIG));
@@ -106,9 +107,9 @@
     const streams = Object.keys(dist.max_dt_ms);
     if (align && streams.length) {
       out.push(Plotly.newPlot(align, streams.map((s) => histTrace(dist.max_dt_ms[s], s)), {
-        title: { text: "Largest |dt| per episode, by stream", font: { size: 13 } }, height: 260,
-        margin: { l: 48, r: 10, t: 36, b: 40 }, xaxis: { title: { text: "ms" } }, yaxis: { title: { text: "episodes" } },
-        legend: { orientation: "h", y: -0.3 } }, CONFIG));
+        title: { text: "Largest |dt| per episode, by stream", font: { size: 13 } }, height: 280,
+        margin: { l: 48, r: 10, t: 36, b: 70 }, xaxis: { title: { text: "ms" } }, yaxis: { title: { text: "episodes" } },
+        barmode: "overlay", legend: { orientation: "h", y: -0.45 } }, CONFIG));
     }
     return Promise.all(out);
   }

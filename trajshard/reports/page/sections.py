@@ -61,7 +61,8 @@ def quality(out: Path) -> dict | None:
 def distributions(out: Path, bins: int = 40) -> dict[str, object]:
     """Histograms over every episode (part): steps, and per stream the episode's largest |dt|."""
     table = pq.read_table(out / "meta" / "episodes.parquet", columns=["steps", "alignment"])
-    result: dict[str, object] = {"steps": _hist(table.column("steps").to_numpy(), bins), "max_dt_ms": {}}
+    steps = table.column("steps").to_numpy()
+    result: dict[str, object] = {"steps": _hist(steps, bins, integer=True), "max_dt_ms": {}}
     flat = pc.list_flatten(table.column("alignment").combine_chunks())
     if len(flat):
         streams = np.asarray(flat.field("stream").to_pylist())
@@ -71,13 +72,17 @@ def distributions(out: Path, bins: int = 40) -> dict[str, object]:
     return result
 
 
-def _hist(values: np.ndarray, bins: int) -> dict[str, list]:
+def _hist(values: np.ndarray, bins: int, integer: bool = False) -> dict[str, list]:
+    """Counts over ``bins`` equal intervals of the values' range; integers of a narrow range get one
+    interval per value."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if not len(values):
         return {"edges": [], "counts": []}
     lo, hi = float(values.min()), float(values.max())
-    if hi == lo:
-        hi = lo + 1.0
-    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    if integer and hi - lo < bins:
+        edges = np.arange(lo - 0.5, hi + 1.0)
+    else:
+        edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.array([lo - 0.5, lo + 0.5])
+    counts, edges = np.histogram(values, bins=edges)
     return {"edges": [float(f"{e:.6g}") for e in edges], "counts": counts.tolist()}
