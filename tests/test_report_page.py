@@ -6,10 +6,12 @@ Screenshots go to the test's tmp dir, or to $TRAJSHARD_SCREENSHOTS when set (to 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from trajshard.cli import main
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
 from trajshard.reports.page import EpisodeBudget, ReportOptions, build_report, write_report
-from trajshard.reports.page.bins import pick_shards
+from trajshard.reports.page.bins import iter_members, pick_shards
 from trajshard.reports.page.episodes import pick_episodes
 from trajshard.sources.synthetic import write_synthetic_dataset
 
@@ -149,6 +151,30 @@ def test_text_that_would_end_a_script_element_is_escaped_and_reads_back():
     safe = _script_safe(json.dumps(doc))
     assert "</script" not in safe.lower() and "<!--" not in safe
     assert json.loads(safe) == doc
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_member_reader_agrees_with_tarfile_and_skips_what_it_is_not_asked_for(tmp_path, fmt):
+    long_key = "e" * 120 if fmt != tarfile.USTAR_FORMAT else "e" * 40
+    members = [
+        ("ep_000000.a.npy", b"x" * 700),
+        ("ep_000000.front.jpg", b"\xff" * 5000),
+        (f"dir/{long_key}_000001.tokens.npy", b"t" * 3),
+        ("ep_000001.meta.json", b""),
+    ]
+    path = tmp_path / "t.tar"
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    got = list(iter_members(path, lambda k, f: True))
+    assert got == [(n.rpartition("/")[2].split(".", 1)[0], n.split(".", 1)[1], d) for n, d in members]
+    assert [f for _, f, _ in iter_members(path, lambda k, f: f != "front.jpg")] == [
+        "a.npy",
+        "tokens.npy",
+        "meta.json",
+    ]
 
 
 def test_pick_shards_and_episodes_spread_evenly_and_deterministically():
