@@ -239,7 +239,10 @@ def test_fast_tokenizer_page_says_there_are_no_bins(tmp_path):
 # ----------------------------------------------------------------------------------------- in Chromium
 
 
-def needs_browser() -> None:
+@pytest.fixture(scope="module")
+def browser() -> None:
+    """Skips, with the reason, where Debian's chromium or chromedriver (or selenium) is missing; named
+    before a dataset fixture, it skips before that dataset is built."""
     why = headless.missing()
     if why:
         pytest.skip(why)
@@ -270,8 +273,7 @@ def scrub_and_check(path: Path, shots: Path, tag: str, limit_s: float = 5.0) -> 
     return after
 
 
-def test_demo_report_in_chromium_slider_moves_frames_and_cursors(demo, tmp_path):
-    needs_browser()
+def test_demo_report_in_chromium_slider_moves_frames_and_cursors(browser, demo, tmp_path):
     path, _ = write_report(demo, tmp_path / "demo.html")
     scrub_and_check(path, shots_dir(tmp_path), "demo")
     # another episode: the select loads it, the two-instruction episode shows its segments
@@ -290,8 +292,7 @@ def test_demo_report_in_chromium_slider_moves_frames_and_cursors(demo, tmp_path)
     assert state["instruction"].startswith("“place the red block in the bowl”")
 
 
-def test_real_g1_report_in_chromium(g1, tmp_path):
-    needs_browser()
+def test_real_g1_report_in_chromium(browser, g1, tmp_path):
     path, facts = write_report(g1, tmp_path / "g1.html")
     assert facts.episodes_embedded == 6 and facts.bytes < 20e6
     text = path.read_text()
@@ -300,10 +301,9 @@ def test_real_g1_report_in_chromium(g1, tmp_path):
     assert after["instruction"].startswith("“Pick up the yellow bottle on the table.”")
 
 
-def test_a_few_hundred_episode_report_opens_fast_and_small(tmp_path):
+def test_a_few_hundred_episode_report_opens_fast_and_small(browser, tmp_path):
     """The 10,000-episode run is bench/report_scale.py (several minutes to build); this is its small
     version: 200 one-second episodes, bins counted over a sample of shards."""
-    needs_browser()
     raw = tmp_path / "raw"
     write_synthetic_dataset(raw, n_episodes=200, seconds=1.0, width=32, height=32)
     out = tmp_path / "out"
