@@ -4,7 +4,8 @@ A sample, never the whole dataset: ``n`` episodes spread evenly over the id orde
 quarter of them named by doctor findings), each with every step's state, action and tokens (thinned
 to ``curve_points`` points when longer) and its instruction segments, and frames of every camera at
 evenly spaced steps, so that all embedded episodes together hold at most ``max_frames`` frames,
-re-encoded as small JPEGs of ``frame_size`` pixels.
+re-encoded as small JPEGs of ``frame_size`` pixels. With many dimensions the curves get fewer points
+(``curve_values`` numbers in all, never under 50 points a curve).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class EpisodeBudget:
     frame_size: int = 128  # longest side of an embedded frame, pixels
     frame_quality: int = 70  # JPEG quality of an embedded frame
     curve_points: int = 500  # points per curve; longer episodes are thinned evenly
+    curve_values: int = 400_000  # numbers in all curves of all episodes (fewer points when many dims)
 
 
 def episode_rows(out: Path) -> list[dict]:
@@ -91,10 +93,12 @@ def read_episodes(
         for key, field, data in iter_members(out / shard, want):
             episode, step = split_key(key)
             steps[episode].setdefault(step, {})[field] = data
-    return [_episode(r, steps[r["episode"]], cameras, budget, fps) for r in rows]
+    return [_episode(r, steps[r["episode"]], cameras, budget, fps, len(rows)) for r in rows]
 
 
-def _episode(row: dict, by_step: dict[int, dict[str, bytes]], cameras: list[str], budget, fps) -> dict:
+def _episode(
+    row: dict, by_step: dict[int, dict[str, bytes]], cameras: list[str], budget, fps, episodes: int
+) -> dict:
     order = sorted(by_step)
     load_npy = NpyReader()
     metas = [json.loads(by_step[s]["meta.json"]) for s in order]
@@ -103,7 +107,9 @@ def _episode(row: dict, by_step: dict[int, dict[str, bytes]], cameras: list[str]
     tokens = [load_npy(by_step[s]["tokens.npy"]) for s in order]
     fixed = len({t.shape for t in tokens}) == 1
     tok = np.stack([t[0] if t.ndim == 2 else t for t in tokens]) if fixed else None
-    keep = frame_steps(len(order), budget.curve_points)  # curve points, by position
+    dims = state.shape[1] + 2 * action.shape[1]
+    points = min(budget.curve_points, max(50, budget.curve_values // max(1, episodes * dims)))
+    keep = frame_steps(len(order), points)  # curve points, by position
     frames = {}
     for cam in cameras:
         shown = [(s, by_step[s].get(f"{cam}.jpg") or by_step[s].get(f"{cam}.png")) for s in order]

@@ -105,7 +105,7 @@ def _about(data: dict, facts, quality) -> str:
 filter reasons: over every episode, from <code>meta/</code>.</li>
 <li>Episode browser: {facts.episodes_embedded} of {facts.episodes_total:,} episodes (spread evenly over
 the ids{", and some the doctor names" if quality else ""}), every step's state, action and tokens
-(at most {b["curve_points"]} points per curve), {facts.frames_embedded:,} frames in all (at most
+(at most {b["curve_points"]} points per curve, {b["curve_values"]:,} numbers in all), {facts.frames_embedded:,} frames in all (at most
 {b["max_frames"]:,}, spread evenly over each episode's steps; {b["frame_size"]} px JPEG). Other episodes
 and full-size frames: <code>trajshard inspect OUT --episode ID</code>.</li>
 <li>Doctor findings: {"from <code>meta/quality.json</code>" if quality else "none (the dataset has no <code>meta/quality.json</code>)"}.</li>
