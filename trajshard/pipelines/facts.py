@@ -15,6 +15,10 @@ from trajshard.schemas.problems import Problem
 from trajshard.tokenizers.report import RoundTrip
 
 
+class IngestError(RuntimeError):
+    """The job cannot run or cannot finish (not a bad episode: those are quarantined)."""
+
+
 @dataclass
 class EpisodeFacts:
     """What pass 1 learns about one aligned part of a good episode (no video decoded)."""

@@ -19,8 +19,8 @@ import ray
 
 from trajshard.config import JobConfig, RunConfig
 from trajshard.io import parse_size
-from trajshard.pipelines.facts import IngestReport
-from trajshard.pipelines.job import IngestError, SerialExecutor, run_job
+from trajshard.pipelines.facts import IngestError, IngestReport
+from trajshard.pipelines.job import SerialExecutor, run_job
 from trajshard.pipelines.shards import ShardWriteError
 from trajshard.pipelines.tasks import TaskContext
 

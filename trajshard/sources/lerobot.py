@@ -32,6 +32,7 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources.contain import contained, from_template
 from trajshard.sources.tables import TableError, read_table
 from trajshard.sources.video import VideoError, probe_video
 
@@ -125,13 +126,16 @@ class LeRobotSource:
         chunk = index // int(self.info.get("chunks_size", 1000))
         template = self.info.get(template_key)
         if template:
-            p = self.root / template.format(episode_chunk=chunk, episode_index=index, video_key=video_key)
+            eid = f"episode_{index:06d}"
+            p = from_template(
+                self.root, template, eid, episode_chunk=chunk, episode_index=index, video_key=video_key
+            )
             if p.is_file():
                 return p
         name = f"episode_{index:06d}." + ("mp4" if video_key else "parquet")
         sub = f"videos/*/{video_key}/{name}" if video_key else f"data/*/{name}"
         found = sorted(self.root.glob(sub))
-        return found[0] if found else None
+        return contained(self.root, found[0], f"episode_{index:06d}") if found else None
 
     # -- episodes ---------------------------------------------------------------------------------
 
@@ -172,8 +176,12 @@ class LeRobotSource:
 
     def _table(self, episode_id: str, meta: dict, index: int):
         if self.version.startswith("v3"):
-            path = self.root / self.info["data_path"].format(
-                chunk_index=meta["data/chunk_index"], file_index=meta["data/file_index"]
+            path = from_template(
+                self.root,
+                self.info["data_path"],
+                episode_id,
+                chunk_index=meta["data/chunk_index"],
+                file_index=meta["data/file_index"],
             )
             if not path.is_file():
                 raise EpisodeError(episode_id, str(path.relative_to(self.root)), "data file is missing")
@@ -214,7 +222,10 @@ class LeRobotSource:
     def _camera(self, episode_id: str, meta: dict, index: int, key: str) -> Camera:
         start = 0.0
         if self.version.startswith("v3"):
-            path = self.root / self.info["video_path"].format(
+            path = from_template(
+                self.root,
+                self.info["video_path"],
+                episode_id,
                 video_key=key,
                 chunk_index=meta[f"videos/{key}/chunk_index"],
                 file_index=meta[f"videos/{key}/file_index"],
