@@ -133,7 +133,15 @@ def ingest(
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Source format.")
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default=None, help="Source format (default auto)."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML job config: check a source with the settings the ingest will use.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--strict", is_flag=True, help="Exit 1 on findings too (data that is consistent but degraded).")
 @click.option(
@@ -142,7 +150,9 @@ def ingest(
     default=1.0,
     help="Decode and deep-check only this share of samples (checksums, counts, order: always all).",
 )
-def validate(path: str, fmt: str, as_json: bool, strict: bool, sample_rate: float) -> None:
+def validate(
+    path: str, fmt: str | None, config_path: str | None, as_json: bool, strict: bool, sample_rate: float
+) -> None:
     """Validate an output dataset or a raw source. Exit 0 fit, 1 problems found, 2 could not run."""
     from trajshard.reports.validation import validate_output
     from trajshard.reports.validation_source import validate_source
@@ -152,7 +162,7 @@ def validate(path: str, fmt: str, as_json: bool, strict: bool, sample_rate: floa
         if is_trajshard_output(path):
             kind, report = "dataset", validate_output(path, sample_rate)
         else:
-            kind, report = "source", validate_source(path, fmt)
+            kind, report = "source", validate_source(path, cfg=load_config(config_path, format=fmt))
     except Exception as exc:  # noqa: BLE001 - exit 2: the check itself could not run
         click.echo(f"validate: could not run: {exc}", err=True)
         sys.exit(2)

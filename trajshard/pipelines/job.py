@@ -119,7 +119,9 @@ def run_job(
                 laps.lap("fit")
                 results = run_pass2(executor, ctx, plan, state, show)
                 groups = settle_spans(plan.groups, results)
-                outcome = Outcome(n_input, pass1, groups, identity["source_fingerprint"])
+                outcome = Outcome(
+                    n_input, pass1, groups, identity["source_fingerprint"], source_notes(source)
+                )
                 check_quarantine(cfg, outcome.quarantined, outcome.n_input, "after pass 2")
                 laps.lap("pass2")
             finally:
@@ -129,6 +131,11 @@ def run_job(
         state.clear()
     laps.lap("commit")
     return replace(report, seconds=laps.total(), phases=laps.phases)
+
+
+def source_notes(source) -> list[str]:
+    """What the source's reader noticed and left out (a declared camera without video files, ...)."""
+    return [str(n) for n in getattr(source, "notes", [])]
 
 
 def job_identity(spec: SourceSpec, ids: list[str], rejected: list[Problem], cfg: JobConfig) -> dict:

@@ -30,6 +30,7 @@ def dataset_card(
         f"- cameras: {', '.join(info['cameras'])}",
         f"- embodiments: {', '.join(e or '(unset)' for e in info['embodiments'])}",
         f"- actions: {info['action_source']}",
+        *[f"- note on the source: {n}" for n in info["source"].get("notes", [])],
         "",
         "Read it with `webdataset.WebDataset(urls).decode()`; decode `tokens.npy` with `meta/tokenizer.json`",
         "(`trajshard.tokenizers.decode`). Check it with `trajshard validate`, look at it with",

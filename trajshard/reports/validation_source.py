@@ -14,10 +14,14 @@ from trajshard.schemas.problems import Problem
 from trajshard.sources import SourceSpec, checked_plan
 
 
-def validate_source(path: str, fmt: str = "auto", cfg: JobConfig | None = None) -> ValidationReport:
+def validate_source(path: str, fmt: str | None = None, cfg: JobConfig | None = None) -> ValidationReport:
+    """Every problem of a source, read with the job config's source and align sections (``fmt``, when
+    given, overrides its format)."""
     cfg = cfg or JobConfig()
+    if fmt is not None:
+        cfg = cfg.replace(format=fmt)
     report = ValidationReport()
-    _, source = SourceSpec.of(path, cfg.replace(format=fmt).source, cfg.align.fps)
+    _, source = SourceSpec.of(path, cfg.source, cfg.align.fps)
     report.notes = list(getattr(source, "notes", []))
     ids, rejected = checked_plan(source)
     report.problems += rejected

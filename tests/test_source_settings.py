@@ -1,0 +1,33 @@
+"""A source is checked with the settings the ingest will use, and what its reader leaves out is said."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from conftest import shared_data
+
+from trajshard.cli import main
+
+
+def test_validate_source_reads_the_job_config(tmp_path):
+    gr00t = str(shared_data("gr00t_pnp_lerobot_v20"))
+    (tmp_path / "job.toml").write_text('fps = 5.0\nformat = "lerobot"\n')
+    plain = CliRunner().invoke(main, ["validate", gr00t, "--json"])
+    slow = CliRunner().invoke(main, ["validate", gr00t, "--json", "--config", str(tmp_path / "job.toml")])
+    assert plain.exit_code == 0 and slow.exit_code == 0
+    samples = [json.loads(r.output)["samples"] for r in (plain, slow)]
+    assert samples[0] > 1.9 * samples[1]  # 10 Hz against 5 Hz
+    wrong = CliRunner().invoke(main, ["validate", gr00t, "--format", "raw"])
+    assert wrong.exit_code == 1
+
+
+def test_ingest_says_what_the_source_left_out(tmp_path):
+    gr00t = str(shared_data("gr00t_pnp_lerobot_v20"))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["ingest", gr00t, str(out), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "warning: source: camera 'observation.images.egoview' is declared" in result.output
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert any("egoview" in n for n in info["source"]["notes"])
+    assert "note on the source: camera 'observation.images.egoview'" in (out / "README.md").read_text()
