@@ -31,3 +31,15 @@ def test_ingest_says_what_the_source_left_out(tmp_path):
     info = json.loads((out / "meta" / "info.json").read_text())
     assert any("egoview" in n for n in info["source"]["notes"])
     assert "note on the source: camera 'observation.images.egoview'" in (out / "README.md").read_text()
+
+
+def test_a_missing_instruction_names_the_file_it_should_come_from():
+    import numpy as np
+
+    from trajshard.schemas.episode import Episode, Stream, validate_episode
+
+    t = np.arange(5) / 10
+    streams = {"proprio": Stream("proprio", t, np.zeros((5, 2), np.float32))}
+    bag = Episode("ep", (), streams, {}, instruction_file="ep.mcap")
+    assert [(p.field, p.message) for p in validate_episode(bag)] == [("ep.mcap", "no instruction text")]
+    assert validate_episode(Episode("ep", (), streams, {}))[0].field == "episode.json"  # the raw layout's

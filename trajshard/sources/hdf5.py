@@ -165,6 +165,7 @@ class HDF5Source:
             cameras,
             embodiment=embodiment,
             source=str(f),
+            instruction_file=f.name,
         )
         return ensure_valid(ep)
 

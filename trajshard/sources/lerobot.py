@@ -187,6 +187,7 @@ class LeRobotSource:
             cameras,
             embodiment=str(self.info.get("robot_type") or ""),
             source=str(self.root),
+            instruction_file="meta/tasks",
         )
         return ensure_valid(ep)
 
