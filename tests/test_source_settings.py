@@ -43,3 +43,21 @@ def test_a_missing_instruction_names_the_file_it_should_come_from():
     bag = Episode("ep", (), streams, {}, instruction_file="ep.mcap")
     assert [(p.field, p.message) for p in validate_episode(bag)] == [("ep.mcap", "no instruction text")]
     assert validate_episode(Episode("ep", (), streams, {}))[0].field == "episode.json"  # the raw layout's
+
+
+def test_the_camera_rule_is_said_not_silent(raw_copy, tmp_path):
+    (raw_copy / "ep_000" / "wrist.webm").unlink()
+    meta = json.loads((raw_copy / "ep_000" / "episode.json").read_text())
+    meta.pop("offsets")  # they name the wrist camera
+    (raw_copy / "ep_000" / "episode.json").write_text(json.dumps(meta))
+    result = CliRunner().invoke(main, ["ingest", str(raw_copy), str(tmp_path / "a"), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "episodes differ in shape: 7 with cameras ['front', 'wrist']" in result.output
+    assert "1 with cameras ['front']" in result.output and "--camera" in result.output
+    picked = CliRunner().invoke(
+        main, ["ingest", str(raw_copy), str(tmp_path / "b"), "--workers", "0", "--camera", "front"]
+    )
+    assert picked.exit_code == 0 and "quarantined 0 of 8" in picked.output
+    assert "cameras left out by the camera list (--camera): wrist (7 episodes)" in picked.output
+    info = json.loads((tmp_path / "b" / "meta" / "info.json").read_text())
+    assert any("wrist (7 episodes)" in n for n in info["source"]["notes"])

@@ -38,6 +38,7 @@ class EpisodeFacts:
     action_source: str
     cuts: tuple[int, ...] = ()  # ticks where a pass-2 task may start this part (plan.cut_ticks)
     trimmed: tuple[int, int] = (0, 0)  # idle ticks trimmed off the source episode's start and end
+    cameras_left_out: tuple[str, ...] = ()  # the episode's cameras the config's camera list leaves out
 
 
 @dataclass

@@ -120,7 +120,7 @@ def run_job(
                 results = run_pass2(executor, ctx, plan, state, show)
                 groups = settle_spans(plan.groups, results)
                 outcome = Outcome(
-                    n_input, pass1, groups, identity["source_fingerprint"], source_notes(source)
+                    n_input, pass1, groups, identity["source_fingerprint"], source_notes(source) + pass1.notes
                 )
                 check_quarantine(cfg, outcome.quarantined, outcome.n_input, "after pass 2")
                 laps.lap("pass2")
