@@ -34,6 +34,7 @@ from trajshard.schemas.problems import Problem
 SHARD_SAMPLE_VERSION = 1
 # the last suffix of every field the schema defines: <camera>.jpg/.png, <name>.npy, meta.json
 SAMPLE_SUFFIXES = frozenset({"jpg", "png", "npy", "json"})
+MAX_IMAGE_PIXELS = 4096 * 4096  # the largest image_size squared: a reader decodes no larger image
 KEY_RE = re.compile(r"^(?P<episode>[A-Za-z0-9_-]+)_(?P<step>\d{6,})$")
 META_FIELDS = {
     "episode": str,
@@ -211,6 +212,9 @@ def _check_image(name: str, data: bytes, spec: dict, bad) -> None:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
+                bad(name, f"declares {img.size[0]}x{img.size[1]} pixels, more than {MAX_IMAGE_PIXELS}")
+                return
             img.load()
             size, mode, fmt = img.size, img.mode, img.format
     except Exception as exc:  # noqa: BLE001
