@@ -177,23 +177,33 @@ def decode_image(data: bytes) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+_RESERVED = frozenset({"key", "images", "meta", "instruction", "dataset"})  # decode_sample's own keys
+
+
 def decode_sample(key: str, members: dict[str, bytes], decode_images: bool = True) -> dict:
     """A raw sample to plain values: images (HWC uint8), arrays (npy), meta and instruction.
 
     Returns ``{"key", "images": {camera: array|bytes}, "<name>": array for each <name>.npy,
-    "meta": dict, "instruction": str}``; ``<name>.txt`` members become strings.
+    "meta": dict, "instruction": str}``. A member that does not decode (an ``.npy`` header that does
+    not fit its bytes, an oversize image, meta.json not a JSON object) or an ``.npy`` named like one of
+    those keys raises :class:`LoaderError` naming the sample and the member.
     """
     out: dict = {"key": key, "images": {}}
     for name, data in members.items():
         stem, _, ext = name.rpartition(".")
-        if name.endswith(IMAGE_SUFFIXES):
-            out["images"][stem] = decode_image(data) if decode_images else data
-        elif ext == "npy":
-            out[stem] = load_npy(data)
-        elif name == "meta.json":
-            out["meta"] = json.loads(data.decode("utf-8"))
-        elif ext == "txt":
-            out[stem] = data.decode("utf-8")
+        try:
+            if name.endswith(IMAGE_SUFFIXES):
+                out["images"][stem] = decode_image(data) if decode_images else data
+            elif ext == "npy":
+                if stem in _RESERVED:
+                    raise LoaderError(f"an array may not be named {stem!r}")
+                out[stem] = load_npy(data)
+            elif name == "meta.json":
+                out["meta"] = json.loads(data.decode("utf-8"))
+                if not isinstance(out["meta"], dict):
+                    raise LoaderError("not a JSON object")
+        except (LoaderError, ValueError, OSError, Image.DecompressionBombError) as exc:
+            raise LoaderError(f"sample {key}: member {key}.{name}: {exc}") from None
     meta = out.setdefault("meta", {})
     if "instruction" not in out:
         out["instruction"] = meta.get("instruction", "")

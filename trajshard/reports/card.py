@@ -32,7 +32,7 @@ def dataset_card(
         f"- actions: {info['action_source']}",
         "",
         "Read it with `trajshard.loader.open_dataset`, or with webdataset and handlers that cannot unpickle",
-        "(`.decode(wds.imagehandler(\"rgb8\"), npy_json, pre=[], post=[])`, see trajshard's",
+        '(`.decode(wds.imagehandler("rgb8"), npy_json, pre=[], post=[])`, see trajshard\'s',
         "docs/shard-sample.md); decode `tokens.npy` with `meta/tokenizer.json` (`trajshard.tokenizers.decode`).",
         "Check it with `trajshard validate`, look at it with `trajshard histogram`.",
         "",
