@@ -261,6 +261,8 @@ def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
         ep = load_episode(out, episode)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from exc
+    except (OSError, ValueError) as exc:  # a shard refused (trajshard.io.ShardError), an unreadable file
+        raise click.ClickException(f"cannot read {out}: {exc}") from exc
     click.echo(summary(ep))
     if png:
         from trajshard.reports.plots import contact_sheet_png
