@@ -145,3 +145,29 @@ def test_two_concurrent_ingests_one_runs_the_other_is_refused(synthetic_raw, tmp
     refused = next(err for code, err in results if code == 1)
     assert "in use by another trajshard job" in refused or "already holds a dataset" in refused
     assert validate_output(out).ok
+
+
+def test_one_bad_directory_entry_or_episode_never_stops_the_job(raw_copy, tmp_path, monkeypatch):
+    from trajshard.reports.validation_source import validate_source
+    from trajshard.sources.raw import RawSource
+
+    (raw_copy / "loop").symlink_to(raw_copy / "loop")  # ln -s loop loop
+    report = run_ingest(str(raw_copy), str(tmp_path / "out"), SERIAL, progress=False)
+    assert (report.episodes_input, report.episodes_written) == (9, 8)
+    record = json.loads((tmp_path / "out" / "meta" / "quarantine.jsonl").read_text())
+    assert record["episode"] == "loop" and "cannot be followed" in record["reason"]
+
+    real_load = RawSource.load
+
+    def deep(self, episode_id):  # a reader that meets nesting too deep for it in one episode
+        if episode_id == "ep_003":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_load(self, episode_id)
+
+    monkeypatch.setattr(RawSource, "load", deep)
+    found = validate_source(str(raw_copy))
+    assert {p.where for p in found.problems} == {"loop", "ep_003"} and found.episodes == 8
+    calls = []
+    monkeypatch.setattr(RawSource, "load", lambda self, e: calls.append(e) or deep(self, e))
+    out = run_ingest(str(raw_copy), str(tmp_path / "out2"), SERIAL, progress=False)
+    assert calls.count("ep_003") == 1 and out.episodes_quarantined == 2  # deterministic: not retried

@@ -134,8 +134,11 @@ def detect_format(path: str | os.PathLike) -> str:
     if any(p.suffix == ".mcap" for p in root.iterdir()):
         return "mcap"
     for child in sorted(root.iterdir())[:1000]:
-        if child.is_dir() and (child / "episode.json").is_file():
-            return "raw"
+        try:
+            if child.is_dir() and (child / "episode.json").is_file():
+                return "raw"
+        except OSError:  # an unreadable entry says nothing about the format; the reader reports it
+            continue
     raise ValueError(
         f"{path}: cannot tell its format (no <episode>/episode.json, no meta/info.json); pass --format"
     )

@@ -37,7 +37,12 @@ class RawSource:
         """(episode ids to read, sorted; [(name, file, reason)] of entries quarantined by name)."""
         ids, rejected = [], []
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if not entry.is_dir(follow_symlinks=True):
+            try:
+                if not entry.is_dir(follow_symlinks=True):
+                    continue
+            except OSError as exc:  # a link loop: one bad entry, never the whole job
+                reason = f"cannot be followed: {exc.strerror or exc}"
+                rejected.append(Problem(entry.name, entry.name, reason))
                 continue
             name = entry.name
             if not EPISODE_ID_RE.match(name):
