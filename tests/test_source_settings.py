@@ -61,3 +61,19 @@ def test_the_camera_rule_is_said_not_silent(raw_copy, tmp_path):
     assert "cameras left out by the camera list (--camera): wrist (7 episodes)" in picked.output
     info = json.loads((tmp_path / "b" / "meta" / "info.json").read_text())
     assert any("wrist (7 episodes)" in n for n in info["source"]["notes"])
+
+
+def test_messages_for_a_missing_an_empty_and_an_interrupted_source_or_out(tmp_path):
+    missing = CliRunner().invoke(
+        main, ["ingest", str(tmp_path / "nope"), str(tmp_path / "o"), "--workers", "0"]
+    )
+    assert missing.exit_code == 1 and "nope: does not exist" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(
+        main, ["ingest", str(tmp_path / "empty"), str(tmp_path / "o"), "--format", "raw", "--workers", "0"]
+    )
+    assert empty.exit_code == 1 and "holds no episode" in empty.output and not (tmp_path / "o").exists()
+    (tmp_path / "half" / ".trajshard").mkdir(parents=True)
+    (tmp_path / "half" / ".trajshard" / "plan.json").write_text("{}")
+    half = CliRunner().invoke(main, ["validate", str(tmp_path / "half")])
+    assert half.exit_code == 2 and "--resume" in half.output

@@ -115,6 +115,13 @@ def ingest(
         report = run_ingest(source, out, cfg, progress=progress, resume=resume)
     except (ValueError, IngestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted: {out} holds an unfinished job; its finished shards are kept. Run the same "
+            "command with --resume to go on, or remove OUT to start over",
+            err=True,
+        )
+        sys.exit(130)
     if report.already_complete:
         click.echo(
             f"{report.out} is already complete (the same source and config): {report.samples} samples of "
@@ -158,6 +165,13 @@ def validate(
     from trajshard.reports.validation_source import validate_source
     from trajshard.sources import is_trajshard_output
 
+    if (Path(path) / ".trajshard" / "plan.json").is_file() and not is_trajshard_output(path):
+        click.echo(
+            f"validate: {path} is an unfinished ingest (interrupted): finish it with the same ingest "
+            "command and --resume, then validate it",
+            err=True,
+        )
+        sys.exit(2)
     try:
         if is_trajshard_output(path):
             kind, report = "dataset", validate_output(path, sample_rate)

@@ -141,6 +141,7 @@ class OutLock:
         self.held = False
 
     def __enter__(self) -> OutLock:
+        self.made = not self.store.remote and not self.store.local().exists()
         if not self.store.remote:
             self.store.makedirs("")
         for _ in range(2):
@@ -157,6 +158,8 @@ class OutLock:
         if self.held:
             self.store.delete(LOCK)
             self.held = False
+        if self.made and not any(self.store.local().iterdir()):
+            self.store.local().rmdir()  # a job that wrote nothing leaves no OUT behind
 
     def _create(self) -> bool:
         data = json.dumps(self.me).encode()

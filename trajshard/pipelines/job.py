@@ -98,6 +98,10 @@ def run_job(
     store, state = Store(out), JobState(Store(out))
     with OutLock(store):
         ids, rejected = checked_plan(source)
+        if not ids and not rejected:
+            raise IngestError(
+                f"{redact(spec.path)} holds no episode of a {spec.format} source; nothing was written"
+            )
         identity = job_identity(spec, ids, rejected, cfg)
         if check_out(store, state, identity, resume):
             state.clear()

@@ -121,8 +121,10 @@ def detect_format(path: str | os.PathLike) -> str:
         return "hdf5"
     if root.is_file() and root.suffix == ".mcap":
         return "mcap"
+    if not os.path.lexists(root):
+        raise FileNotFoundError(f"{path}: does not exist")
     if not root.is_dir():
-        raise ValueError(f"{path}: not a directory or an .hdf5 file")
+        raise ValueError(f"{path}: not a directory, an .hdf5 or an .mcap file")
     if is_trajshard_output(root):
         raise ValueError(f"{path}: this is a trajshard output, not a source")
     if (root / "meta" / "info.json").is_file():
