@@ -115,6 +115,13 @@ def ingest(
         report = run_ingest(source, out, cfg, progress=progress, resume=resume)
     except (ValueError, IngestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted: {out} holds an unfinished job; its finished shards are kept. Run the same "
+            "command with --resume to go on, or remove OUT to start over",
+            err=True,
+        )
+        sys.exit(130)
     if report.already_complete:
         click.echo(
             f"{report.out} is already complete (the same source and config): {report.samples} samples of "
@@ -133,7 +140,15 @@ def ingest(
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", help="Source format.")
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default=None, help="Source format (default auto)."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML job config: check a source with the settings the ingest will use.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--strict", is_flag=True, help="Exit 1 on findings too (data that is consistent but degraded).")
 @click.option(
@@ -142,17 +157,26 @@ def ingest(
     default=1.0,
     help="Decode and deep-check only this share of samples (checksums, counts, order: always all).",
 )
-def validate(path: str, fmt: str, as_json: bool, strict: bool, sample_rate: float) -> None:
+def validate(
+    path: str, fmt: str | None, config_path: str | None, as_json: bool, strict: bool, sample_rate: float
+) -> None:
     """Validate an output dataset or a raw source. Exit 0 fit, 1 problems found, 2 could not run."""
     from trajshard.reports.validation import validate_output
     from trajshard.reports.validation_source import validate_source
     from trajshard.sources import is_trajshard_output
 
+    if (Path(path) / ".trajshard" / "plan.json").is_file() and not is_trajshard_output(path):
+        click.echo(
+            f"validate: {path} is an unfinished ingest (interrupted): finish it with the same ingest "
+            "command and --resume, then validate it",
+            err=True,
+        )
+        sys.exit(2)
     try:
         if is_trajshard_output(path):
             kind, report = "dataset", validate_output(path, sample_rate)
         else:
-            kind, report = "source", validate_source(path, fmt)
+            kind, report = "source", validate_source(path, cfg=load_config(config_path, format=fmt))
     except Exception as exc:  # noqa: BLE001 - exit 2: the check itself could not run
         click.echo(f"validate: could not run: {exc}", err=True)
         sys.exit(2)
@@ -251,6 +275,8 @@ def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
         ep = load_episode(out, episode)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from exc
+    except (OSError, ValueError) as exc:  # a shard refused (trajshard.io.ShardError), an unreadable file
+        raise click.ClickException(f"cannot read {out}: {exc}") from exc
     click.echo(summary(ep))
     if png:
         from trajshard.reports.plots import contact_sheet_png

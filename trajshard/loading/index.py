@@ -10,8 +10,12 @@
   ``BaseWebdatasetFactory.prepare_dataset`` with our splits as its split parts, plus a ``dataset.yaml``
   naming :class:`trajshard.loading.energon.TrajshardSample` with a field map.
 
-Every shard's size and sha256 are checked against ``meta/manifest.json`` first: an index never describes
-shards that differ from the manifest.
+Every shard's size and sha256 are checked against ``meta/manifest.json`` first, and every member header
+against the shard sample's rules (``trajshard.io.check_member``: regular files named ``<key>.<field>``,
+no sparse or oversize member, a suffix of the schema): an index never describes shards that differ from
+the manifest, or that a generic decoder would unpickle. Shard names come through
+``trajshard.io.shard_path`` and split names must match ``[A-Za-z0-9_]+``: nothing outside ``OUT`` is
+read, linked or written.
 """
 
 from __future__ import annotations
@@ -21,12 +25,22 @@ import io
 import os
 import re
 import shutil
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from trajshard.io import file_digest, read_json, write_bytes_atomic, write_json_atomic
-from trajshard.loading.source import LoaderError
+from trajshard.io import (
+    ShardError,
+    file_digest,
+    read_json,
+    shard_path,
+    tar_members,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from trajshard.loading.source import LoaderError, checked_manifest
+from trajshard.schemas.sample import SAMPLE_SUFFIXES
 
 WIDS_KIND = "wids-shard-index-v1"
 ENERGON_SAMPLE = ("trajshard.loading.energon", "TrajshardSample")
@@ -45,15 +59,20 @@ def _manifest_by_split(out: Path) -> dict[str, list[dict]]:
     if not (out / "meta" / "info.json").is_file():
         raise LoaderError(f"{out}: no meta/info.json (not a finished trajshard output)")
     splits: dict[str, list[dict]] = {}
-    for s in read_json(out / "meta" / "manifest.json")["shards"]:
+    for s in checked_manifest(out)["shards"]:  # names confined to OUT/shards, splits [A-Za-z0-9_]+
         splits.setdefault(s["split"], []).append(s)
     return {k: sorted(v, key=lambda s: s["name"]) for k, v in sorted(splits.items())}
 
 
 def verify_shards(out: Path, shards: list[dict]) -> None:
-    """Raise :class:`LoaderError` unless each shard's bytes and sha256 equal its manifest entry."""
+    """Raise :class:`LoaderError` unless each shard's bytes and sha256 equal its manifest entry and each
+    of its member headers passes ``trajshard.io.check_member`` with the schema's suffixes (headers only:
+    no member's data is read)."""
     for s in shards:
-        path = out / s["name"]
+        try:
+            path = shard_path(out, s["name"])
+        except ShardError as exc:
+            raise LoaderError(str(exc)) from None
         if not path.is_file():
             raise LoaderError(f"{path}: listed in meta/manifest.json but missing")
         size, digest = file_digest(path)
@@ -61,6 +80,12 @@ def verify_shards(out: Path, shards: list[dict]) -> None:
             raise LoaderError(
                 f"{path}: {size} bytes sha256 {digest}, the manifest says {s['bytes']} {s['sha256']}"
             )
+        try:
+            with open(path, "rb") as f:
+                for _ in tar_members(f, path, SAMPLE_SUFFIXES):
+                    pass
+        except (ShardError, OSError, tarfile.TarError) as exc:
+            raise LoaderError(f"{path}: {exc}") from None
 
 
 def wids_index(out: Path, split: str, shards: list[dict]) -> dict:
@@ -71,7 +96,7 @@ def wids_index(out: Path, split: str, shards: list[dict]) -> dict:
         "name": f"{out.name}/{split}",
         "shardlist": [
             {
-                "url": os.path.relpath(out / s["name"], out / "meta"),
+                "url": os.path.relpath(shard_path(out, s["name"]), out / "meta"),
                 "nsamples": s["samples"],
                 "filesize": s["bytes"],
                 "sha256": s["sha256"],
@@ -141,7 +166,7 @@ def write_energon(out: Path, splits: dict[str, list[dict]], workers: int = 2) ->
     try:
         (stage / "shards").mkdir()
         for name in names:
-            os.symlink((out / name).resolve(), stage / name)
+            os.symlink(shard_path(out, name).resolve(), stage / name)
         with contextlib.redirect_stdout(io.StringIO()):
             BaseWebdatasetFactory.prepare_dataset(
                 stage, names, split_parts_patterns=patterns, shuffle_seed=None, workers=workers

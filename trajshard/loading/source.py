@@ -4,6 +4,12 @@
 :class:`~trajshard.loading.order.RolePlan`, reading the role's shard pieces front to back and holding at
 most ``shuffle_buffer`` raw samples. Samples before ``skip`` in the emission order (already consumed
 before a resume) are seeked over: their bytes are never read.
+
+The dataset is untrusted (docs/robustness.md): the manifest must pass its schema check (shard names
+``shards/<file>.tar``, split names ``[A-Za-z0-9_]+``), each shard is opened through
+:func:`trajshard.io.shard_path` (confined to ``OUT/shards``) and each member passes
+:func:`trajshard.io.check_member` with the shard sample's suffixes before its data is read; a refusal
+is a :class:`LoaderError` naming the shard and the member.
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +24,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trajshard.io import read_json
+from trajshard.io import ShardError, read_json, shard_path, tar_members
 from trajshard.loading.order import Piece, RolePlan
-from trajshard.schemas.sample import load_npy
+from trajshard.schemas.metadata import validate_metadata
+from trajshard.schemas.sample import MAX_IMAGE_PIXELS, SAMPLE_SUFFIXES, load_npy
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = (".jpg", ".png")
 
 
 class LoaderError(RuntimeError):
@@ -54,11 +60,11 @@ class SplitSource:
 def open_split(root: str | Path, split: str = "train") -> SplitSource:
     """Read ``OUT/meta/{info,manifest}.json`` and select ``split``'s shards."""
     root = Path(root)
-    info_path, manifest_path = root / "meta" / "info.json", root / "meta" / "manifest.json"
+    info_path = root / "meta" / "info.json"
     if not info_path.is_file():
         raise LoaderError(f"{root}: no meta/info.json (not a finished trajshard output)")
     info = read_json(info_path)
-    manifest = read_json(manifest_path)
+    manifest = checked_manifest(root)
     entries = sorted((s for s in manifest["shards"] if s["split"] == split), key=lambda s: s["name"])
     if not entries:
         have = sorted({s["split"] for s in manifest["shards"]})
@@ -73,6 +79,23 @@ def open_split(root: str | Path, split: str = "train") -> SplitSource:
     )
 
 
+def checked_manifest(root: Path) -> dict:
+    """``meta/manifest.json`` after its schema check (names, splits, types), else :class:`LoaderError`;
+    and every shard name confined to ``OUT/shards`` (:func:`trajshard.io.shard_path`)."""
+    path = root / "meta" / "manifest.json"
+    manifest = read_json(path)
+    problems = validate_metadata("manifest", manifest)
+    if problems:
+        listed = "; ".join(str(p) for p in problems[:3])
+        raise LoaderError(f"{path}: {len(problems)} problems ({listed}); `trajshard validate` lists them")
+    for s in manifest["shards"]:
+        try:
+            shard_path(root, s["name"])
+        except ShardError as exc:
+            raise LoaderError(f"{path}: {exc}") from None
+    return manifest
+
+
 RawSample = tuple[str, dict[str, bytes]]
 
 
@@ -85,28 +108,32 @@ def read_piece(
     ``base + (index - piece.start)`` is marked in ``skip``. Raises :class:`LoaderError` if the shard
     has fewer samples than the manifest says.
     """
-    path = root / name
+    try:
+        path = shard_path(root, name)
+        with open(path, "rb") as f:
+            yield from _read_piece(f, path, piece, skip, base)
+    except ShardError as exc:  # a member refused: name it, and read nothing of it
+        raise LoaderError(str(exc)) from None
+
+
+def _read_piece(f, path: Path, piece: Piece, skip: np.ndarray, base: int) -> Iterator[RawSample | None]:
     index, key, members, skipping = -1, None, {}, False
-    with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
-            k, dot, fieldname = info.name.rpartition("/")[2].partition(".")
-            if not dot:
-                continue
-            if k != key:
-                if key is not None and index >= piece.start:
-                    yield None if skipping else (key, members)
-                index += 1
-                if index >= piece.stop:
-                    return
-                key, members = k, {}
-                skipping = index < piece.start or bool(skip[base + index - piece.start])
-            if not skipping and index >= piece.start:
-                f.seek(info.offset_data)
-                members[fieldname] = f.read(info.size)
-        if key is not None and index >= piece.start:
-            yield None if skipping else (key, members)
+    for info, k, fieldname in tar_members(f, path, SAMPLE_SUFFIXES):
+        if k != key:
+            if key is not None and index >= piece.start:
+                yield None if skipping else (key, members)
+            index += 1
+            if index >= piece.stop:
+                return
+            key, members = k, {}
+            skipping = index < piece.start or bool(skip[base + index - piece.start])
+        if not skipping and index >= piece.start:
+            f.seek(info.offset_data)
+            members[fieldname] = f.read(info.size)
+            if len(members[fieldname]) != info.size:
+                raise ShardError(f"{path}: member {info.name!r} is cut short")
+    if key is not None and index >= piece.start:
+        yield None if skipping else (key, members)
     if index + 1 < piece.stop:
         raise LoaderError(f"{path}: {index + 1} samples, the manifest says at least {piece.stop}")
 
@@ -139,31 +166,44 @@ def emit(source: SplitSource, plan: RolePlan, skip: int = 0) -> Iterator[RawSamp
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """JPEG/PNG bytes to uint8 ``[H, W, C]`` (RGB, or one channel kept as ``[H, W, 1]``)."""
+    """JPEG/PNG bytes to uint8 ``[H, W, C]`` (RGB, or one channel kept as ``[H, W, 1]``); an image
+    declaring more than ``MAX_IMAGE_PIXELS`` is refused before it is decoded."""
     with Image.open(io.BytesIO(data)) as im:
+        if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:
+            raise LoaderError(f"image of {im.size[0]}x{im.size[1]}, more than {MAX_IMAGE_PIXELS} pixels")
         if im.mode not in ("RGB", "L", "I;16"):
             im = im.convert("RGB")
         arr = np.asarray(im)
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+_RESERVED = frozenset({"key", "images", "meta", "instruction", "dataset"})  # decode_sample's own keys
+
+
 def decode_sample(key: str, members: dict[str, bytes], decode_images: bool = True) -> dict:
     """A raw sample to plain values: images (HWC uint8), arrays (npy), meta and instruction.
 
     Returns ``{"key", "images": {camera: array|bytes}, "<name>": array for each <name>.npy,
-    "meta": dict, "instruction": str}``; ``<name>.txt`` members become strings.
+    "meta": dict, "instruction": str}``. A member that does not decode (an ``.npy`` header that does
+    not fit its bytes, an oversize image, meta.json not a JSON object) or an ``.npy`` named like one of
+    those keys raises :class:`LoaderError` naming the sample and the member.
     """
     out: dict = {"key": key, "images": {}}
     for name, data in members.items():
         stem, _, ext = name.rpartition(".")
-        if name.endswith(IMAGE_SUFFIXES):
-            out["images"][stem] = decode_image(data) if decode_images else data
-        elif ext == "npy":
-            out[stem] = load_npy(data)
-        elif name == "meta.json":
-            out["meta"] = json.loads(data.decode("utf-8"))
-        elif ext == "txt":
-            out[stem] = data.decode("utf-8")
+        try:
+            if name.endswith(IMAGE_SUFFIXES):
+                out["images"][stem] = decode_image(data) if decode_images else data
+            elif ext == "npy":
+                if stem in _RESERVED:
+                    raise LoaderError(f"an array may not be named {stem!r}")
+                out[stem] = load_npy(data)
+            elif name == "meta.json":
+                out["meta"] = json.loads(data.decode("utf-8"))
+                if not isinstance(out["meta"], dict):
+                    raise LoaderError("not a JSON object")
+        except (LoaderError, ValueError, OSError, Image.DecompressionBombError) as exc:
+            raise LoaderError(f"sample {key}: member {key}.{name}: {exc}") from None
     meta = out.setdefault("meta", {})
     if "instruction" not in out:
         out["instruction"] = meta.get("instruction", "")

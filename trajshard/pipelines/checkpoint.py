@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import time
 
 from trajshard.io import json_document
-from trajshard.pipelines.facts import GroupResult
+from trajshard.pipelines.facts import GroupResult, IngestError
 from trajshard.pipelines.plan import Group
 from trajshard.storage import Store
 
@@ -121,3 +124,87 @@ class JobState:
             if not self.store.exists(f"shards/{part}") and self.store.exists(f"shards/{shard}"):
                 self.store.move(f"shards/{shard}", f"shards/{part}")
         self.store.delete(f"{STATE}/promote.json")
+
+
+LOCK = ".trajshard.lock"
+
+
+class OutLock:
+    """One job at a time in an OUT: ``OUT/.trajshard.lock`` holds the holder's host, pid and start
+    time. A local OUT gets the file with an exclusive create; a lock whose holder is a dead process on
+    this host is stale and taken over; any other is refused, naming its holder. On object storage the
+    check and the write are two requests (a small window remains; docs/operations.md)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        self.held = False
+
+    def __enter__(self) -> OutLock:
+        self.made = not self.store.remote and not self.store.local().exists()
+        if not self.store.remote:
+            self.store.makedirs("")
+        for _ in range(2):
+            if self._create():
+                self.held = True
+                return self
+            holder = self._holder()
+            if holder is None or not _stale(holder):
+                break
+            self.store.delete(LOCK)  # its process is gone: take it over
+        raise OutLocked(self.store.location, holder)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            self.store.delete(LOCK)
+            self.held = False
+        if self.made and not any(self.store.local().iterdir()):
+            self.store.local().rmdir()  # a job that wrote nothing leaves no OUT behind
+
+    def _create(self) -> bool:
+        data = json.dumps(self.me).encode()
+        if self.store.remote:
+            if self.store.exists(LOCK):
+                return False
+            self.store.write_bytes(LOCK, data)
+            return True
+        try:
+            fd = os.open(self.store.local(LOCK), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+
+    def _holder(self) -> dict | None:
+        try:
+            return json.loads(self.store.read_bytes(LOCK))
+        except (OSError, ValueError):
+            return None
+
+
+class OutLocked(IngestError):
+    def __init__(self, out: str, holder: dict | None) -> None:
+        who = (
+            f"pid {holder.get('pid')} on {holder.get('host')}, started "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('started', 0)))}"
+            if isinstance(holder, dict)
+            else "an unknown holder"
+        )
+        super().__init__(
+            f"{out} is in use by another trajshard job ({who}); wait for it to end, or, if that job is "
+            f"gone, delete {LOCK} in OUT"
+        )
+
+
+def _stale(holder: dict) -> bool:
+    """Whether the lock's holder is a process of this host that no longer runs."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

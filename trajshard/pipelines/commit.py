@@ -7,7 +7,7 @@ without it is an unfinished job.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,6 +41,7 @@ class Outcome:
     pass1: Pass1Summary
     groups: list[tuple[Group, GroupResult]]
     fingerprint: str = ""  # of the source's listing (job.job_identity)
+    notes: list[str] = field(default_factory=list)  # what the source's reader left out, in words
 
     @property
     def quarantined(self) -> list[Problem]:
@@ -94,7 +95,7 @@ def commit(
     _json(store, "info.json", info)
     frames = sum(r.frames_written for _, r in outcome.groups)
     report = IngestReport.of_counts(redact(store.location), info["counts"], frames, 0.0)
-    report.warnings = guard_lines(ctx.tokenizer["guards"])
+    report.warnings = [f"source: {n}" for n in outcome.notes] + guard_lines(ctx.tokenizer["guards"])
     return report
 
 
@@ -178,6 +179,7 @@ def _info(ctx: TaskContext, outcome: Outcome, written: list[EpisodeFacts], shard
             "format": ctx.source.format,
             "raw_layout_version": RAW_LAYOUT_VERSION if ctx.source.format == "raw" else None,
             "fingerprint": outcome.fingerprint,
+            "notes": outcome.notes,
         },
         "config": cfg.output_dict(),
         "fps": cfg.align.fps,

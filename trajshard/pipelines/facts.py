@@ -15,6 +15,10 @@ from trajshard.schemas.problems import Problem
 from trajshard.tokenizers.report import RoundTrip
 
 
+class IngestError(RuntimeError):
+    """The job cannot run or cannot finish (not a bad episode: those are quarantined)."""
+
+
 @dataclass
 class EpisodeFacts:
     """What pass 1 learns about one aligned part of a good episode (no video decoded)."""
@@ -34,6 +38,7 @@ class EpisodeFacts:
     action_source: str
     cuts: tuple[int, ...] = ()  # ticks where a pass-2 task may start this part (plan.cut_ticks)
     trimmed: tuple[int, int] = (0, 0)  # idle ticks trimmed off the source episode's start and end
+    cameras_left_out: tuple[str, ...] = ()  # the episode's cameras the config's camera list leaves out
 
 
 @dataclass

@@ -19,8 +19,8 @@ import ray
 
 from trajshard.config import JobConfig, RunConfig
 from trajshard.io import parse_size
-from trajshard.pipelines.facts import IngestReport
-from trajshard.pipelines.job import IngestError, SerialExecutor, run_job
+from trajshard.pipelines.facts import IngestError, IngestReport
+from trajshard.pipelines.job import SerialExecutor, run_job
 from trajshard.pipelines.shards import ShardWriteError
 from trajshard.pipelines.tasks import TaskContext
 
@@ -109,6 +109,8 @@ def _init_ray(run: RunConfig) -> bool:
     address = run.address or os.environ.get("RAY_ADDRESS") or None
     kwargs = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
     if address is None:
+        # its token notice is about a cluster's users; an embedded Ray of one job keeps token auth, quietly
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         # "local": a new embedded Ray, never a cluster that happens to run on this machine
         ray.init(address="local", num_cpus=run.workers or os.cpu_count(), **kwargs)
     else:

@@ -23,9 +23,9 @@ from typing import Protocol
 
 from trajshard.config import JobConfig
 from trajshard.pipelines import handoff
-from trajshard.pipelines.checkpoint import JobState
+from trajshard.pipelines.checkpoint import JobState, OutLock
 from trajshard.pipelines.commit import Outcome, commit
-from trajshard.pipelines.facts import GroupResult, IngestReport, part_names
+from trajshard.pipelines.facts import GroupResult, IngestError, IngestReport, part_names
 from trajshard.pipelines.filters import select_ids
 from trajshard.pipelines.merge import Pass1Merger, Pass1Summary
 from trajshard.pipelines.plan import Group, group_steps, plan_groups, span_length
@@ -41,10 +41,6 @@ from trajshard.tokenizers.vocab import VocabMap
 
 log = logging.getLogger("trajshard.ingest")
 PASS1_BATCH = 32  # most episodes per pass-1 task (low-dimensional reads: a few ms an episode)
-
-
-class IngestError(RuntimeError):
-    """The job cannot run or cannot finish (not a bad episode: those are quarantined)."""
 
 
 class Executor(Protocol):
@@ -100,38 +96,50 @@ def run_job(
     laps = Laps()
     spec, source = SourceSpec.of(source_path, cfg.source, cfg.align.fps)
     store, state = Store(out), JobState(Store(out))
-    ids, rejected = checked_plan(source)
-    identity = job_identity(spec, ids, rejected, cfg)
-    if check_out(store, state, identity, resume):
+    with OutLock(store):
+        ids, rejected = checked_plan(source)
+        if not ids and not rejected:
+            raise IngestError(
+                f"{redact(spec.path)} holds no episode of a {spec.format} source; nothing was written"
+            )
+        identity = job_identity(spec, ids, rejected, cfg)
+        if check_out(store, state, identity, resume):
+            state.clear()
+            return finished_report(store, laps.total())
+        n_input = len(ids) + len(rejected)
+        ids, left_out = select_ids(ids, cfg.filter)
+        show = sys.stderr.isatty() if progress is None else progress
+        laps.lap("plan")
+        with executor.running():
+            ctx = TaskContext(spec, cfg, store.location if store.remote else str(store.local()))
+            ctx = replace(ctx, handoff=handoff.prepare(store, spec.path))
+            try:
+                pass1 = summarize(run_pass1(executor, ctx, ids, show), rejected, left_out, n_input)
+                check_quarantine(cfg, pass1.quarantined, n_input, "after pass 1")
+                laps.lap("pass1")
+                ctx = fit(ctx, pass1)
+                plan = plan_pass2(ctx, pass1, state, resume)
+                state.record_identity(identity)  # beside the plan: a resume compares it before pass 1
+                laps.lap("fit")
+                results = run_pass2(executor, ctx, plan, state, show)
+                groups = settle_spans(plan.groups, results)
+                outcome = Outcome(
+                    n_input, pass1, groups, identity["source_fingerprint"], source_notes(source) + pass1.notes
+                )
+                check_quarantine(cfg, outcome.quarantined, outcome.n_input, "after pass 2")
+                laps.lap("pass2")
+            finally:
+                handoff.remove(store)
+        clean_temporaries(store, keep=part_names(r for _, r in outcome.groups))
+        report = commit(store, ctx, outcome, state.before_promotion)
         state.clear()
-        return finished_report(store, laps.total())
-    n_input = len(ids) + len(rejected)
-    ids, left_out = select_ids(ids, cfg.filter)
-    show = sys.stderr.isatty() if progress is None else progress
-    laps.lap("plan")
-    with executor.running():
-        ctx = TaskContext(spec, cfg, store.location if store.remote else str(store.local()))
-        ctx = replace(ctx, handoff=handoff.prepare(store, spec.path))
-        try:
-            pass1 = summarize(run_pass1(executor, ctx, ids, show), rejected, left_out, n_input)
-            check_quarantine(cfg, pass1.quarantined, n_input, "after pass 1")
-            laps.lap("pass1")
-            ctx = fit(ctx, pass1)
-            plan = plan_pass2(ctx, pass1, state, resume)
-            state.record_identity(identity)  # beside the plan: a resume compares it before pass 1
-            laps.lap("fit")
-            results = run_pass2(executor, ctx, plan, state, show)
-            groups = settle_spans(plan.groups, results)
-            outcome = Outcome(n_input, pass1, groups, identity["source_fingerprint"])
-            check_quarantine(cfg, outcome.quarantined, outcome.n_input, "after pass 2")
-            laps.lap("pass2")
-        finally:
-            handoff.remove(store)
-    clean_temporaries(store, keep=part_names(r for _, r in outcome.groups))
-    report = commit(store, ctx, outcome, state.before_promotion)
-    state.clear()
     laps.lap("commit")
     return replace(report, seconds=laps.total(), phases=laps.phases)
+
+
+def source_notes(source) -> list[str]:
+    """What the source's reader noticed and left out (a declared camera without video files, ...)."""
+    return [str(n) for n in getattr(source, "notes", [])]
 
 
 def job_identity(spec: SourceSpec, ids: list[str], rejected: list[Problem], cfg: JobConfig) -> dict:

@@ -20,6 +20,7 @@ class Pass1Summary:
     filtered: list[Filtered] = field(default_factory=list)
     streams: dict[str, dict] = field(default_factory=dict)
     sketch: StreamStats | None = None
+    notes: list[str] = field(default_factory=list)  # what the dataset-shape rule did, in words
 
 
 class Pass1Merger:
@@ -67,16 +68,39 @@ class Pass1Merger:
         kept = [f for f in facts if f.shape == best]
         odd = {f.source_episode: f for f in facts if f.shape != best}
         quarantined += [_odd_shape(f, best) for f in odd.values()]
+        notes = (
+            [_shapes_note(Counter(f.shape for f in {f.source_episode: f for f in facts}.values()), best)]
+            if odd
+            else []
+        )
+        left = Counter(c for f in {f.source_episode: f for f in kept}.values() for c in f.cameras_left_out)
+        if left:
+            listed = ", ".join(f"{c} ({n} episodes)" for c, n in sorted(left.items()))
+            notes.append(f"cameras left out by the camera list (--camera): {listed}")
         stats = self.merged[best]
         streams = {
             "action": stats["action"].to_json(kept[0].action_names),
             "state": stats["state"].to_json(kept[0].state_names),
         }
-        return Pass1Summary(kept, quarantined, self.filtered, streams, stats["action"])
+        return Pass1Summary(kept, quarantined, self.filtered, streams, stats["action"], notes)
 
 
 def _clash(episode: str) -> Problem:
     return Problem(episode, "streams", "a gap split it into parts whose ids are taken by other episodes")
+
+
+def _shapes_note(episodes_of: Counter, best: tuple) -> str:
+    """One line on episodes of different shapes: which the dataset kept, and how to choose."""
+    others = "; ".join(
+        f"{n} with cameras {list(shape[2])}, action {shape[0]}-D, state {shape[1]}-D"
+        for shape, n in episodes_of.most_common()
+        if shape != best
+    )
+    return (
+        f"episodes differ in shape: {episodes_of[best]} with cameras {list(best[2])}, action {best[0]}-D, "
+        f"state {best[1]}-D were kept, the others quarantined ({others}); name the cameras a dataset "
+        "must have with --camera (the others are then left out of every episode)"
+    )
 
 
 def _odd_shape(f: EpisodeFacts, best: tuple) -> Problem:

@@ -91,6 +91,7 @@ def episode_facts(episode_id: str, work: EpisodeWork, span_from: int) -> list[Ep
             if long
             else (),
             trimmed=work.trimmed,
+            cameras_left_out=tuple(sorted(set(ep.cameras) - set(al.frames))),
         )
         for al in parts
     ]

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from trajshard.io import iter_tar_samples
-from trajshard.schemas.sample import load_npy
+from trajshard.io import shard_path
+from trajshard.schemas.sample import iter_shard_samples, load_npy
 
 
 def load_episode(out: str | Path, episode: str) -> dict:
@@ -27,10 +27,12 @@ def load_episode(out: str | Path, episode: str) -> dict:
     import json
 
     samples = []
-    for shard in row["shards"]:
-        for key, members in iter_tar_samples(out / shard):
+    for shard in row["shards"]:  # each confined to OUT/shards before it is opened
+        for key, members in iter_shard_samples(shard_path(out, shard)):
             if key.rsplit("_", 1)[0] == row["episode"]:
                 samples.append(members)
+    if not samples:
+        raise KeyError(f"episode {row['episode']!r}: no sample of it in its shards {row['shards']}")
     samples.sort(key=lambda m: json.loads(m["meta.json"])["step"])
     metas = [json.loads(m["meta.json"]) for m in samples]
     cams = sorted(k[:-4] for k in samples[0] if k.endswith(".jpg") or k.endswith(".png"))

@@ -3,6 +3,10 @@
 For each action dimension: occupancy of every bin (drawn as a bar line in the terminal), dead bins
 (never used), the share of samples in the two edge bins (clipped values land there), the entropy
 of the bin distribution in bits, and the round-trip RMSE of ``decode(tokens)`` against ``action.npy``.
+
+The counts array is sized from tokenizer.json before any shard is read, so it is bounded first:
+the token range must be the tokenizer's (at most ``MAX_BINS`` values), every sample's tokens must have
+the tokenizer's dimensions, and dims x token values at most ``MAX_HISTOGRAM_CELLS``.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from trajshard.io import iter_tar_samples, read_json
-from trajshard.schemas.sample import load_npy
+from trajshard.io import ShardError, read_json, shard_path
+from trajshard.schemas.sample import iter_shard_samples, load_npy
 from trajshard.tokenizers import from_json
 
 BARS = " ▁▂▃▄▅▆▇█"
+MAX_HISTOGRAM_CELLS = 2**26  # action dims x token values counted (512 MiB of int64 counts)
 
 
 @dataclass
@@ -56,7 +61,7 @@ def shard_paths(out: Path, patterns: tuple[str, ...] = ()) -> list[Path]:
 
     manifest = out / "meta" / "manifest.json"
     if manifest.exists():
-        paths = [out / s["name"] for s in read_json(manifest)["shards"]]
+        paths = [shard_path(out, s["name"]) for s in read_json(manifest)["shards"]]
     else:
         paths = sorted((out / "shards").glob("*.tar"))
     if patterns:
@@ -75,28 +80,39 @@ def compute_histogram(
             "FAST tokens are not per-dimension bins; `trajshard stats` shows their round-trip "
             "report (tokens per chunk, errors, decode failures)"
         )
-    tokenizer = from_json(tok_doc)
-    lo, hi = tok_doc["token_range"]
+    tokenizer = from_json(tok_doc)  # checks bins <= MAX_BINS and token_range against the tokenizer's
+    lo, hi = tokenizer.token_range
+    dims = tokenizer.dims
+    if dims * (hi - lo + 1) > MAX_HISTOGRAM_CELLS:
+        raise ValueError(
+            f"tokenizer.json: {dims} dims x {hi - lo + 1} token values, more than the "
+            f"{MAX_HISTOGRAM_CELLS} cells a histogram counts"
+        )
     info = read_json(out / "meta" / "info.json")
     names = list(info.get("action_names") or [])
     wanted = set(episodes)
-    counts: np.ndarray | None = None
-    sq_err, samples = None, 0
+    counts = np.zeros((dims, hi - lo + 1), dtype=np.int64)
+    sq_err, samples = np.zeros(dims), 0
     for path in shard_paths(out, shards):
-        for key, members in iter_tar_samples(path):
+        for key, members in iter_shard_samples(path):
             if wanted and key.rsplit("_", 1)[0] not in wanted:
                 continue
-            tokens = load_npy(members["tokens.npy"])
-            if tokens.ndim == 2:  # a chunk: the first row is this step's action
+            try:
+                tokens = load_npy(members["tokens.npy"])
+                action = load_npy(members["action.npy"]).astype(np.float64)
+            except (KeyError, ValueError) as exc:
+                raise ShardError(f"{path}: sample {key}: tokens.npy/action.npy: {exc}") from exc
+            if tokens.ndim == 2 and len(tokens):  # a chunk: the first row is this step's action
                 tokens = tokens[0]
-            if counts is None:
-                counts = np.zeros((len(tokens), hi - lo + 1), dtype=np.int64)
-                sq_err = np.zeros(len(tokens))
-            counts[np.arange(len(tokens)), np.clip(tokens, lo, hi) - lo] += 1
-            action = load_npy(members["action.npy"]).astype(np.float64)
+            if tokens.shape != (dims,) or action.shape != (dims,):
+                raise ShardError(
+                    f"{path}: sample {key}: tokens {list(tokens.shape)}, action {list(action.shape)}, "
+                    f"the tokenizer has {dims} dims"
+                )
+            counts[np.arange(dims), np.clip(tokens, lo, hi) - lo] += 1
             sq_err += (tokenizer.decode(tokens) - action) ** 2
             samples += 1
-    if counts is None:
+    if not samples:
         raise ValueError(f"{out}: no sample found" + (" for that selection" if shards or episodes else ""))
     guards = {g["dim"]: g["kind"] for g in tok_doc.get("guards", [])}
     return Histogram(bin_counts(counts, tok_doc), sq_err, names, samples, guards)

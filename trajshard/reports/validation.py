@@ -7,6 +7,11 @@ tokenizer's range and decoding back to the action within the tokenizer's toleran
 uniform tokenizer) plus float32 rounding (see ``token_limit``); every episode's steps present
 exactly once (and in order, unless the dataset was written with a shuffle window), in shards of the
 episode's split; counts of input, written, quarantined and filtered episodes reconciling.
+
+The output is read as untrusted (docs/robustness.md): a shard name from the metadata that leaves
+``OUT/shards`` is a problem and is never opened; a member that is not a regular file, is sparse or
+oversize, is named with ``/`` or ``..``, or has a suffix the shard sample schema does not define
+(``.pyd``, ``.pickle``...) is a problem even when info.json's features declare it.
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from trajshard.io import file_digest, iter_tar_samples, read_json
+from trajshard.io import ShardError, file_digest, read_json, shard_path
 from trajshard.schemas.metadata import EPISODES_COLUMNS, validate_metadata, validate_quarantine_line
 from trajshard.schemas.problems import Problem
-from trajshard.schemas.sample import load_npy, split_key, validate_sample
+from trajshard.schemas.sample import (
+    feature_problems,
+    iter_shard_samples,
+    load_npy,
+    split_key,
+    usable_features,
+    validate_sample,
+)
 from trajshard.tokenizers import from_json
 from trajshard.tokenizers.guards import dim_label
 
@@ -121,20 +133,33 @@ def validate_output(out: str | Path, sample_rate: float = 1.0) -> ValidationRepo
     if problems:
         return report
     info, manifest = docs["info"], docs["manifest"]
-    tokenizer = from_json(docs["tokenizer"])
+    try:
+        tokenizer = from_json(docs["tokenizer"])
+    except Exception as exc:  # noqa: BLE001 - a tokenizer.json that cannot be used is a finding
+        problems.append(Problem("meta/tokenizer.json", "", f"cannot be used: {exc}"))
+        return report
+    problems += feature_problems(info["features"])
     report.findings += guard_findings(docs["tokenizer"])
     quarantined = _quarantine(out, problems)
     filtered = _quarantine(out, problems, "filtered")
     written, source_of, split_of = _episodes(out, problems)
 
     shuffled = bool(info.get("config", {}).get("shuffle_window"))
-    ctx = _Context(info["features"], tokenizer, info.get("vocab"), sample_rate, shuffled, written, split_of)
+    ctx = _Context(
+        usable_features(info["features"]),
+        tokenizer,
+        info.get("vocab"),
+        sample_rate,
+        shuffled,
+        written,
+        split_of,
+    )
     steps_seen = ctx.steps_seen
     for shard in manifest["shards"]:
         report.shards += 1
         report.samples += _check_shard(out, shard, ctx, problems)
     _check_stats(docs["stats"], ctx, report.samples, problems)
-    _check_splits(info, manifest, problems)
+    _check_splits(out, info, manifest, problems)
     listed = {s["name"] for s in manifest["shards"]}
     for path in sorted((out / "shards").glob("*.tar")):
         if f"shards/{path.name}" not in listed:
@@ -178,7 +203,12 @@ def validate_output(out: str | Path, sample_rate: float = 1.0) -> ValidationRepo
 
 
 def _check_shard(out: Path, shard: dict, ctx: _Context, problems: list[Problem]) -> int:
-    name, path = shard["name"], out / shard["name"]
+    name = shard["name"]
+    try:
+        path = shard_path(out, name)
+    except ShardError as exc:
+        problems.append(Problem(name, "", f"not read: {exc}"))
+        return 0
     if not path.is_file():
         problems.append(Problem(name, "", "missing"))
         return 0
@@ -189,7 +219,7 @@ def _check_shard(out: Path, shard: dict, ctx: _Context, problems: list[Problem])
         problems.append(Problem(name, "", "sha256 differs from the manifest"))
     n, episodes, listed = 0, [], set()
     try:
-        for key, members in iter_tar_samples(path):
+        for key, members in iter_shard_samples(path):
             n += 1
             deep = ctx.sampled(key)
             if deep:
@@ -219,7 +249,7 @@ def _check_shard(out: Path, shard: dict, ctx: _Context, problems: list[Problem])
     return n
 
 
-def _check_splits(info: dict, manifest: dict, problems: list[Problem]) -> None:
+def _check_splits(out: Path, info: dict, manifest: dict, problems: list[Problem]) -> None:
     """Shard names start with their split; info.json ``splits`` agrees with the manifest."""
     listed: dict[str, list[dict]] = {}
     for shard in manifest["shards"]:
@@ -233,6 +263,14 @@ def _check_splits(info: dict, manifest: dict, problems: list[Problem]) -> None:
         problems.append(Problem("meta/info.json", "splits", f"split {split!r} has shards but is not listed"))
     for split, sp in sorted(splits.items()):
         mine = listed.get(split, [])
+        if not isinstance(sp, dict) or not isinstance(sp.get("shards"), list):
+            problems.append(Problem("meta/info.json", f"splits.{split}", "not an object with a shards list"))
+            continue
+        for name in sp["shards"]:
+            try:
+                shard_path(out, name)
+            except ShardError as exc:
+                problems.append(Problem("meta/info.json", f"splits.{split}.shards", str(exc)))
         if sp.get("shards") != [s["name"] for s in mine]:
             problems.append(Problem("meta/info.json", f"splits.{split}.shards", "differ from the manifest"))
         if sp.get("samples") != sum(s["samples"] for s in mine):

@@ -1,8 +1,9 @@
 """Running an episode's work: its failures as Problems, and the one retry rule.
 
-A finding about the data (``EpisodeError``) is final. Any other exception may be transient (a network
-read, a full temporary disk): it becomes a retryable Problem naming where it was raised, and
-``Attempts`` grants it ``retries`` more tries before the episode is quarantined.
+A finding about the data (``EpisodeError``) is final. An OS-level exception may be transient (a
+network read, a full temporary disk): it becomes a retryable Problem naming where it was raised, and
+``Attempts`` grants it ``retries`` more tries before the episode is quarantined. Any other exception
+is deterministic and quarantines the episode at once, with where it was raised.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from trajshard.schemas.episode import EpisodeError
 from trajshard.schemas.problems import EpisodeFiltered, Filtered, Problem
 
 T = TypeVar("T")
+# what may pass on a second try (a network read, a full temporary disk); any other exception is
+# deterministic (a number too large, a string that cannot be encoded, nesting too deep): tried once
+TRANSIENT = (OSError, TimeoutError, MemoryError)
 
 
 def guarded(
@@ -34,7 +38,7 @@ def guarded(
     except EpisodeFiltered as exc:
         return Filtered(episode_id, "filter", exc.reason)
     except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
-        return Problem(episode_id, "", unexpected(exc), retryable=True)
+        return Problem(episode_id, "", unexpected(exc), retryable=isinstance(exc, TRANSIENT))
 
 
 class Attempts:

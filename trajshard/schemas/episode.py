@@ -80,6 +80,7 @@ class Episode:
     success: bool | None = None
     source: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    instruction_file: str = "episode.json"  # where the instruction comes from, for messages
 
     def instruction_at(self, t: np.ndarray) -> list[str]:
         """The instruction text of each time in ``t``.
@@ -107,10 +108,10 @@ def validate_episode(ep: Episode) -> list[Problem]:
         problems.append(Problem(ep.episode_id, where, message))
 
     if not ep.instructions or not any(s.text.strip() for s in ep.instructions):
-        bad("episode.json", "no instruction text")
+        bad(ep.instruction_file, "no instruction text")
     for s in ep.instructions:
         if np.isnan(s.start) or np.isnan(s.end) or s.end <= s.start:
-            bad("episode.json", f"instruction segment [{s.start}, {s.end}) is empty")
+            bad(ep.instruction_file, f"instruction segment [{s.start}, {s.end}) is empty")
     for name, st in ep.streams.items():
         where = st.source or name
         ts, vals = st.timestamps, st.values

@@ -13,6 +13,9 @@ structure; ``reports/validation.py`` checks the files against the shards.
 
 from __future__ import annotations
 
+import re
+
+from trajshard.io import SHARD_NAME_RE
 from trajshard.schemas.problems import Problem
 
 INFO_VERSION = 2  # 2: counts.episodes_filtered (docs/output-layout.md)
@@ -54,6 +57,7 @@ _REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
     "manifest": {"version": int, "shards": list},
 }
 _COUNTS = ("episodes_input", "episodes_written", "episodes_quarantined", "parts", "samples", "shards")
+SPLIT_RE = re.compile(r"[A-Za-z0-9_]+")  # a split's name (it names files: meta/wids-<split>.json)
 _SHARD_KEYS = {"name": str, "split": str, "samples": int, "bytes": int, "sha256": str, "episodes": list}
 _QUARANTINE_KEYS = {"episode": str, "file": str, "reason": str}
 
@@ -83,7 +87,27 @@ def validate_metadata(kind: str, obj: object) -> list[Problem]:
             problems += _check_stream_stats(where, name, st)
     if kind == "manifest" and isinstance(obj.get("shards"), list):
         for i, shard in enumerate(obj["shards"]):
-            problems += _check_keys(f"{where} shards[{i}]", shard, _SHARD_KEYS)
+            found = _check_keys(f"{where} shards[{i}]", shard, _SHARD_KEYS)
+            problems += found
+            if found:
+                continue
+            if not SHARD_NAME_RE.fullmatch(shard["name"]):
+                problems.append(
+                    Problem(
+                        f"{where} shards[{i}]",
+                        "name",
+                        f"{shard['name']!r} is not shards/<file>.tar: shards are read only inside OUT/shards",
+                    )
+                )
+            if not SPLIT_RE.fullmatch(shard["split"]):
+                problems.append(
+                    Problem(
+                        f"{where} shards[{i}]", "split", f"{shard['split']!r} does not match [A-Za-z0-9_]+"
+                    )
+                )
+            for key in ("samples", "bytes"):
+                if shard[key] < 0:
+                    problems.append(Problem(f"{where} shards[{i}]", key, f"negative: {shard[key]}"))
     return problems
 
 

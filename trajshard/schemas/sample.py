@@ -11,7 +11,11 @@ A sample's key is ``<episode_id>_<step:06d>`` (no dots). Its members, each ``<ke
 - ``meta.json``              episode, step, time, instruction, embodiment, is_first, is_last, ...
 
 The expected dtypes and shapes come from ``features`` in ``meta/info.json``; this module checks a
-sample against them. npy members are always read with ``allow_pickle=False``.
+sample against them. npy members are always read with ``allow_pickle=False``, and only after their
+header's shape and dtype are found to fit the member's bytes. A member whose suffix is not one of
+``SAMPLE_SUFFIXES`` is refused by every reader (:func:`iter_shard_samples`) and is a problem for
+``validate``, whatever info.json's features declare (no ``.pyd``, ``.pickle``, ``.pth``: a generic
+WebDataset decoder would unpickle them).
 """
 
 from __future__ import annotations
@@ -19,12 +23,18 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterator
+from os import PathLike
 
 import numpy as np
 
+from trajshard.io import iter_tar_samples
 from trajshard.schemas.problems import Problem
 
 SHARD_SAMPLE_VERSION = 1
+# the last suffix of every field the schema defines: <camera>.jpg/.png, <name>.npy, meta.json
+SAMPLE_SUFFIXES = frozenset({"jpg", "png", "npy", "json"})
+MAX_IMAGE_PIXELS = 4096 * 4096  # the largest image_size squared: a reader decodes no larger image
 KEY_RE = re.compile(r"^(?P<episode>[A-Za-z0-9_-]+)_(?P<step>\d{6,})$")
 META_FIELDS = {
     "episode": str,
@@ -45,8 +55,86 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def load_npy(data: bytes) -> np.ndarray:
-    """Read .npy bytes; object arrays (which would need pickle) are refused."""
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    """Read .npy bytes (format 1.0 or 2.0, as ``numpy.save`` writes them).
+
+    Object arrays (which would need pickle) are refused, and so is a header whose shape and dtype do
+    not describe exactly the bytes that follow it: nothing is allocated from a declared size alone.
+    """
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f".npy format version {version[0]}.{version[1]}; trajshard reads 1.0 and 2.0")
+    if dtype.hasobject:
+        raise ValueError(f".npy of dtype {dtype} holds Python objects, which would need pickle")
+    count = 1
+    for n in shape:
+        count *= n
+    start = f.tell()
+    if count * dtype.itemsize != len(data) - start:
+        raise ValueError(
+            f".npy header declares shape {list(shape)} of {dtype} ({count * dtype.itemsize} bytes), "
+            f"the member holds {len(data) - start} bytes of data"
+        )
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=start) if count else np.empty(0, dtype)
+    return np.reshape(flat, shape, order="F" if fortran else "C").copy(order="K")
+
+
+def iter_shard_samples(path: str | PathLike) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """``(key, {field: bytes})`` of each sample of a shard, every member checked by
+    :func:`trajshard.io.check_member` with the schema's suffixes (``trajshard.io.ShardError``
+    otherwise, naming the shard and the member)."""
+    return iter_tar_samples(path, SAMPLE_SUFFIXES)
+
+
+def feature_problems(features: object) -> list[Problem]:
+    """The problems of info.json ``features``: each a ``<name>.<suffix>`` field with a suffix of the
+    schema (``SAMPLE_SUFFIXES``) and a spec ``{"dtype": str, "shape": [int | None, ...]}``."""
+    if not isinstance(features, dict):
+        return [Problem("meta/info.json", "features", "not a JSON object")]
+    return [
+        Problem("meta/info.json", f"features.{name}", message)
+        for name, spec in features.items()
+        for message in _feature_problems(name, spec)
+    ]
+
+
+def usable_features(features: dict) -> dict[str, dict]:
+    """The features whose spec can be checked against a member (a declared ``.pyd`` is kept: its
+    members are then reported for their suffix, never decoded)."""
+    return {
+        name: spec
+        for name, spec in features.items()
+        if all(m.startswith("suffix") for m in _feature_problems(name, spec))
+    }
+
+
+def _feature_problems(name: str, spec: object) -> list[str]:
+    out = []
+    suffix = name.rpartition(".")[2]
+    if "." not in name or suffix not in SAMPLE_SUFFIXES:
+        out.append(
+            f"suffix .{suffix} is not one of a shard sample's "
+            f"({', '.join('.' + s for s in sorted(SAMPLE_SUFFIXES))}), whatever is declared"
+        )
+    if not isinstance(spec, dict) or not isinstance(spec.get("dtype"), str):
+        return [*out, "not an object with a dtype string"]
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or not all(
+        d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in shape
+    ):
+        out.append(f"shape is not a list of sizes (int or null): {shape!r}")
+    rng = spec.get("range")
+    if rng is not None and not (
+        isinstance(rng, list)
+        and len(rng) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in rng)
+    ):
+        out.append(f"range is not [low, high]: {rng!r}")
+    return out
 
 
 # one encoder for every sample: json.dumps with options builds a new JSONEncoder at each call
@@ -82,8 +170,13 @@ def validate_sample(key: str, members: dict[str, bytes], features: dict[str, dic
         bad(name, "missing")
     for name in extra:
         bad(name, "not declared in info.json features")
+    for name in sorted(members):
+        if name.rpartition(".")[2] not in SAMPLE_SUFFIXES:
+            bad(name, f"suffix .{name.rpartition('.')[2]} is not one of a shard sample's (never decoded)")
     for name in sorted(set(features) & set(members)):
         spec, data = features[name], members[name]
+        if name.rpartition(".")[2] not in SAMPLE_SUFFIXES:
+            continue
         if name.endswith(".npy"):
             _check_array(name, data, spec, bad)
         elif name.endswith(".jpg") or name.endswith(".png"):
@@ -119,6 +212,9 @@ def _check_image(name: str, data: bytes, spec: dict, bad) -> None:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
+                bad(name, f"declares {img.size[0]}x{img.size[1]} pixels, more than {MAX_IMAGE_PIXELS}")
+                return
             img.load()
             size, mode, fmt = img.size, img.mode, img.format
     except Exception as exc:  # noqa: BLE001

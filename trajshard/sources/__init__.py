@@ -44,6 +44,7 @@ class SourceConfig:
     format: str = "auto"
     source_fps: float | None = None  # step rate of step-indexed sources (RLDS, HDF5); None: the clock's
     mcap: dict[str, object] = field(default_factory=dict)  # state_topic, action_topic, cameras, stamp
+    mapping: dict[str, object] = field(default_factory=dict)  # LeRobot: state, action columns; cameras
 
     CHOICES = {"format": FORMATS}
 
@@ -53,7 +54,7 @@ class SourceConfig:
             out.append(f"format must be one of {FORMATS}, got {self.format!r}")
         if self.source_fps is not None and not self.source_fps > 0:
             out.append(f"source_fps must be positive, got {self.source_fps}")
-        return out
+        return out + mapping_problems(self.mapping)
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,42 @@ class SourceSpec:
     format: str
     step_rate: float
     mcap: dict[str, object] = field(default_factory=dict)
+    mapping: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def of(cls, path: str | os.PathLike, cfg: SourceConfig, fps: float) -> tuple[SourceSpec, object]:
         """The spec of SOURCE and the source opened; step-indexed data steps at ``source_fps``, else
         at the target clock's ``fps``."""
         step_rate = cfg.source_fps or fps
-        source = open_source(path, cfg.format, step_rate, cfg.mcap)
-        return cls(str(source.root), source.format, step_rate, cfg.mcap), source
+        source = open_source(path, cfg.format, step_rate, cfg.mcap, cfg.mapping)
+        return cls(str(source.root), source.format, step_rate, cfg.mcap, cfg.mapping), source
 
     def open(self):
-        return open_source(self.path, self.format, self.step_rate, self.mcap)
+        return open_source(self.path, self.format, self.step_rate, self.mcap, self.mapping)
+
+
+MAPPING_KEYS = {"state": list, "action": list, "cameras": dict}
+
+
+def mapping_problems(mapping: object) -> list[str]:
+    """What is wrong with a job config's ``mapping``: ``state`` and ``action`` lists of column names,
+    ``cameras`` a table of output name -> video feature."""
+    if not isinstance(mapping, dict):
+        return [f"mapping must be a table, got {mapping!r}"]
+    out = [f"mapping.{k} is not one of {sorted(MAPPING_KEYS)}" for k in mapping if k not in MAPPING_KEYS]
+    for key, kind in MAPPING_KEYS.items():
+        value = mapping.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, kind) or not value:
+            out.append(
+                f"mapping.{key} must be a non-empty {'list' if kind is list else 'table'}, got {value!r}"
+            )
+        elif kind is dict and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            out.append(f"mapping.cameras maps output names to video features (strings), got {value!r}")
+        elif kind is list and not all(isinstance(v, str) for v in value):
+            out.append(f"mapping.{key} lists column names (strings), got {value!r}")
+    return out
 
 
 def is_trajshard_output(path: str | os.PathLike) -> bool:
@@ -95,8 +121,10 @@ def detect_format(path: str | os.PathLike) -> str:
         return "hdf5"
     if root.is_file() and root.suffix == ".mcap":
         return "mcap"
+    if not os.path.lexists(root):
+        raise FileNotFoundError(f"{path}: does not exist")
     if not root.is_dir():
-        raise ValueError(f"{path}: not a directory or an .hdf5 file")
+        raise ValueError(f"{path}: not a directory, an .hdf5 or an .mcap file")
     if is_trajshard_output(root):
         raise ValueError(f"{path}: this is a trajshard output, not a source")
     if (root / "meta" / "info.json").is_file():
@@ -108,15 +136,22 @@ def detect_format(path: str | os.PathLike) -> str:
     if any(p.suffix == ".mcap" for p in root.iterdir()):
         return "mcap"
     for child in sorted(root.iterdir())[:1000]:
-        if child.is_dir() and (child / "episode.json").is_file():
-            return "raw"
+        try:
+            if child.is_dir() and (child / "episode.json").is_file():
+                return "raw"
+        except OSError:  # an unreadable entry says nothing about the format; the reader reports it
+            continue
     raise ValueError(
         f"{path}: cannot tell its format (no <episode>/episode.json, no meta/info.json); pass --format"
     )
 
 
 def open_source(
-    path: str | os.PathLike, fmt: str = "auto", step_rate: float = 10.0, mcap: dict | None = None
+    path: str | os.PathLike,
+    fmt: str = "auto",
+    step_rate: float = 10.0,
+    mcap: dict | None = None,
+    mapping: dict | None = None,
 ):
     """Open a source; ``step_rate`` (Hz) times step-indexed formats (RLDS, HDF5) that carry no clock;
     ``mcap`` chooses the topics of ROS 2 recordings. ``path`` may be a ``file://`` URI, or an
@@ -133,8 +168,14 @@ def open_source(
         fmt = detect_format(path)
     if fmt not in SOURCES:
         raise ValueError(f"unknown source format {fmt!r}; known: {sorted(SOURCES)}")
+    if mapping and fmt != "lerobot":
+        raise ValueError(
+            f"mapping is read by the LeRobot reader; a {fmt} source takes its own settings (docs/formats.md)"
+        )
     if fmt in STEP_INDEXED:
         return SOURCES[fmt](path, step_rate)
+    if fmt == "lerobot":
+        return LeRobotSource(path, mapping)
     return SOURCES[fmt](path, mcap) if fmt == "mcap" else SOURCES[fmt](path)
 
 

@@ -35,11 +35,15 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources.contain import contained, inside
 from trajshard.sources.video import StoredJpeg
 
 
 def _attr_text(v: object) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+MAX_ARRAY_BYTES = 512 << 20  # a state or action array read whole (docs/robustness.md)
 
 
 class HDF5Source:
@@ -59,6 +63,9 @@ class HDF5Source:
     def plan(self) -> tuple[list[str], list[Problem]]:
         ids, rejected = [], []
         for f in self.files:
+            if f != self.root and not inside(self.root, f):
+                rejected.append(Problem(f.stem, f.name, "is a link to a place outside the source"))
+                continue
             try:
                 with h5py.File(f, "r") as h:
                     if "data" in h:
@@ -90,6 +97,8 @@ class HDF5Source:
 
     def load(self, episode_id: str) -> Episode:
         f, demo = self._locate(episode_id)
+        if f != self.root:
+            contained(self.root, f, episode_id)
         try:
             with h5py.File(f, "r") as h:
                 return self._robomimic(episode_id, f, h, demo) if demo else self._aloha(episode_id, f, h)
@@ -103,25 +112,24 @@ class HDF5Source:
 
     def _robomimic(self, eid: str, f: Path, h: h5py.File, demo: str) -> Episode:
         g = h["data"][demo]
-        actions = np.asarray(g["actions"], dtype=np.float32)
+        actions = _array(eid, f, g["actions"])
         obs = g.get("obs")
-        low = sorted(k for k in obs if obs[k].ndim == 2) if obs is not None else []
-        images = sorted(k for k in obs if obs[k].ndim == 4) if obs is not None else []
+        obs_keys = {k: _dataset(eid, f, obs[k]) for k in obs} if obs is not None else {}
+        low = sorted(k for k, d in obs_keys.items() if d.ndim == 2)
+        images = sorted(k for k, d in obs_keys.items() if d.ndim == 4)
         state = (
-            np.concatenate([np.asarray(obs[k], np.float32) for k in low], 1)
-            if low
-            else np.asarray(g["states"], np.float32)
+            np.concatenate([_array(eid, f, obs[k]) for k in low], 1) if low else _array(eid, f, g["states"])
         )
         env = _attr_text(h["data"].attrs.get("env", "")) or _env_name(h["data"].attrs.get("env_args"))
         cams = {k.removesuffix("_image"): (f"data/{demo}/obs/{k}", obs[k].shape) for k in images}
         return self._episode(eid, f, state, actions, cams, env, "robomimic")
 
     def _aloha(self, eid: str, f: Path, h: h5py.File) -> Episode:
-        state = np.asarray(h["observations/qpos"], dtype=np.float32)
-        actions = np.asarray(h["action"], dtype=np.float32)
+        state = _array(eid, f, h["observations/qpos"])
+        actions = _array(eid, f, h["action"])
         cams = {}
         for k, d in h["observations"].get("images", {}).items():
-            cams[k] = (f"observations/images/{k}", d.shape)
+            cams[k] = (f"observations/images/{k}", _dataset(eid, f, d).shape)
         text = _attr_text(h.attrs.get("instruction", "")) or f.parent.name.replace("_", " ")
         return self._episode(
             eid, f, state, actions, cams, text, "aloha", bool(h.attrs.get("compress", False))
@@ -157,6 +165,7 @@ class HDF5Source:
             cameras,
             embodiment=embodiment,
             source=str(f),
+            instruction_file=f.name,
         )
         return ensure_valid(ep)
 
@@ -167,7 +176,7 @@ class HDF5Source:
     def frames(self, camera: Camera, start_pts: int | None = None) -> Iterator[av.VideoFrame]:
         file, path = camera.path.split("#", 1)
         with h5py.File(file, "r") as h:
-            d = h[path]
+            d = _dataset(camera.name, Path(file), h[path])
             for i in range(start_pts or 0, d.shape[0]):
                 if camera.codec == "hdf5-jpeg":  # padded JPEG bytes: cut at the end-of-image marker
                     raw = bytes(d[i])
@@ -176,6 +185,35 @@ class HDF5Source:
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(d[i], dtype=np.uint8), format="rgb24")
                 frame.pts = i
                 yield frame
+
+
+def _dataset(eid: str, f: Path, obj) -> h5py.Dataset:
+    """An HDF5 dataset whose bytes lie in ``f`` itself: not reached through an external link, not
+    virtual (mapped from other files), not in external raw storage."""
+    where = f"{f.name}:{getattr(obj, 'name', '?')}"
+    if not isinstance(obj, h5py.Dataset):
+        raise EpisodeError(eid, where, "is a group where a dataset is expected")
+    if Path(obj.file.filename).resolve() != f.resolve():
+        raise EpisodeError(
+            eid, where, f"is an external link into {obj.file.filename}: outside the source file"
+        )
+    if obj.is_virtual or obj.external:
+        raise EpisodeError(eid, where, "is stored outside the file (virtual or external storage): refused")
+    return obj
+
+
+def _array(eid: str, f: Path, obj) -> np.ndarray:
+    """A low-dimensional dataset read whole, as float32, after its declared size is checked."""
+    d = _dataset(eid, f, obj)
+    nbytes = int(np.prod(d.shape, dtype=np.float64)) * 4
+    if nbytes > MAX_ARRAY_BYTES:
+        raise EpisodeError(
+            eid,
+            f"{f.name}:{d.name}",
+            f"declares {list(d.shape)} values ({nbytes / 2**20:.0f} MiB as float32), "
+            f"more than the {MAX_ARRAY_BYTES >> 20} MiB a state or action array may take",
+        )
+    return np.asarray(d, dtype=np.float32)
 
 
 def _demo_order(name: str) -> tuple[int, str]:

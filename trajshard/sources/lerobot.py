@@ -3,7 +3,10 @@ v3.0 (several episodes per file, ``meta/episodes/*.parquet`` with from/to timest
 
 Streams: ``observation.state`` becomes proprio, ``action`` the action stream, both on the table's
 ``timestamp`` clock (float seconds, often float32); cameras are the ``video`` features, with frame
-times from PTS (v3: minus the episode's ``from_timestamp``). Instructions come from each row's
+times from PTS (v3: minus the episode's ``from_timestamp``). The job config's ``mapping`` names other
+columns (openpi's converters write ``state``, ``actions``, ``image``, ``wrist_image``):
+``mapping = {state = ["state"], action = ["actions"], cameras = {primary = "image"}}``; several
+columns are concatenated in the order given. Instructions come from each row's
 ``task_index`` (time-ranged when it changes), else from the episode's task list.
 
 Real datasets are messy, and each case gets its own message: a declared camera with no video file
@@ -32,6 +35,7 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources.contain import contained, from_template
 from trajshard.sources.tables import TableError, read_table
 from trajshard.sources.video import VideoError, probe_video
 
@@ -50,8 +54,9 @@ def _jsonl(path: Path) -> list[dict]:
 class LeRobotSource:
     format = "lerobot"
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, mapping: dict | None = None) -> None:
         self.root = Path(root).resolve()
+        self.mapping = dict(mapping or {})
         info_path = self.root / "meta" / "info.json"
         if not info_path.is_file():
             raise FileNotFoundError(f"{root}: no meta/info.json, not a LeRobot dataset")
@@ -68,7 +73,8 @@ class LeRobotSource:
         self.video_keys = sorted(
             k for k, v in feats.items() if isinstance(v, dict) and v.get("dtype") == "video"
         )
-        self.state_key = "observation.state" if "observation.state" in feats else None
+        self.state_keys = list(self.mapping.get("state") or ["observation.state"])
+        self.action_keys = list(self.mapping.get("action") or ["action"])
         self.notes: list[str] = []
         self.duplicates: set[str] = set()
         self._data: tuple[Path, object] | None = None  # the v3 data file last read (_data_file)
@@ -77,13 +83,26 @@ class LeRobotSource:
             self.episodes = self._episodes()
         except Exception as exc:  # noqa: BLE001 - unreadable metadata: the whole source, said at once
             raise ValueError(f"{root}: the episode or task metadata in meta/ cannot be read: {exc}") from exc
+        self.video_dir = self._video_dir()
         pattern = "{k}/*/*" if self.version.startswith("v3") else "*/{k}/*"
-        present = [k for k in self.video_keys if next((self.root / "videos").glob(pattern.format(k=k)), None)]
-        for k in sorted(set(self.video_keys) - set(present)):
+        wanted = self.mapping.get("cameras") or {
+            k.removeprefix("observation.images."): k for k in self.video_keys
+        }
+        unknown = sorted(k for k in wanted.values() if k not in self.video_keys)
+        if unknown:
+            raise ValueError(f"{root}: mapping.cameras names {unknown}, not video features of meta/info.json")
+        present = {
+            n: k
+            for n, k in wanted.items()
+            if next((self.root / self.video_dir).glob(pattern.format(k=k)), None)
+        }
+        for k in sorted(set(wanted.values()) - set(present.values())):
             self.notes.append(
                 f"camera {k!r} is declared in meta/info.json but no video file of it exists; it is left out"
             )
-        self.cameras = present
+        self.camera_names = present  # output name -> video feature key
+        self.cameras = sorted(present.values())
+        self._codec_noted: set[str] = set()
 
     # -- metadata ---------------------------------------------------------------------------------
 
@@ -125,13 +144,16 @@ class LeRobotSource:
         chunk = index // int(self.info.get("chunks_size", 1000))
         template = self.info.get(template_key)
         if template:
-            p = self.root / template.format(episode_chunk=chunk, episode_index=index, video_key=video_key)
+            eid = f"episode_{index:06d}"
+            p = from_template(
+                self.root, template, eid, episode_chunk=chunk, episode_index=index, video_key=video_key
+            )
             if p.is_file():
                 return p
         name = f"episode_{index:06d}." + ("mp4" if video_key else "parquet")
-        sub = f"videos/*/{video_key}/{name}" if video_key else f"data/*/{name}"
+        sub = f"{self.video_dir}/*/{video_key}/{name}" if video_key else f"data/*/{name}"
         found = sorted(self.root.glob(sub))
-        return found[0] if found else None
+        return contained(self.root, found[0], f"episode_{index:06d}") if found else None
 
     # -- episodes ---------------------------------------------------------------------------------
 
@@ -145,18 +167,19 @@ class LeRobotSource:
             raise EpisodeError(episode_id, data_name, "no 'timestamp' column")
         ts = table.column("timestamp").cast("float64").to_numpy() - base_time
         streams = {}
-        for key, name in ((self.state_key, "proprio"), ("action", "action")):
-            if key and key in table.column_names:
-                values = np.stack(table.column(key).to_numpy(zero_copy_only=False)).astype(np.float32)
-                if values.ndim != 2:
-                    raise EpisodeError(episode_id, data_name, f"column {key!r} is not one vector per row")
-                streams[name] = Stream(name, ts, values, self._names(key), data_name)
-        if "proprio" not in streams:
-            raise EpisodeError(episode_id, data_name, "no 'observation.state' column")
-        cameras = {
-            k.removeprefix("observation.images."): self._camera(episode_id, meta, index, k)
-            for k in self.cameras
-        }
+        for keys, name in ((self.state_keys, "proprio"), (self.action_keys, "action")):
+            if all(k in table.column_names for k in keys):
+                values, names = self._columns(episode_id, data_name, table, keys)
+                streams[name] = Stream(name, ts, values, names, data_name)
+            elif name == "proprio" or "action" in self.mapping:
+                missing = [k for k in keys if k not in table.column_names]
+                raise EpisodeError(
+                    episode_id,
+                    data_name,
+                    f"no {', '.join(repr(k) for k in missing)} column (it has {sorted(table.column_names)}); "
+                    f"name the {'state' if name == 'proprio' else 'action'} columns with mapping in the job config",
+                )
+        cameras = {n: self._camera(episode_id, meta, index, k, len(ts)) for n, k in self.camera_names.items()}
         ep = Episode(
             episode_id,
             self._instructions(table, ts, meta),
@@ -164,6 +187,7 @@ class LeRobotSource:
             cameras,
             embodiment=str(self.info.get("robot_type") or ""),
             source=str(self.root),
+            instruction_file="meta/tasks",
         )
         return ensure_valid(ep)
 
@@ -172,8 +196,12 @@ class LeRobotSource:
 
     def _table(self, episode_id: str, meta: dict, index: int):
         if self.version.startswith("v3"):
-            path = self.root / self.info["data_path"].format(
-                chunk_index=meta["data/chunk_index"], file_index=meta["data/file_index"]
+            path = from_template(
+                self.root,
+                self.info["data_path"],
+                episode_id,
+                chunk_index=meta["data/chunk_index"],
+                file_index=meta["data/file_index"],
             )
             if not path.is_file():
                 raise EpisodeError(episode_id, str(path.relative_to(self.root)), "data file is missing")
@@ -211,10 +239,46 @@ class LeRobotSource:
             self._data = (path, read_table(str(path)))
         return self._data[1]
 
-    def _camera(self, episode_id: str, meta: dict, index: int, key: str) -> Camera:
+    def _columns(
+        self, episode_id: str, data_name: str, table, keys: list[str]
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The columns ``keys`` side by side, as float32 [T, D] (a list column gives its width, a number
+        column one dimension), with their dimension names."""
+        parts, names = [], []
+        for key in keys:
+            col = table.column(key)
+            values = col.to_numpy(zero_copy_only=False)
+            values = np.stack(values) if values.dtype == object else values[:, None]
+            if values.ndim != 2:
+                raise EpisodeError(episode_id, data_name, f"column {key!r} is not one vector per row")
+            parts.append(values.astype(np.float32))
+            own = self._names(key)
+            names += (
+                own
+                if len(own) == values.shape[1]
+                else [key]
+                if values.shape[1] == 1
+                else [""] * values.shape[1]
+            )
+        return np.concatenate(parts, axis=1), tuple(names) if any(names) else ()
+
+    def _video_dir(self) -> str:
+        """``videos`` (LeRobot's), or ``video`` where a converter put the files though ``video_path``
+        says ``videos/`` (noted)."""
+        if (self.root / "videos").is_dir() or not (self.root / "video").is_dir():
+            return "videos"
+        self.notes.append(
+            "the video files are under video/ though meta/info.json's video_path says videos/; read from there"
+        )
+        return "video"
+
+    def _camera(self, episode_id: str, meta: dict, index: int, key: str, rows: int = 0) -> Camera:
         start = 0.0
         if self.version.startswith("v3"):
-            path = self.root / self.info["video_path"].format(
+            path = from_template(
+                self.root,
+                self.info["video_path"].replace("videos/", f"{self.video_dir}/", 1),
+                episode_id,
                 video_key=key,
                 chunk_index=meta[f"videos/{key}/chunk_index"],
                 file_index=meta[f"videos/{key}/file_index"],
@@ -230,9 +294,12 @@ class LeRobotSource:
         try:
             # v3: the episode's stretch of a file that holds many episodes, not the whole file each time
             probe = probe_video(str(path), (start, end) if self.version.startswith("v3") else None)
+            if self.version.startswith("v3") and len(probe.pts) == rows - 1:
+                probe = self._last_frame(episode_id, path, key, (start, end), rows, probe)
         except VideoError as exc:
             raise EpisodeError(episode_id, path.name, f"camera {key!r}: {exc}") from exc
-        name = key.removeprefix("observation.images.")
+        self._check_codec(key, probe.codec)
+        name = next(n for n, k in self.camera_names.items() if k == key)
         return Camera(
             name,
             str(path),
@@ -243,6 +310,37 @@ class LeRobotSource:
             probe.codec,
             probe.entry,
         )
+
+    def _last_frame(self, episode_id: str, path: Path, key: str, window, rows: int, probe):
+        """The episode's frames when its ``to_timestamp`` is its last frame's time instead of the time
+        after it (some converters write that): one frame short of the table's rows, and the next frame
+        within half a frame interval of ``to``. The window then ends half a frame later (noted)."""
+        start, end = window
+        half = 0.5 / float(self.info.get("fps") or 30.0)
+        wider = probe_video(str(path), (start, end + half))
+        if len(wider.pts) != rows:
+            return probe
+        if not any("to_timestamp is its last frame" in n for n in self.notes):
+            self.notes.append(
+                f"camera {key!r}: an episode's to_timestamp is its last frame's time, not the time after "
+                f"it; that frame is kept (first seen in {episode_id})"
+            )
+        return wider
+
+    def _check_codec(self, key: str, codec: str) -> None:
+        """A note, once per camera, when meta/info.json declares another codec than the files have."""
+        declared = ((self.info.get("features", {}).get(key) or {}).get("info") or {}).get("video.codec")
+        if (
+            declared
+            and codec
+            and declared not in codec
+            and codec not in declared
+            and key not in self._codec_noted
+        ):
+            self._codec_noted.add(key)
+            self.notes.append(
+                f"camera {key!r}: meta/info.json declares {declared}, the files are {codec}; read as {codec}"
+            )
 
     def _names(self, key: str) -> tuple[str, ...]:
         names = self.info.get("features", {}).get(key, {}).get("names")

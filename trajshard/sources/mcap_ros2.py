@@ -177,6 +177,7 @@ class McapSource:
             cameras,
             embodiment=meta.get("task", {}).get("embodiment", ""),
             source=str(path),
+            instruction_file=path.name,
         )
         return ensure_valid(ep)
 

@@ -16,6 +16,7 @@ import numpy as np
 from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, ensure_valid
 from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import EPISODE_ID_RE, classify_files, validate_episode_json
+from trajshard.sources.contain import inside, regular_file
 from trajshard.sources.tables import TableError, read_table, table_to_stream
 from trajshard.sources.video import VideoError, probe_video
 
@@ -36,7 +37,12 @@ class RawSource:
         """(episode ids to read, sorted; [(name, file, reason)] of entries quarantined by name)."""
         ids, rejected = [], []
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if not entry.is_dir(follow_symlinks=True):
+            try:
+                if not entry.is_dir(follow_symlinks=True):
+                    continue
+            except OSError as exc:  # a link loop: one bad entry, never the whole job
+                reason = f"cannot be followed: {exc.strerror or exc}"
+                rejected.append(Problem(entry.name, entry.name, reason))
                 continue
             name = entry.name
             if not EPISODE_ID_RE.match(name):
@@ -55,7 +61,7 @@ class RawSource:
         ep_dir = self.root / episode_id
         if not ep_dir.is_dir():
             raise EpisodeError(episode_id, episode_id, "episode directory is missing")
-        names = [p.name for p in ep_dir.iterdir() if p.is_file() or p.is_symlink()]
+        names = [p.name for p in ep_dir.iterdir() if p.is_symlink() or not p.is_dir()]  # FIFOs too: refused
         files, problems = classify_files(episode_id, names)
         if problems:
             raise EpisodeError(episode_id, problems[0].field, "; ".join(p.message for p in problems))
@@ -97,7 +103,7 @@ class RawSource:
         ep_dir = self.root / episode_id
         if not ep_dir.is_dir():
             return [Problem(episode_id, episode_id, "episode directory is missing")]
-        names = [p.name for p in ep_dir.iterdir() if p.is_file() or p.is_symlink()]
+        names = [p.name for p in ep_dir.iterdir() if p.is_symlink() or not p.is_dir()]  # FIFOs too: refused
         problems = classify_files(episode_id, names)[1]
         if (ep_dir / "episode.json").is_file():
             try:
@@ -112,12 +118,12 @@ class RawSource:
         return problems
 
     def _inside(self, path: Path) -> bool:
-        return path.resolve().is_relative_to(self.root)
+        return inside(self.root, path)
 
     def _file(self, episode_id: str, path: Path) -> Path:
         if not self._inside(path):
             raise EpisodeError(episode_id, path.name, "is a link to a place outside the source")
-        return path
+        return regular_file(path, episode_id)
 
     def _episode_json(self, episode_id: str, path: Path, collect: list[Problem] | None = None) -> dict:
         """Parsed episode.json; schema problems raise (or, with ``collect``, are all appended)."""

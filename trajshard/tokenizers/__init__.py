@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from trajshard.tokenizers.config import TokenizerConfig
+from trajshard.tokenizers.config import MAX_BINS, TokenizerConfig
 from trajshard.tokenizers.fast import FastTokenizer
 from trajshard.tokenizers.guards import guard_dims, shapes
 from trajshard.tokenizers.quantile import QuantileTokenizer
@@ -40,7 +40,19 @@ def from_json(doc: dict[str, object]) -> ActionTokenizer:
     kind = doc.get("type")
     if kind not in TOKENIZERS:
         raise ValueError(f"tokenizer.json: unknown tokenizer type {kind!r}; known: {sorted(TOKENIZERS)}")
-    return TOKENIZERS[kind].from_json(doc)
+    bins = doc.get("bins")  # the uniform tokenizer sizes arrays by it as it is built
+    if bins is not None and not (
+        isinstance(bins, int) and not isinstance(bins, bool) and 1 <= bins <= MAX_BINS
+    ):
+        raise ValueError(f"tokenizer.json: bins {bins!r}, not a count from 1 to {MAX_BINS}")
+    tokenizer = TOKENIZERS[kind].from_json(doc)
+    if not 1 <= tokenizer.bins <= MAX_BINS:  # readers size arrays by it (histogram: dims x token values)
+        raise ValueError(f"tokenizer.json: {tokenizer.bins} bins, not a count from 1 to {MAX_BINS}")
+    if "token_range" in doc and doc["token_range"] != tokenizer.token_range:
+        raise ValueError(
+            f"tokenizer.json: token_range {doc['token_range']!r}, the tokenizer's is {tokenizer.token_range}"
+        )
+    return tokenizer
 
 
 def fit(kind: str, action_stats: dict[str, object], bins: int, **options: object) -> ActionTokenizer:

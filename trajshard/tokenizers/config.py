@@ -10,6 +10,7 @@ from trajshard.tokenizers.uniform import MODES as UNIFORM_MODES
 
 KINDS = ("uniform", "quantile", "fast")
 VOCAB_KINDS = ("openvla", "offset", "list")
+MAX_BINS = 65536  # bins (token values) a tokenizer may have; readers bound arrays by it
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ class TokenizerConfig:
             out.append("fast_scale must be positive and fast_fit_episodes at least 1")
         if self.vocab_file is not None and self.vocab is None:
             out.append("vocab_file is given without vocab")
-        if not 3 <= self.bins <= 65536:
-            out.append(f"bins must be in [3, 65536], got {self.bins}")
+        if not 3 <= self.bins <= MAX_BINS:
+            out.append(f"bins must be in [3, {MAX_BINS}], got {self.bins}")
         if self.horizon < 1:
             out.append(f"horizon must be at least 1, got {self.horizon}")
         return out
