@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trajshard.io import MAX_MEMBER_BYTES, shard_path
 from trajshard.reports.histogram import bin_counts
 from trajshard.schemas.sample import load_npy, split_key
 from trajshard.tokenizers import from_json
@@ -62,6 +63,10 @@ def iter_members(path: str | Path, want: Callable[[str, str], bool]) -> Iterator
             if len(header) < _BLOCK or not header.strip(b"\0"):
                 return  # the end-of-archive blocks (or a truncated file)
             size = _octal(header[124:136])
+            if size > MAX_MEMBER_BYTES:  # the readers' member limit (io.check_member): never read in one go
+                raise ValueError(
+                    f"{Path(path).name}: a member declares {size} bytes, more than {MAX_MEMBER_BYTES}"
+                )
             padded = -(-size // _BLOCK) * _BLOCK
             kind = header[156:157]
             if kind in (b"x", b"L"):  # the next member's name: a pax path record, or a GNU long name
@@ -115,12 +120,12 @@ def count_bins(out: Path, tok_doc: dict, manifest: list[dict], budget: int) -> B
     FAST (no per-dimension bins) or a dataset without samples."""
     if tok_doc.get("type") == "fast" or not manifest:
         return None
-    lo, hi = tok_doc["token_range"]
+    lo, hi = from_json(tok_doc).token_range  # checked: bins and token_range bounded before sizing counts
     chosen = pick_shards(manifest, budget)
     counts, samples, npy = None, 0, NpyReader()
     for shard in chosen:
         rows = []
-        for key, _, data in iter_members(out / shard["name"], lambda k, f: f == "tokens.npy"):
+        for key, _, data in iter_members(shard_path(out, shard["name"]), lambda k, f: f == "tokens.npy"):
             if split_key(key) is not None:
                 tokens = npy(data)
                 rows.append(tokens[0] if tokens.ndim == 2 else tokens)  # a chunk: row 0 is this step
