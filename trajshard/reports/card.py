@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from trajshard.reports.summary import reason_kind
+from trajshard.reports.summary import quality_lines, reason_kind
 
 
-def dataset_card(info: dict, stats_streams: dict, quarantined: list, histogram_png: bool = False) -> str:
+def dataset_card(
+    info: dict,
+    stats_streams: dict,
+    quarantined: list,
+    histogram_png: bool = False,
+    quality: dict | None = None,
+) -> str:
     c = info["counts"]
     lines = [
         "# trajshard dataset",
@@ -51,6 +57,7 @@ def dataset_card(info: dict, stats_streams: dict, quarantined: list, histogram_p
         lines += ["", "Every rejected episode with its reason is in `meta/quarantine.jsonl`."]
     else:
         lines.append("No episode was quarantined.")
+    lines += quality_section(quality)
     lines += [
         "",
         "## Job config",
@@ -61,3 +68,19 @@ def dataset_card(info: dict, stats_streams: dict, quarantined: list, histogram_p
         "",
     ]
     return "\n".join(lines)
+
+
+def quality_section(quality: dict | None) -> list[str]:
+    """The card's summary of meta/quality.json (none when the doctor did not run)."""
+    if quality is None:
+        return []
+    c = quality["counts"]
+    lines = [
+        "",
+        "## Data quality",
+        "",
+        f"`trajshard doctor` on this dataset: errors {c['error']}, warnings {c['warning']}, notes {c['info']} "
+        "(every finding with examples is in `meta/quality.json`).",
+    ]
+    found = quality_lines(quality)
+    return lines + ([""] + [f"- {line}" for line in found] if found else [])

@@ -39,13 +39,15 @@ class Group:
         base = f" in {self.count} of {self.of} {sampled}episodes" if self.of else ""
         shown = [f"{w}: {d}" if w and d else w or d for w, d in self.examples if w or d]
         more = ", ..." if self.count > len(self.examples) and self.examples and self.examples[0][0] else ""
-        eg = f" ({'; '.join(shown)}{more})" if shown else ""
+        sep = "; " if any(d for _, d in self.examples) else ", "
+        eg = f" ({sep.join(shown)}{more})" if shown else ""
         return f"{self.severity:<7} {self.code:<23} {self.what}{base}{eg}"
 
     def to_json(self) -> dict[str, object]:
         return {
             "code": self.code,
             "severity": self.severity,
+            "scope": CHECKS[self.code].scope,
             "message": self.what,
             "count": self.count,
             "of": self.of,
@@ -82,10 +84,10 @@ class DoctorReport:
 
     def render(self) -> str:
         c = self.counts()
-        sampled = ", ".join(f"{k} {v}" for k, v in sorted(self.sampled.items())) or "none"
+        sampled = ", ".join(f"{k} {v}" for k, v in sorted(self.sampled.items())) or "no camera"
         lines = [
-            f"doctor: {self.kind} {self.path}: {self.episodes} episodes checked of {self.planned}; frames "
-            f"looked at in episodes per camera: {sampled}",
+            f"doctor: {self.kind} {self.path}: {self.episodes} of {self.planned} episodes checked; frames "
+            f"looked at (episodes per camera): {sampled}",
             *[g.line() for g in self.groups],
             f"{c['error']} errors, {c['warning']} warnings, {c['info']} notes ({len(CHECKS)} checks)",
         ]

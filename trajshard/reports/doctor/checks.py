@@ -127,7 +127,7 @@ def idle_steps(series: Series, limits: Limits) -> np.ndarray:
 )
 def unusable(ds: DatasetSummary, facts: Facts, limits: Limits) -> Iterator[Finding]:
     for p in facts.unusable:
-        yield Finding("episode.unusable", masked(p.message), p.where, p.field)
+        yield Finding("episode.unusable", masked(p.message), p.where, "" if p.field in p.message else p.field)
 
 
 @check(

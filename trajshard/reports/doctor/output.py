@@ -3,19 +3,19 @@ source's rates and durations from ``episodes.parquet``'s alignment report, and t
 spaced sample of episodes, a few per second.
 
 Shards are read once, in manifest order. On a local disk only the members needed are read (the rest
-is skipped by seeking); on an object store each shard is streamed. An episode is held until its last
+is skipped by seeking, header by header); on an object store each shard is streamed. An episode is held until its last
 sample is read (a shuffle window interleaves a few), then handed to the checks and dropped.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import math
 import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -30,6 +30,7 @@ from trajshard.sources import SourceSpec
 from trajshard.storage import Store
 
 LOW_DIM = ("meta.json", "state.npy", "action.npy")
+BLOCK = 512
 
 
 def output_facts(store: Store, info: dict, source: SourceSpec | None) -> Facts:
@@ -102,26 +103,69 @@ def _complete(acc: dict, row: dict | None) -> bool:
     return row is not None and all(len(acc.get(f, {})) >= row["steps"] for f in LOW_DIM)
 
 
-@contextmanager
-def _opened(store: Store, name: str):
+def _members(store: Store, name: str) -> Iterator[tuple[str, str, Callable[[], bytes]]]:
+    """(sample key, field, read) of each file member of a shard, in order; ``read()`` gives its bytes
+    (call it before the next member is asked for). A local shard is read header by header, skipping
+    the data not read; a shard on an object store is streamed through ``tarfile``."""
     if store.remote:
         with store.fs.open_input_stream(store.path(name)) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-            yield tar
-    else:
-        with tarfile.open(store.local(name), mode="r:") as tar:
-            yield tar
+            for member in tar:
+                if member.isfile():
+                    yield (*_key_field(member.name), lambda m=member: tar.extractfile(m).read())
+        return
+    with open(store.local(name), "rb") as f:
+        long_name = None
+        while len(header := f.read(BLOCK)) == BLOCK and header.strip(b"\0"):
+            size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+            start, kind = f.tell(), header[156:157]
+            if kind == b"x":  # a PAX header: the next member's name when it is long or not ASCII
+                long_name = _pax_path(f.read(size)) or long_name
+            elif kind in (b"0", b"\0"):
+                path = long_name or _ustar_name(header)
+                long_name = None
+                yield (*_key_field(path), lambda n=size: f.read(n))
+            f.seek(start + size + (-size % BLOCK))
 
 
-def _members(store: Store, name: str) -> Iterator[tuple[str, str, object]]:
-    """(sample key, field, read) of each member of a shard; ``read()`` gives its bytes (call it before
-    the next member: a streamed shard cannot go back)."""
-    with _opened(store, name) as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, dot, fld = member.name.rsplit("/", 1)[-1].partition(".")
-            if dot:
-                yield key, fld, lambda m=member: tar.extractfile(m).read()
+def _ustar_name(header: bytes) -> str:
+    name = header[0:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+    prefix = (
+        header[345:500].split(b"\0", 1)[0].decode("utf-8", "replace") if header[257:262] == b"ustar" else ""
+    )
+    return f"{prefix}/{name}" if prefix else name
+
+
+def _pax_path(records: bytes) -> str | None:
+    for line in records.decode("utf-8", "replace").split("\n"):
+        _, _, record = line.partition(" ")
+        if record.startswith("path="):
+            return record[len("path=") :]
+    return None
+
+
+def _key_field(path: str) -> tuple[str, str]:
+    key, _, fld = path.rsplit("/", 1)[-1].partition(".")
+    return key, fld
+
+
+@functools.lru_cache(maxsize=64)
+def _npy_layout(header: bytes) -> tuple[np.dtype, tuple[int, ...]] | None:
+    """dtype and shape of an .npy header (cached: every sample of a dataset has the same few)."""
+    f = io.BytesIO(header)
+    np.lib.format.read_magic(f)
+    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    return None if fortran or dtype.hasobject else (dtype, shape)
+
+
+def _npy(data: bytes) -> np.ndarray:
+    """An .npy member's array, its header parsed once per layout; object arrays refused (load_npy)."""
+    if data[:6] == b"\x93NUMPY" and data[6] == 1:
+        end = 10 + int.from_bytes(data[8:10], "little")
+        layout = _npy_layout(bytes(data[:end]))
+        if layout is not None:
+            dtype, shape = layout
+            return np.frombuffer(data, dtype, int(np.prod(shape)), end).reshape(shape)
+    return load_npy(data)
 
 
 def _view(episode: str, acc: dict, row: dict | None, info: dict, probes: dict | None, limits: Limits):
@@ -131,7 +175,7 @@ def _view(episode: str, acc: dict, row: dict | None, info: dict, probes: dict | 
     streams = {
         name: Series(
             times,
-            np.stack([load_npy(acc[f"{name}.npy"][s]) for s in steps]) if steps else np.zeros((0, 0)),
+            np.stack([_npy(acc[f"{name}.npy"][s]) for s in steps]) if steps else np.zeros((0, 0)),
             tuple(info.get(f"{name}_names") or ()),
         )
         for name in ("state", "action")
