@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trajshard.reports.doctor.frames import same_picture
 from trajshard.reports.doctor.views import (
     CameraView,
     DatasetSummary,
@@ -155,8 +156,9 @@ def _dead(cam: CameraView, limits: Limits) -> bool:
     return all(f.std < limits.flat_std for f in cam.frames)
 
 
-def _constant(cam: CameraView) -> bool:
-    return len(cam.frames) > 1 and len({f.digest for f in cam.frames}) == 1
+def _constant(cam: CameraView, limits: Limits) -> bool:
+    first = cam.frames[0]
+    return len(cam.frames) > 1 and all(same_picture(first, f, limits.same_level) for f in cam.frames[1:])
 
 
 @check(
@@ -186,17 +188,17 @@ def camera_dead(view: EpisodeView, facts: Facts, limits: Limits) -> Iterator[Fin
     "error",
     "frames",
     trips="every frame looked at in an episode is the same picture (a stuck feed, a still image)",
-    threshold="identical frames from the first to the last looked at",
+    threshold="every frame within 0.03 grey levels (mean absolute difference) of the first",
     fix="re-record or leave the camera out; check the driver delivered live frames",
 )
 def camera_constant(view: EpisodeView, facts: Facts, limits: Limits) -> Iterator[Finding]:
     for cam in _looked_at(view):
-        if _constant(cam) and not _dead(cam, limits):
+        if _constant(cam, limits) and not _dead(cam, limits):
             yield Finding(
                 "camera.constant",
                 f"camera {cam.name!r} shows one picture for the whole episode",
                 view.episode,
-                f"{len(cam.frames)} identical frames",
+                f"{len(cam.frames)} frames alike",
                 cam.name,
             )
 
@@ -206,19 +208,20 @@ def camera_constant(view: EpisodeView, facts: Facts, limits: Limits) -> Iterator
     "warning",
     "frames",
     trips="a run of identical frames while the robot moves (a dropped feed repeating its last frame)",
-    threshold="identical for 1 s or more, with motion above the idle threshold during it",
+    threshold="consecutive frames within 0.03 grey levels for 1 s or more, with motion above the idle "
+    "threshold during it",
     fix="cut the frozen spans or drop the episodes; check the camera's bandwidth and USB link",
 )
 def camera_frozen(view: EpisodeView, facts: Facts, limits: Limits) -> Iterator[Finding]:
     motion = view.motion
     for cam in _looked_at(view):
-        if _dead(cam, limits) or _constant(cam):
+        if _dead(cam, limits) or _constant(cam, limits):
             continue
         runs = []
         frames = cam.frames
         start = 0
         for i in range(1, len(frames) + 1):
-            if i < len(frames) and frames[i].digest == frames[start].digest:
+            if i < len(frames) and same_picture(frames[i - 1], frames[i], limits.same_level):
                 continue
             t0, t1 = frames[start].time, frames[i - 1].time
             if i - 1 > start and t1 - t0 >= limits.frozen_s - 1e-9 and _moves(motion, t0, t1, limits):
@@ -228,7 +231,7 @@ def camera_frozen(view: EpisodeView, facts: Facts, limits: Limits) -> Iterator[F
             spans = ", ".join(f"t={a:.1f}-{b:.1f} s" for a, b in runs[:3])
             yield Finding(
                 "camera.frozen",
-                f"camera {cam.name!r} freezes: identical frames for {limits.frozen_s:g} s or more while the "
+                f"camera {cam.name!r} freezes: the same picture for {limits.frozen_s:g} s or more while the "
                 "robot moves",
                 view.episode,
                 spans + (f" and {len(runs) - 3} more" if len(runs) > 3 else ""),

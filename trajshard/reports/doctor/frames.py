@@ -1,5 +1,6 @@
-"""Measures of one frame for the camera checks: a digest (identical frames), the spread of its grey
-levels (a frame that shows nothing), and how much of its detail lies above half the Nyquist frequency
+"""Measures of one frame for the camera checks: its grey levels at a reduced size (to compare frames:
+a repeated frame that went through a lossy codec again is close to, not equal to, the first), their
+spread (a frame that shows nothing), and how much of its detail lies above half the Nyquist frequency
 along each axis (an image upscaled by 2 or more has almost none there).
 
 Upscaling by interpolation (bilinear, bicubic, area, Lanczos: what FFmpeg, OpenCV, Pillow and
@@ -12,14 +13,12 @@ pixels instead and is not recognised.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from trajshard.reports.doctor.views import FrameProbe
 
 GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-FLAT_SIDE = 128  # the grey spread is measured on at most about this many pixels a side
+FLAT_SIDE = 128  # grey levels are kept at most about this many pixels a side
 DETAIL_SIDE = 256  # detail is measured on a centre crop of at most this size
 BAND = 0.125  # detail is energy above this share of the Nyquist frequency
 
@@ -28,18 +27,20 @@ def grey(rgb: np.ndarray, stride: int = 1) -> np.ndarray:
     return rgb[::stride, ::stride, :3].astype(np.float32) @ GREY
 
 
-def probe_frame(
-    rgb: np.ndarray, time: float, measure: bool, flat_std: float, digest: bytes | None = None
-) -> FrameProbe:
-    """The measures of an RGB frame [H, W, 3] uint8. ``digest``: the frame's identity when the caller
-    has one already (a JPEG's bytes); else a digest of the pixels."""
-    if digest is None:
-        digest = hashlib.sha1(np.ascontiguousarray(rgb).tobytes()).digest()
+def probe_frame(rgb: np.ndarray, time: float, measure: bool, flat_std: float) -> FrameProbe:
+    """The measures of an RGB frame [H, W, 3] uint8; its detail only when ``measure``."""
     stride = max(1, max(rgb.shape[:2]) // FLAT_SIDE)
     g = grey(rgb, stride)
     mean, std = float(g.mean()), float(g.std())
     detail = detail_shares(grey(_centre(rgb, DETAIL_SIDE))) if measure and std >= flat_std else None
-    return FrameProbe(time, digest, mean, std, detail)
+    return FrameProbe(time, np.clip(np.rint(g), 0, 255).astype(np.uint8), mean, std, detail)
+
+
+def same_picture(a: FrameProbe, b: FrameProbe, level: float) -> bool:
+    """Whether two frames show the same picture: grey levels closer than ``level`` on average."""
+    if a.grey.shape != b.grey.shape:
+        return False
+    return float(np.abs(a.grey.astype(np.int16) - b.grey).mean()) < level
 
 
 def _centre(rgb: np.ndarray, side: int) -> np.ndarray:

@@ -10,7 +10,6 @@ sample is read (a shuffle window interleaves a few), then handed to the checks a
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import json
 import math
@@ -189,8 +188,7 @@ def _view(episode: str, acc: dict, row: dict | None, info: dict, probes: dict | 
             data = acc.get(f"{cam}.jpg", {}).get(s)
             if data is not None and s in metas:
                 rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-                digest = hashlib.sha1(data).digest()
-                frames.append(probe_frame(rgb, float(metas[s]["time"]), measure, limits.flat_std, digest))
+                frames.append(probe_frame(rgb, float(metas[s]["time"]), measure, limits.flat_std))
         cameras[cam] = CameraView(cam, int(side[1]), int(side[0]), tuple(frames))
     return EpisodeView(
         episode,

@@ -27,6 +27,7 @@ class Limits:
     probe_frames: int = 150  # at most this many frames per camera and episode
     detail_frames: int = 4  # of which this many are measured for upscaling
     flat_std: float = 2.0  # grey levels (0-255): a frame with less spread shows nothing
+    same_level: float = 0.03  # grey levels: frames closer than this on average are the same picture
     frozen_s: float = 1.0  # identical frames for this long while the robot moves: frozen
     detail_share: float = 0.02  # upscaled: less of the detail energy than this above half Nyquist
     rate_slack: float = 0.05  # a stream may be this much slower than the clock before samples repeat
@@ -60,12 +61,12 @@ class Series:
 
 @dataclass(frozen=True)
 class FrameProbe:
-    """One looked-at frame: its time, a digest of its content (equal digests: identical frames), the
-    mean and spread of its grey levels, and, when measured, its detail per axis (horizontal,
-    vertical): the share of the detail energy above half the Nyquist frequency."""
+    """One looked-at frame: its time, its grey levels at most about 128 pixels a side (to compare
+    frames), their mean and spread, and, when measured, its detail per axis (horizontal, vertical):
+    the share of the detail energy above half the Nyquist frequency."""
 
     time: float
-    digest: bytes
+    grey: np.ndarray  # uint8 [h, w]
     mean: float
     std: float
     detail: tuple[float, float] | None = None
