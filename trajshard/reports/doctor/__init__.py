@@ -89,7 +89,7 @@ class DoctorReport:
             f"doctor: {self.kind} {self.path}: {self.episodes} of {self.planned} episodes checked; frames "
             f"looked at (episodes per camera): {sampled}",
             *[g.line() for g in self.groups],
-            f"{c['error']} errors, {c['warning']} warnings, {c['info']} notes ({len(CHECKS)} checks)",
+            f"errors {c['error']}, warnings {c['warning']}, notes {c['info']} ({len(CHECKS)} checks)",
         ]
         return "\n".join(lines)
 

@@ -187,7 +187,7 @@ def camera_dead(view: EpisodeView, facts: Facts, limits: Limits) -> Iterator[Fin
     "camera.constant",
     "error",
     "frames",
-    trips="every frame looked at in an episode is the same picture (a stuck feed, a still image)",
+    trips="every frame looked at in an episode shows the same picture (a stuck feed, a still image)",
     threshold="every frame within 0.03 grey levels (mean absolute difference) of the first",
     fix="re-record or leave the camera out; check the driver delivered live frames",
 )
@@ -207,7 +207,8 @@ def camera_constant(view: EpisodeView, facts: Facts, limits: Limits) -> Iterator
     "camera.frozen",
     "warning",
     "frames",
-    trips="a run of identical frames while the robot moves (a dropped feed repeating its last frame)",
+    trips="frames show the same picture for a while the robot moves (a dropped feed repeating its last "
+    "frame)",
     threshold="consecutive frames within 0.03 grey levels for 1 s or more, with motion above the idle "
     "threshold during it",
     fix="cut the frozen spans or drop the episodes; check the camera's bandwidth and USB link",
