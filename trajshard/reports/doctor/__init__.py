@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from trajshard.config import JobConfig
-from trajshard.io import json_document
 from trajshard.reports.doctor.checks import CHECKS, Finding
 from trajshard.reports.doctor.output import output_views
 from trajshard.reports.doctor.source import source_views
@@ -101,13 +100,13 @@ def diagnose(
     summary, groups = DatasetSummary(), {}
     gripper_dim = int(facts.gripper["dim"]) if facts.gripper else None
     for view in views:
+        summary.add(view, gripper_dim)
         for chk in CHECKS.values():
             if chk.scope == "episode" or (chk.scope == "frames" and view.sampled):
                 for f in chk.run(view, facts, limits):
                     _add(groups, f)
-            elif chk.collect is not None and (record := chk.collect(view, facts, limits)) is not None:
+            elif chk.collect is not None and (record := chk.collect(view, summary, limits)) is not None:
                 summary.collected.setdefault(chk.code, []).append(record)
-        summary.add(view, gripper_dim)
     for chk in CHECKS.values():
         if chk.scope == "dataset":
             for f in chk.run(summary, facts, limits):
@@ -156,8 +155,3 @@ def doctor(path: str, cfg: JobConfig | None = None, limits: Limits | None = None
     if is_trajshard_output(path) or (is_remote(path) and Store(path).exists("meta/info.json")):
         return doctor_output(path, limits=limits)
     return doctor_source(path, cfg, limits)
-
-
-def quality_document(report: DoctorReport) -> bytes:
-    """The bytes of meta/quality.json."""
-    return json_document(report.to_json())

@@ -4,7 +4,7 @@ what trips it, its threshold and the fix (docs/doctor.md is this table).
 A check's ``scope`` says what it is given: ``episode`` checks see every episode, ``frames`` checks
 every episode whose camera frames were looked at (a bounded, evenly spaced sample), ``dataset``
 checks the summary of all episodes once at the end (with, when they ``collect`` one, a small record
-of each episode).
+of each episode, made from the episode and the summary so far).
 """
 
 from __future__ import annotations
@@ -128,7 +128,9 @@ def idle_steps(series: Series, limits: Limits) -> np.ndarray:
 )
 def unusable(ds: DatasetSummary, facts: Facts, limits: Limits) -> Iterator[Finding]:
     for p in facts.unusable:
-        yield Finding("episode.unusable", masked(p.message), p.where, "" if p.field in p.message else p.field)
+        kind = masked(p.message)
+        detail = p.message if kind != p.message else "" if p.field in p.message else p.field
+        yield Finding("episode.unusable", kind, p.where, detail)
 
 
 @check(
@@ -342,19 +344,25 @@ def dims_constant(ds: DatasetSummary, facts: Facts, limits: Limits) -> Iterator[
             )
 
 
-def jump_candidates(view: EpisodeView, facts: Facts, limits: Limits) -> list[tuple] | None:
+def jump_candidates(view: EpisodeView, summary: DatasetSummary, limits: Limits) -> list[tuple] | None:
     """Per stream and dimension of an episode, its largest step beyond ``jump_sigmas`` robust standard
-    deviations (1.4826 MAD) of the episode's steps: (episode, stream, dim, step, time, how many such).
-    Whether it is a jump is settled at the end, against the dimension's range in the whole dataset."""
+    deviations (1.4826 MAD) of the episode's steps: (episode, stream, dim, step, time). Whether it is
+    a jump is settled at the end, against the dimension's range over the dataset; a step already within
+    ``jump_range`` of the range so far (this episode included) never will be, and is not kept."""
     found = []
     for stream in ("state", "action"):
         st = view.streams.get(stream)
-        if st is None or len(st.values) < 4:
-            continue
+        if (
+            st is None
+            or len(st.values) < 4
+            or summary.low.get(stream, np.zeros(0)).shape != st.values.shape[1:]
+        ):
+            continue  # too short, or not the dataset's shape (ingest quarantines those)
         v = st.values.astype(np.float64)
         d = np.diff(v, axis=0)
         med = np.median(d, axis=0)
         big = np.abs(d - med) > limits.jump_sigmas * 1.4826 * np.median(np.abs(d - med), axis=0)
+        big &= np.abs(d) > limits.jump_range * (summary.high[stream] - summary.low[stream])
         for dim in np.flatnonzero(big.any(axis=0)):
             if len(np.unique(v[:, dim])) > 3:  # two or three values: a gripper, a switch
                 i = int(np.argmax(np.where(big[:, dim], np.abs(d[:, dim]), -1.0)))
