@@ -120,7 +120,7 @@ def test_demo_page_is_self_contained_and_embeds_every_episode_bin_and_frame(demo
     for heading in ("Action bins", "Statistics and alignment", "Quarantine and findings", "Episodes"):
         assert f">{heading}</h2>" in text
     assert "No episode was quarantined." in text
-    assert "Doctor findings</h3>" not in text  # no meta/quality.json: the section is skipped
+    assert "Doctor findings</h3>" in text and "No finding." in text  # ingest wrote meta/quality.json
 
 
 def test_frame_budget_and_thinned_curves_hold_whatever_the_episode_length(demo):
@@ -208,7 +208,7 @@ def test_cli_writes_out_report_html_by_default_and_html_file_when_asked(demo, tm
     run = CliRunner().invoke(main, ["report", str(out)])
     assert run.exit_code == 0, run.output
     assert (out / "report.html").stat().st_size > 1_000_000
-    assert "8 of 8 episodes embedded" in run.output and "doctor findings absent" in run.output
+    assert "8 of 8 episodes embedded" in run.output and "doctor findings shown" in run.output
     target = tmp_path / "elsewhere" / "r.html"
     run = CliRunner().invoke(main, ["report", str(out), "--html", str(target), "--episodes", "2"])
     assert run.exit_code == 0, run.output

@@ -1,4 +1,4 @@
-"""The ``trajshard`` command line: ingest, validate, stats, histogram, inspect, report, demo (see docs/cli.md).
+"""The ``trajshard`` command line: ingest, validate, doctor, stats, histogram, inspect, report, demo (see docs/cli.md).
 
 Commands import their heavy modules when they run, so ``trajshard --help`` stays fast.
 """
@@ -201,6 +201,33 @@ def validate(
             f"PROBLEMS: {kind} {path}: {len(report.problems)} found\n{format_problems(report.problems)}"
         )
     sys.exit(0 if report.ok and not (strict and findings) else 1)
+
+
+@main.command()
+@click.argument("path")
+@_flag("format", "Source format.")
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML job config."
+)
+@_flag("fps", "Target clock rate in Hz (a source's streams slower than it repeat samples).")
+@_flag("source_fps", "Step rate of step-indexed sources (RLDS, HDF5); absent: --fps.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the findings as JSON (meta/quality.json's form)."
+)
+def doctor(path: str, config_path: str | None, as_json: bool, **flags) -> None:
+    """Data-quality findings of a source or an output dataset (docs/doctor.md).
+
+    Exit 0 no error-severity findings, 1 some, 2 could not run. On an output, the job config is the
+    one it was made with (meta/info.json); --config and the flags apply to a source."""
+    from trajshard.reports.doctor import doctor as run_doctor
+
+    try:
+        report = run_doctor(path, load_config(config_path, **flags))
+    except Exception as exc:  # noqa: BLE001 - exit 2: the check itself could not run
+        click.echo(f"doctor: could not run: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.render())
+    sys.exit(0 if report.ok else 1)
 
 
 def _alignment_lines(out: str) -> str:

@@ -1,4 +1,5 @@
-"""Commit: promote the parts to final shard names and write ``meta/`` and the dataset card.
+"""Commit: promote the parts to final shard names and write ``meta/`` (with the doctor's findings on
+the output, ``quality.json``) and the dataset card.
 
 Every file is written to a temporary name and renamed. ``info.json`` is written last: a dataset
 without it is an unfinished job.
@@ -6,6 +7,7 @@ without it is an unfinished job.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +25,7 @@ from trajshard.pipelines.shards import PartInfo, promote_parts, shard_name
 from trajshard.pipelines.stats import stats_document
 from trajshard.pipelines.tasks import TaskContext
 from trajshard.reports.card import dataset_card
+from trajshard.reports.doctor import doctor_output
 from trajshard.reports.histogram import Histogram, bin_counts
 from trajshard.reports.plots import histogram_heatmap_png
 from trajshard.schemas.metadata import EPISODES_VERSION, INFO_VERSION, MANIFEST_VERSION
@@ -31,6 +34,8 @@ from trajshard.schemas.raw_layout import RAW_LAYOUT_VERSION
 from trajshard.schemas.sample import SHARD_SAMPLE_VERSION, json_bytes
 from trajshard.storage import Store, redact
 from trajshard.tokenizers.guards import guard_lines
+
+log = logging.getLogger("trajshard.ingest")
 
 
 @dataclass
@@ -90,7 +95,8 @@ def commit(
         }
         for split in ctx.cfg.output.splits
     }
-    card = dataset_card(info, streams, quarantined, has_picture, guards, filtered)
+    quality = _quality(store, ctx, info)
+    card = dataset_card(info, streams, quarantined, has_picture, guards, filtered, quality)
     store.write_bytes("README.md", card.encode())
     _json(store, "info.json", info)
     frames = sum(r.frames_written for _, r in outcome.groups)
@@ -119,6 +125,18 @@ def _trims(facts: list[EpisodeFacts]) -> bytes:
         json_bytes({"episode": e, "start_ticks": f.trimmed[0], "end_ticks": f.trimmed[1]}) + b"\n"
         for e, f in sorted(firsts.items())
     )
+
+
+def _quality(store: Store, ctx: TaskContext, info: dict) -> dict | None:
+    """meta/quality.json: ``trajshard doctor``'s findings on the output just written (info.json is not
+    yet). A doctor that fails costs the findings, never the dataset: it is logged and the job goes on."""
+    try:
+        report = doctor_output(store.location, info, source=ctx.source).to_json()
+    except Exception as exc:  # noqa: BLE001 - the shards and metadata are fine without it
+        log.warning("doctor could not run on %s, no meta/quality.json: %s", redact(store.location), exc)
+        return None
+    _json(store, "quality.json", report)
+    return report
 
 
 def _promote(store: Store, splits, groups: list[tuple[Group, GroupResult]], before_promotion) -> Shards:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from trajshard.reports.summary import reason_kind
+from trajshard.reports.summary import quality_lines, reason_kind
 from trajshard.tokenizers.guards import guard_lines
 
 
@@ -16,6 +16,7 @@ def dataset_card(
     histogram_png: bool = False,
     guards: list[dict] = (),
     filtered: list = (),
+    quality: dict | None = None,
 ) -> str:
     c = info["counts"]
     lines = [
@@ -73,6 +74,7 @@ def dataset_card(
             "",
             "Every episode the job's filters left out, with its reason, is in `meta/filtered.jsonl`.",
         ]
+    lines += quality_section(quality)
     lines += [
         "",
         "## Job config",
@@ -83,3 +85,19 @@ def dataset_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def quality_section(quality: dict | None) -> list[str]:
+    """The card's summary of meta/quality.json (none when the doctor did not run)."""
+    if quality is None:
+        return []
+    c = quality["counts"]
+    lines = [
+        "",
+        "## Data quality",
+        "",
+        f"`trajshard doctor` on this dataset: errors {c['error']}, warnings {c['warning']}, notes {c['info']} "
+        "(every finding with examples is in `meta/quality.json`).",
+    ]
+    found = quality_lines(quality)
+    return lines + ([""] + [f"- {line}" for line in found] if found else [])

@@ -71,6 +71,32 @@ def splits_summary(out: str | Path) -> dict[str, dict[str, float]]:
     return per
 
 
+def quality_lines(quality: dict) -> list[str]:
+    """One line per finding of meta/quality.json (``trajshard doctor``'s), most severe first."""
+    lines = []
+    for f in quality.get("findings", []):
+        sampled = "sampled " if f.get("scope") == "frames" else ""
+        detail = f["examples"][0]["detail"] if f["examples"] and not f["examples"][0]["where"] else ""
+        base = (
+            f" ({f['count']} of {f['of']} {sampled}episodes)"
+            if f.get("of")
+            else f" ({detail})"
+            if detail
+            else ""
+        )
+        lines.append(f"{f['severity']} {f['code']}: {f['message']}{base}")
+    return lines
+
+
+def quality_summary(out: str | Path) -> dict | None:
+    """meta/quality.json's counts and finding lines; None when the dataset has none (made before it)."""
+    path = Path(out) / "meta" / "quality.json"
+    if not path.exists():
+        return None
+    quality = read_json(path)
+    return {"counts": quality["counts"], "findings": quality_lines(quality)}
+
+
 def stats_report(out: str | Path) -> dict[str, object]:
     out = Path(out)
     info, stats = read_json(out / "meta" / "info.json"), read_json(out / "meta" / "stats.json")
@@ -88,6 +114,7 @@ def stats_report(out: str | Path) -> dict[str, object]:
         "roundtrip": read_json(out / "meta" / "roundtrip.json")
         if (out / "meta" / "roundtrip.json").exists()
         else None,
+        "quality": quality_summary(out),
     }
 
 
@@ -172,4 +199,13 @@ def render_stats(rep: dict) -> str:
     lines += [f"  {n:>5} x {reason}" for reason, n in sorted(rep["quarantine"].items(), key=lambda x: -x[1])]
     if not rep["quarantine"]:
         lines.append("  none")
+    lines += render_quality(rep.get("quality"))
     return "\n".join(lines)
+
+
+def render_quality(quality: dict | None) -> list[str]:
+    if quality is None:
+        return []
+    c = quality["counts"]
+    head = f"data quality (trajshard doctor): errors {c['error']}, warnings {c['warning']}, notes {c['info']}"
+    return ["", head] + [f"  {line}" for line in quality["findings"]]
