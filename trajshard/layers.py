@@ -17,6 +17,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trajshard.pipelines",  # the package itself: a docstring
             "trajshard.pipelines.actions",
             "trajshard.pipelines.align",
+            "trajshard.pipelines.embodiment",
             "trajshard.pipelines.filters",
             "trajshard.pipelines.frames",
             "trajshard.pipelines.plan",
