@@ -30,11 +30,21 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from trajshard.loading.mixture import Mixture, is_mixture_file, read_mixture
 from trajshard.loading.order import choose, hash_ints, role_plan, split_range
 from trajshard.loading.source import LoaderError, SplitSource, decode_sample, emit, open_split
+from trajshard.loading.standard import Standardizer
 
 STATE_VERSION = 1
 _ROLE, _COUNT = "__role__", "__count__"
-_META_SCALARS = {"step": torch.int64, "is_first": torch.bool, "is_last": torch.bool, "time": torch.float64}
-_META_STRINGS = ("episode", "embodiment")
+_META_SCALARS = {
+    "step": torch.int64,
+    "is_first": torch.bool,
+    "is_last": torch.bool,
+    "time": torch.float64,
+    "action_dim": torch.int64,  # in a mixture layout (loading/standard.py): the sample's own widths
+    "state_dim": torch.int64,
+    "fps": torch.float64,
+}
+_META_STRINGS = ("episode", "embodiment", "dataset_name")
+_RAGGED = ("state", "action", "action_chunk", "tokens", "token_ids")  # lists in a ragged mixture layout
 
 
 def default_rank_world() -> tuple[int, int]:
@@ -65,6 +75,7 @@ class TrajDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         decode_images: bool = True,
+        standard: Standardizer | None = None,
     ) -> None:
         super().__init__()
         if rank is None or world_size is None:
@@ -75,7 +86,7 @@ class TrajDataset(IterableDataset):
             raise LoaderError(f"rank {rank} is not in [0, world_size={world_size})")
         if batch_size is not None and batch_size < 1:
             raise LoaderError(f"batch_size must be >= 1, got {batch_size}")
-        if len(sources) > 1:
+        if len(sources) > 1 and standard is None:
             _check_compatible(sources)
         self.sources = sources
         self.weights = weights
@@ -86,6 +97,7 @@ class TrajDataset(IterableDataset):
         self.seed = int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.decode_images = decode_images
+        self.standard = standard  # a mixture's [target] layout, applied to every sample drawn
         self._state = self._fresh_state(epoch=0, num_workers=1)
 
     # ---- the order -------------------------------------------------------------------------------
@@ -152,7 +164,7 @@ class TrajDataset(IterableDataset):
         for d in choose(self.weights, key, start, stop).tolist():
             sample = next(streams[d])
             sample["dataset"] = d
-            yield sample
+            yield sample if self.standard is None else self.standard.apply(sample, d)
 
     def _endless(self, d: int, role: int, roles: int, position: int) -> Iterator[dict]:
         src = self.sources[d]
@@ -187,14 +199,24 @@ class TrajDataset(IterableDataset):
             for s in samples:
                 yield to_torch(s), 1
             return
+        ragged = _RAGGED if self.standard is not None and not self.standard.padded else ()
         batch: list[dict] = []
         for s in samples:
             batch.append(s)
             if len(batch) == self.batch_size:
-                yield collate(batch), len(batch)
+                yield collate(batch, ragged), len(batch)
                 batch = []
         if batch:
-            yield collate(batch), len(batch)
+            yield collate(batch, ragged), len(batch)
+
+    def decode_actions(self, batch: dict) -> np.ndarray | list[np.ndarray]:
+        """A mixture batch's ``tokens`` decoded to actions (float64), each sample with its own dataset's
+        tokenizer (or the pooled one); NaN beyond a sample's own width (see loading/standard.py)."""
+        if self.standard is None:
+            raise LoaderError("decode_actions needs a mixture with a [target] layout")
+        tokens = batch["tokens"]
+        tokens = [t.numpy() for t in tokens] if isinstance(tokens, list) else tokens.numpy()
+        return self.standard.decode(tokens, batch["dataset"].numpy())
 
     # ---- state -----------------------------------------------------------------------------------
 
@@ -283,7 +305,8 @@ def _check_compatible(sources: tuple[SplitSource, ...]) -> None:
         if s.cameras != first.cameras or set(s.features) != set(first.features):
             raise LoaderError(
                 f"mixture datasets differ: {first.root} has cameras {list(first.cameras)} and fields "
-                f"{sorted(first.features)}, {s.root} has {list(s.cameras)} and {sorted(s.features)}"
+                f"{sorted(first.features)}, {s.root} has {list(s.cameras)} and {sorted(s.features)}; "
+                "give the mixture file a [target] table to mix different robots (docs/loader.md)"
             )
 
 
@@ -318,14 +341,14 @@ def _stack(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]
     return torch.from_numpy(out), torch.tensor([a.shape[0] for a in arrays], dtype=torch.int64)
 
 
-def collate(samples: list[dict]) -> dict:
+def collate(samples: list[dict], ragged: tuple[str, ...] = ()) -> dict:
     """Decoded samples (from the same dataset layout) to one batch dict.
 
     ``images``: ``{camera: uint8 [B, C, H, W]}``; each ``<name>.npy`` as a ``[B, ...]`` tensor
     (``state``, ``action``, ``tokens``, ``token_ids``, ``action_chunk``...), ragged ones (FAST tokens)
     padded with -1 plus ``<name>_length``; ``instruction``, ``key``, ``episode``, ``embodiment``:
     lists of str; ``step`` int64, ``time`` float64, ``is_first``/``is_last`` bool; ``meta``: the dicts;
-    ``dataset`` (int64) in a mixture.
+    ``dataset`` (int64) in a mixture. The arrays named in ``ragged`` stay lists of tensors.
     """
     first = samples[0]
     batch: dict = {"key": [s["key"] for s in samples], "instruction": [s["instruction"] for s in samples]}
@@ -338,7 +361,9 @@ def collate(samples: list[dict]) -> dict:
         else:
             batch["images"][cam] = [s["images"][cam] for s in samples]
     for k, v in first.items():
-        if isinstance(v, np.ndarray):
+        if isinstance(v, np.ndarray) and k in ragged:
+            batch[k] = [torch.from_numpy(s[k]) for s in samples]
+        elif isinstance(v, np.ndarray):
             batch[k], lengths = _stack([s[k] for s in samples])
             if lengths is not None:
                 batch[f"{k}_length"] = lengths
@@ -415,6 +440,7 @@ def open_mixture(
     """A :class:`TrajDataset` drawing each sample from a mixture's datasets by weight (deterministic:
     draw ``k`` of a worker role is a hash of ``(seed, role, k)``); one epoch is ``samples_per_epoch``."""
     mix = mixture if isinstance(mixture, Mixture) else read_mixture(mixture)
+    standard = mix.standardizer(decode_images)
     return TrajDataset(
         mix.sources,
         weights=mix.weights,
@@ -426,6 +452,7 @@ def open_mixture(
         rank=rank,
         world_size=world_size,
         decode_images=decode_images,
+        standard=standard,
     )
 
 
