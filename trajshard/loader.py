@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from trajshard.loading.draws import mixture_draws, read_split
 from trajshard.loading.mixture import Mixture, is_mixture_file, read_mixture
-from trajshard.loading.order import choose, hash_ints, role_plan, split_range
-from trajshard.loading.source import LoaderError, SplitSource, decode_sample, emit, open_split
+from trajshard.loading.order import split_range
+from trajshard.loading.source import LoaderError, SplitSource, open_split
 from trajshard.loading.standard import Standardizer
 
 STATE_VERSION = 1
@@ -135,47 +136,37 @@ class TrajDataset(IterableDataset):
         self, src: SplitSource, seed: int, epoch: int, role: int, roles: int, skip: int
     ) -> Iterator[dict]:
         """One role's samples of one source in one epoch, the first ``skip`` left out unread."""
-        plan = role_plan(
-            src.counts,
+        return read_split(
+            src,
             seed=seed,
             epoch=epoch,
             role=role,
             roles=roles,
+            skip=skip,
             shuffle_buffer=self.shuffle_buffer,
             shuffle_shards=self.shuffle_shards,
+            decode_images=self.decode_images,
         )
-        for key, members in emit(src, plan, skip):
-            yield decode_sample(key, members, self.decode_images)
 
     def _mixture_samples(self, role: int, roles: int, epoch: int, skip: int) -> Iterator[dict]:
-        # One endless stream per role; epoch e is draws [e*L, (e+1)*L). Draw k picks a dataset by weight;
-        # each dataset is read as its own endless sequence of epochs (its role range, re-shuffled).
-        lo, hi = split_range(self.samples_per_epoch, roles, role)
-        length = hi - lo
-        start, stop = epoch * length + skip, (epoch + 1) * length
-        key = hash_ints(self.seed, role, roles, 0x313)
-        used = np.zeros(len(self.sources), dtype=np.int64)
-        chunk = 1 << 20
-        for a in range(0, start, chunk):
-            used += np.bincount(
-                choose(self.weights, key, a, min(start, a + chunk)), minlength=len(self.sources)
-            )
-        streams = [self._endless(d, role, roles, int(used[d])) for d in range(len(self.sources))]
-        for d in choose(self.weights, key, start, stop).tolist():
-            sample = next(streams[d])
-            sample["dataset"] = d
-            yield sample if self.standard is None else self.standard.apply(sample, d)
-
-    def _endless(self, d: int, role: int, roles: int, position: int) -> Iterator[dict]:
-        src = self.sources[d]
-        lo, hi = split_range(src.samples, roles, role)
-        if hi <= lo:
-            raise LoaderError(f"{src.root} ({src.split}): {src.samples} samples, fewer than {roles} roles")
-        sub_epoch, offset = divmod(position, hi - lo)
-        seed = hash_ints(self.seed, d, 0xD5)
-        while True:
-            yield from self._read(src, seed, sub_epoch, role, roles, offset)
-            sub_epoch, offset = sub_epoch + 1, 0
+        draws = mixture_draws(
+            self.sources,
+            self.weights,
+            self.samples_per_epoch,
+            seed=self.seed,
+            epoch=epoch,
+            role=role,
+            roles=roles,
+            skip=skip,
+            shuffle_buffer=self.shuffle_buffer,
+            shuffle_shards=self.shuffle_shards,
+            decode_images=self.decode_images,
+        )
+        if self.standard is None:
+            yield from draws
+            return
+        for sample in draws:
+            yield self.standard.apply(sample, sample["dataset"])
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
