@@ -59,6 +59,7 @@ def robots(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("robots")
     for name, (src, flags) in INGEST.items():
         run_ingest(str(shared_data(src)), str(root / name), JobConfig.from_flags(workers=0, **flags))
+    write_mix(root)
     return root
 
 
@@ -319,3 +320,94 @@ def test_own_tokens_need_one_token_space(robots, tmp_path):
     mix.write_text(mix.read_text() + 'tokenizer = "pooled"\n')
     with pytest.raises(LoaderError, match="same bins and mode"):
         open_dataset(mix)
+
+
+# ---- trajshard mix ------------------------------------------------------------------------------------
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def mixed(robots, tmp_path_factory) -> Path:
+    from click.testing import CliRunner
+
+    from trajshard.cli import main
+
+    out = tmp_path_factory.mktemp("mixed") / "out"
+    args = [
+        "mix",
+        str(robots / "mix.toml"),
+        str(out),
+        "--samples",
+        "1500",
+        "--shard-size",
+        "4MB",
+        "--block",
+        "400",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "wrote 1500 samples" in result.output
+    return out
+
+
+def test_mix_writes_a_dataset_that_validate_accepts_deterministically(mixed, robots, tmp_path):
+    from trajshard.pipelines.mix import run_mix
+    from trajshard.reports.validation import validate_output
+
+    report = validate_output(mixed)
+    assert report.ok, report.problems[:5]
+    assert report.samples == 1500 and report.shards > 1 and report.episodes == 4  # blocks of 400
+    again = tmp_path / "again"
+    run_mix(robots / "mix.toml", again, samples=1500, shard_size="4MB", block=400)
+    a, b = tree_digest(mixed), tree_digest(again)
+    assert a == b  # the same mixture, datasets and options: the same bytes
+    info = read_json(mixed / "meta" / "info.json")
+    assert info["cameras"] == list(ROLES) and info["mixture"]["datasets"] == list(NAMES)
+    assert info["features"]["action.npy"]["shape"] == [44] and info["features"]["image_mask.npy"][
+        "shape"
+    ] == [2]
+    doc = read_json(mixed / "meta" / "mixture.json")
+    assert [d["name"] for d in doc["datasets"]] == list(NAMES)
+    assert sum(d["drawn"] for d in doc["datasets"]) == 1500
+    assert doc["datasets"][0]["embodiment"]["name"] == "widowx"
+    assert "| bridge | widowx | 0.3 |" in (mixed / "README.md").read_text()
+    with pytest.raises(ValueError, match="exists and is not empty"):
+        run_mix(robots / "mix.toml", mixed, samples=10)
+
+
+def test_the_loader_reads_a_mix_as_one_dataset_with_provenance(mixed, stored, robots):
+    ds = open_dataset(mixed, batch_size=50, shuffle_buffer=0, shuffle_shards=False)
+    tok = from_json(read_json(mixed / "meta" / "tokenizer.json"))
+    rows = []
+    for b in make_loader(ds, num_workers=0):
+        assert b["image_mask"].shape == (len(b["key"]), 2) and b["action"].shape == (len(b["key"]), 44)
+        assert b["images"]["secondary"].shape[1:] == (3, SIZE, SIZE)
+        for i, meta in enumerate(b["meta"]):
+            d, w = NAMES.index(meta["dataset_name"]), int(b["action_dim"][i])
+            assert meta["source"]["dataset"] == NAMES[d] and w == WIDTHS[NAMES[d]][0]
+            action = b["action"][i].numpy()
+            assert np.array_equal(action[:w], stored[(d, meta["source"]["key"])])
+            assert b["action_mask"][i].sum() == w and b["image_mask"][i].tolist() == ROLE_MASK[NAMES[d]]
+            decoded = tok.decode(b["tokens"][i].numpy())
+            low, high = tok.bounds()
+            err = np.abs(decoded - np.clip(action.astype(np.float64), low, high))
+            assert (err[:w] <= token_limit(tok.tolerance(), action, decoded)[:w]).all()
+            rows.append((d, meta["source"]["key"]))
+    assert len(rows) == 1500
+    # the mix is the loader's own order of the mixture: one role (no workers), epoch 0
+    loader_ds = open_dataset(robots / "mix.toml", batch_size=50, shuffle_buffer=1000, decode_images=False)
+    order = [
+        (int(d), k)
+        for b in make_loader(loader_ds, num_workers=0)
+        for d, k in zip(b["dataset"], b["key"], strict=True)
+    ]
+    assert rows == order[:1500]

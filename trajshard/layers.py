@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trajshard.pipelines.handoff",
             "trajshard.pipelines.job",
             "trajshard.pipelines.merge",
+            "trajshard.pipelines.mix",
             "trajshard.pipelines.tasks",
         ),
     ),

@@ -24,6 +24,7 @@ loader's order, resume, rank and worker splits are those of any mixture:
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ TOKENIZER_MODES = ("own", "pooled")
 TARGET_KEYS = ("cameras", "image_size", "actions", "action_width", "state_width", "tokenizer")
 TOKEN_PAD = -1
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+ROLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,10 @@ def camera_roles(info: dict, overrides: dict[str, str], where: str) -> dict[str,
     for cam, role in overrides.items():
         if cam not in roles:
             raise LoaderError(f"{where}: camera_roles names camera {cam!r}, the dataset has {cams}")
-        if not isinstance(role, str) or not role:
-            raise LoaderError(f"{where}: camera_roles.{cam} must be a role name, got {role!r}")
+        if not isinstance(role, str) or not ROLE_RE.match(role):
+            raise LoaderError(
+                f"{where}: camera_roles.{cam} must be a role name ([A-Za-z][A-Za-z0-9_]*), got {role!r}"
+            )
         roles[cam] = role
     seen: dict[str, str] = {}
     for cam, role in roles.items():

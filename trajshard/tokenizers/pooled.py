@@ -117,38 +117,45 @@ def pool_action_stats(streams: Sequence[dict], weights: Sequence[float]) -> dict
     }
 
 
-def pooled_tokenizer(
-    tokenizers: Sequence[dict], streams: Sequence[dict], weights: Sequence[float]
-) -> UniformTokenizer:
-    """One uniform tokenizer, as wide as the widest dataset, over the pooled action statistics. The
-    datasets' ``tokenizer.json`` must be uniform with the same bins, mode and normalization mode (one
-    mode for all dimensions) and agree on the normalization mask where they overlap."""
+def common_uniform(tokenizers: Sequence[dict], width: int) -> tuple[int, str, str, list[bool]]:
+    """``(bins, mode, normalization mode, mask)`` that several datasets' ``tokenizer.json`` share, for one
+    tokenizer over them all (``width`` dimensions); raises ValueError naming what differs. They must be
+    uniform with the same bins and mode, one normalization mode (the same for every dimension), and
+    agree on the normalization mask where they overlap."""
     kinds = {(t["type"], t.get("mode"), t["bins"]) for t in tokenizers}
     if len(kinds) != 1 or next(iter(kinds))[0] != "uniform":
         raise ValueError(
-            "a pooled tokenizer needs uniform tokenizers with the same bins and mode in every dataset, "
-            f"got (type, mode, bins) {sorted(kinds, key=str)}"
+            "one tokenizer over several datasets needs uniform tokenizers with the same bins and mode in "
+            f"every dataset, got (type, mode, bins) {sorted(kinds, key=str)}"
         )
     norms = {t["normalization"]["mode"] for t in tokenizers}
     if len(norms) != 1 or next(iter(norms)) not in MODES:
         raise ValueError(
-            f"a pooled tokenizer needs one normalization mode ({', '.join(MODES)}) for every dimension "
-            f"of every dataset, got {sorted(norms)}"
+            f"one tokenizer over several datasets needs one normalization mode ({', '.join(MODES)}) for "
+            f"every dimension of every dataset, got {sorted(norms)}"
         )
-    pooled = pool_action_stats(streams, weights)
-    width = len(pooled["mean"])
     mask = []
     for j in range(width):
         have = {
             bool(t["normalization"]["mask"][j]) for t in tokenizers if len(t["normalization"]["mask"]) > j
         }
-        if len(have) != 1:
+        if len(have) > 1:
             raise ValueError(
                 f"action dim {j} is normalized in some datasets and not in others (normalization_mask)"
             )
-        mask.append(have.pop())
+        mask.append(have.pop() if have else True)
     _, mode, bins = next(iter(kinds))
-    return UniformTokenizer(Normalizer.fit(next(iter(norms)), pooled, mask), bins, mode)
+    return bins, mode, next(iter(norms)), mask
+
+
+def pooled_tokenizer(
+    tokenizers: Sequence[dict], streams: Sequence[dict], weights: Sequence[float]
+) -> UniformTokenizer:
+    """One uniform tokenizer, as wide as the widest dataset, over the pooled action statistics (the
+    datasets' tokenizers must agree, see :func:`common_uniform`)."""
+    pooled = pool_action_stats(streams, weights)
+    bins, mode, norm, mask = common_uniform(tokenizers, len(pooled["mean"]))
+    return UniformTokenizer(Normalizer.fit(norm, pooled, mask), bins, mode)
 
 
 def narrowed(tok: UniformTokenizer, width: int) -> UniformTokenizer:
