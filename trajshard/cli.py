@@ -423,3 +423,46 @@ def index(out: str, wids: bool, energon: bool | None, verify: bool) -> None:
         click.echo(f"wrote {p}")
     if report.energon is not None:
         click.echo(f"wrote {report.energon}/ and a .tar.idx beside each shard")
+
+
+@main.command()
+@click.argument("mixture", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option(
+    "--seed", type=int, default=None, help="Seed of the draws (default: the mixture file's, else 0)."
+)
+@click.option(
+    "--samples", type=click.IntRange(1), default=None, help="Samples to write (default: samples_per_epoch)."
+)
+@click.option(
+    "--shuffle-buffer",
+    type=click.IntRange(0),
+    default=1000,
+    show_default=True,
+    help="Per-dataset shuffle buffer.",
+)
+@click.option("--shard-size", default="1GB", show_default=True, help="Shard size cap, e.g. 1GB, 256MB.")
+@click.option(
+    "--block", type=click.IntRange(1), default=1000, show_default=True, help="Samples per output 'episode'."
+)
+def mix(mixture: str, out: str, seed, samples, shuffle_buffer: int, shard_size: str, block: int) -> None:
+    """Write the weighted, standardized mixture of MIXTURE (a mixture file) into OUT as one dataset."""
+    from trajshard.loading.source import LoaderError
+    from trajshard.pipelines.mix import run_mix
+
+    try:
+        report = run_mix(
+            mixture,
+            out,
+            seed=seed,
+            samples=samples,
+            shuffle_buffer=shuffle_buffer,
+            shard_size=shard_size,
+            block=block,
+        )
+    except (ValueError, LoaderError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    drawn = ", ".join(f"{k}: {v}" for k, v in report.drawn.items())
+    click.echo(
+        f"wrote {report.samples} samples into {report.shards} shards in {report.seconds:.1f}s ({drawn})"
+    )

@@ -1,9 +1,9 @@
 """The job configuration: sections owned by their stages, flat flags and TOML keys mapped onto them.
 
-A job config is seven sections, each defined (with its choices and its checks) next to the code it
+A job config is eight sections, each defined (with its choices and its checks) next to the code it
 drives: ``source`` (sources/), ``align`` (pipelines/align.py), ``filter`` (pipelines/filters.py),
-``image`` (pipelines/frames.py),
-``tokenizer`` (tokenizers/config.py), ``output`` (pipelines/plan.py) and ``run`` (here: where and how
+``image`` (pipelines/frames.py), ``tokenizer`` (tokenizers/config.py), ``output``
+(pipelines/plan.py), ``embodiment`` (pipelines/embodiment.py) and ``run`` (here: where and how
 the job runs, which never changes the output). Flags and TOML keys stay flat (``--image-size``,
 ``image_size = 224``); :data:`FLAGS` maps each to its section's field. ``meta/info.json`` records
 the flat form without the run section (see docs/output-layout.md).
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from trajshard.io import parse_size
 from trajshard.pipelines.align import AlignConfig
+from trajshard.pipelines.embodiment import EmbodimentConfig
 from trajshard.pipelines.filters import FilterConfig
 from trajshard.pipelines.frames import ImageConfig
 from trajshard.pipelines.plan import OutputConfig
@@ -61,6 +62,7 @@ SECTIONS = {
     "image": ImageConfig,
     "tokenizer": TokenizerConfig,
     "output": OutputConfig,
+    "embodiment": EmbodimentConfig,
     "run": RunConfig,
 }
 # flag (and TOML key) -> (section, field); a flag's name is its field's unless given here
@@ -71,6 +73,7 @@ _RENAMED = {
     "tokenizer": ("tokenizer", "kind"),
     "keep_episodes": ("filter", "episodes"),
     "exclude_episodes": ("filter", "exclude"),
+    "embodiment": ("embodiment", "name"),
 }
 FLAGS: dict[str, tuple[str, str]] = {
     **{
@@ -98,6 +101,7 @@ class JobConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    embodiment: EmbodimentConfig = field(default_factory=EmbodimentConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:

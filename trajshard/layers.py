@@ -17,6 +17,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trajshard.pipelines",  # the package itself: a docstring
             "trajshard.pipelines.actions",
             "trajshard.pipelines.align",
+            "trajshard.pipelines.embodiment",
             "trajshard.pipelines.filters",
             "trajshard.pipelines.frames",
             "trajshard.pipelines.plan",
@@ -40,6 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trajshard.pipelines.handoff",
             "trajshard.pipelines.job",
             "trajshard.pipelines.merge",
+            "trajshard.pipelines.mix",
             "trajshard.pipelines.tasks",
         ),
     ),

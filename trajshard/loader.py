@@ -27,14 +27,25 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from trajshard.loading.draws import mixture_draws, read_split
 from trajshard.loading.mixture import Mixture, is_mixture_file, read_mixture
-from trajshard.loading.order import choose, hash_ints, role_plan, split_range
-from trajshard.loading.source import LoaderError, SplitSource, decode_sample, emit, open_split
+from trajshard.loading.order import split_range
+from trajshard.loading.source import LoaderError, SplitSource, open_split
+from trajshard.loading.standard import Standardizer
 
 STATE_VERSION = 1
 _ROLE, _COUNT = "__role__", "__count__"
-_META_SCALARS = {"step": torch.int64, "is_first": torch.bool, "is_last": torch.bool, "time": torch.float64}
-_META_STRINGS = ("episode", "embodiment")
+_META_SCALARS = {
+    "step": torch.int64,
+    "is_first": torch.bool,
+    "is_last": torch.bool,
+    "time": torch.float64,
+    "action_dim": torch.int64,  # in a mixture layout (loading/standard.py): the sample's own widths
+    "state_dim": torch.int64,
+    "fps": torch.float64,
+}
+_META_STRINGS = ("episode", "embodiment", "dataset_name")
+_RAGGED = ("state", "action", "action_chunk", "tokens", "token_ids")  # lists in a ragged mixture layout
 
 
 def default_rank_world() -> tuple[int, int]:
@@ -65,6 +76,7 @@ class TrajDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         decode_images: bool = True,
+        standard: Standardizer | None = None,
     ) -> None:
         super().__init__()
         if rank is None or world_size is None:
@@ -75,7 +87,7 @@ class TrajDataset(IterableDataset):
             raise LoaderError(f"rank {rank} is not in [0, world_size={world_size})")
         if batch_size is not None and batch_size < 1:
             raise LoaderError(f"batch_size must be >= 1, got {batch_size}")
-        if len(sources) > 1:
+        if len(sources) > 1 and standard is None:
             _check_compatible(sources)
         self.sources = sources
         self.weights = weights
@@ -86,6 +98,7 @@ class TrajDataset(IterableDataset):
         self.seed = int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.decode_images = decode_images
+        self.standard = standard  # a mixture's [target] layout, applied to every sample drawn
         self._state = self._fresh_state(epoch=0, num_workers=1)
 
     # ---- the order -------------------------------------------------------------------------------
@@ -123,47 +136,37 @@ class TrajDataset(IterableDataset):
         self, src: SplitSource, seed: int, epoch: int, role: int, roles: int, skip: int
     ) -> Iterator[dict]:
         """One role's samples of one source in one epoch, the first ``skip`` left out unread."""
-        plan = role_plan(
-            src.counts,
+        return read_split(
+            src,
             seed=seed,
             epoch=epoch,
             role=role,
             roles=roles,
+            skip=skip,
             shuffle_buffer=self.shuffle_buffer,
             shuffle_shards=self.shuffle_shards,
+            decode_images=self.decode_images,
         )
-        for key, members in emit(src, plan, skip):
-            yield decode_sample(key, members, self.decode_images)
 
     def _mixture_samples(self, role: int, roles: int, epoch: int, skip: int) -> Iterator[dict]:
-        # One endless stream per role; epoch e is draws [e*L, (e+1)*L). Draw k picks a dataset by weight;
-        # each dataset is read as its own endless sequence of epochs (its role range, re-shuffled).
-        lo, hi = split_range(self.samples_per_epoch, roles, role)
-        length = hi - lo
-        start, stop = epoch * length + skip, (epoch + 1) * length
-        key = hash_ints(self.seed, role, roles, 0x313)
-        used = np.zeros(len(self.sources), dtype=np.int64)
-        chunk = 1 << 20
-        for a in range(0, start, chunk):
-            used += np.bincount(
-                choose(self.weights, key, a, min(start, a + chunk)), minlength=len(self.sources)
-            )
-        streams = [self._endless(d, role, roles, int(used[d])) for d in range(len(self.sources))]
-        for d in choose(self.weights, key, start, stop).tolist():
-            sample = next(streams[d])
-            sample["dataset"] = d
-            yield sample
-
-    def _endless(self, d: int, role: int, roles: int, position: int) -> Iterator[dict]:
-        src = self.sources[d]
-        lo, hi = split_range(src.samples, roles, role)
-        if hi <= lo:
-            raise LoaderError(f"{src.root} ({src.split}): {src.samples} samples, fewer than {roles} roles")
-        sub_epoch, offset = divmod(position, hi - lo)
-        seed = hash_ints(self.seed, d, 0xD5)
-        while True:
-            yield from self._read(src, seed, sub_epoch, role, roles, offset)
-            sub_epoch, offset = sub_epoch + 1, 0
+        draws = mixture_draws(
+            self.sources,
+            self.weights,
+            self.samples_per_epoch,
+            seed=self.seed,
+            epoch=epoch,
+            role=role,
+            roles=roles,
+            skip=skip,
+            shuffle_buffer=self.shuffle_buffer,
+            shuffle_shards=self.shuffle_shards,
+            decode_images=self.decode_images,
+        )
+        if self.standard is None:
+            yield from draws
+            return
+        for sample in draws:
+            yield self.standard.apply(sample, sample["dataset"])
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -187,14 +190,24 @@ class TrajDataset(IterableDataset):
             for s in samples:
                 yield to_torch(s), 1
             return
+        ragged = _RAGGED if self.standard is not None and not self.standard.padded else ()
         batch: list[dict] = []
         for s in samples:
             batch.append(s)
             if len(batch) == self.batch_size:
-                yield collate(batch), len(batch)
+                yield collate(batch, ragged), len(batch)
                 batch = []
         if batch:
-            yield collate(batch), len(batch)
+            yield collate(batch, ragged), len(batch)
+
+    def decode_actions(self, batch: dict) -> np.ndarray | list[np.ndarray]:
+        """A mixture batch's ``tokens`` decoded to actions (float64), each sample with its own dataset's
+        tokenizer (or the pooled one); NaN beyond a sample's own width (see loading/standard.py)."""
+        if self.standard is None:
+            raise LoaderError("decode_actions needs a mixture with a [target] layout")
+        tokens = batch["tokens"]
+        tokens = [t.numpy() for t in tokens] if isinstance(tokens, list) else tokens.numpy()
+        return self.standard.decode(tokens, batch["dataset"].numpy())
 
     # ---- state -----------------------------------------------------------------------------------
 
@@ -283,7 +296,8 @@ def _check_compatible(sources: tuple[SplitSource, ...]) -> None:
         if s.cameras != first.cameras or set(s.features) != set(first.features):
             raise LoaderError(
                 f"mixture datasets differ: {first.root} has cameras {list(first.cameras)} and fields "
-                f"{sorted(first.features)}, {s.root} has {list(s.cameras)} and {sorted(s.features)}"
+                f"{sorted(first.features)}, {s.root} has {list(s.cameras)} and {sorted(s.features)}; "
+                "give the mixture file a [target] table to mix different robots (docs/loader.md)"
             )
 
 
@@ -318,14 +332,14 @@ def _stack(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]
     return torch.from_numpy(out), torch.tensor([a.shape[0] for a in arrays], dtype=torch.int64)
 
 
-def collate(samples: list[dict]) -> dict:
+def collate(samples: list[dict], ragged: tuple[str, ...] = ()) -> dict:
     """Decoded samples (from the same dataset layout) to one batch dict.
 
     ``images``: ``{camera: uint8 [B, C, H, W]}``; each ``<name>.npy`` as a ``[B, ...]`` tensor
     (``state``, ``action``, ``tokens``, ``token_ids``, ``action_chunk``...), ragged ones (FAST tokens)
     padded with -1 plus ``<name>_length``; ``instruction``, ``key``, ``episode``, ``embodiment``:
     lists of str; ``step`` int64, ``time`` float64, ``is_first``/``is_last`` bool; ``meta``: the dicts;
-    ``dataset`` (int64) in a mixture.
+    ``dataset`` (int64) in a mixture. The arrays named in ``ragged`` stay lists of tensors.
     """
     first = samples[0]
     batch: dict = {"key": [s["key"] for s in samples], "instruction": [s["instruction"] for s in samples]}
@@ -338,7 +352,9 @@ def collate(samples: list[dict]) -> dict:
         else:
             batch["images"][cam] = [s["images"][cam] for s in samples]
     for k, v in first.items():
-        if isinstance(v, np.ndarray):
+        if isinstance(v, np.ndarray) and k in ragged:
+            batch[k] = [torch.from_numpy(s[k]) for s in samples]
+        elif isinstance(v, np.ndarray):
             batch[k], lengths = _stack([s[k] for s in samples])
             if lengths is not None:
                 batch[f"{k}_length"] = lengths
@@ -415,6 +431,7 @@ def open_mixture(
     """A :class:`TrajDataset` drawing each sample from a mixture's datasets by weight (deterministic:
     draw ``k`` of a worker role is a hash of ``(seed, role, k)``); one epoch is ``samples_per_epoch``."""
     mix = mixture if isinstance(mixture, Mixture) else read_mixture(mixture)
+    standard = mix.standardizer(decode_images)
     return TrajDataset(
         mix.sources,
         weights=mix.weights,
@@ -426,6 +443,7 @@ def open_mixture(
         rank=rank,
         world_size=world_size,
         decode_images=decode_images,
+        standard=standard,
     )
 
 

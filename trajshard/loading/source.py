@@ -46,6 +46,7 @@ class SplitSource:
     counts: tuple[int, ...]
     cameras: tuple[str, ...]
     features: dict = field(hash=False, compare=False)
+    info: dict = field(default_factory=dict, hash=False, compare=False)  # meta/info.json
 
     @property
     def samples(self) -> int:
@@ -76,6 +77,7 @@ def open_split(root: str | Path, split: str = "train") -> SplitSource:
         counts=tuple(int(s["samples"]) for s in entries),
         cameras=tuple(info.get("cameras", [])),
         features=dict(info.get("features", {})),
+        info=info,
     )
 
 

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 from trajshard import __version__
 from trajshard.io import json_document
 from trajshard.pipelines.actions import gripper_convention
-from trajshard.pipelines.facts import EpisodeFacts, GroupResult, IngestReport
+from trajshard.pipelines.embodiment import embodiment_problems, embodiment_record
+from trajshard.pipelines.facts import EpisodeFacts, GroupResult, IngestError, IngestReport
 from trajshard.pipelines.merge import Pass1Summary
 from trajshard.pipelines.plan import Group
 from trajshard.pipelines.samples import sample_features
@@ -220,6 +221,7 @@ def _info(ctx: TaskContext, outcome: Outcome, written: list[EpisodeFacts], shard
         "tokenizer": {"type": tok["type"], "bins": tok["bins"], "token_range": tok["token_range"]},
         "vocab": vocab,
         "gripper": gripper_convention(cfg.align.gripper) if cfg.align.gripper else None,
+        "embodiment": _embodiment(cfg, first, written),
         "counts": {
             "episodes_input": outcome.n_input,
             "samples": sum(p.samples for p in shards.parts),
@@ -227,6 +229,23 @@ def _info(ctx: TaskContext, outcome: Outcome, written: list[EpisodeFacts], shard
         },
         "stats_hash": stats_document(outcome.pass1.streams)["hash"],
     }
+
+
+def _embodiment(cfg, first: EpisodeFacts, written: list[EpisodeFacts]) -> dict:
+    """info.json ``embodiment``; a layout slice or a camera that does not fit the data fails the job."""
+    action_dim, state_dim = first.shape[0], first.shape[1]
+    problems = embodiment_problems(cfg.embodiment, action_dim, state_dim, first.cameras)
+    if problems:
+        raise IngestError("; ".join(problems))
+    return embodiment_record(
+        cfg.embodiment,
+        cfg.align.fps,
+        cfg.image,
+        action_dim,
+        state_dim,
+        first.cameras,
+        [f.embodiment for f in written],
+    )
 
 
 def _json(store: Store, name: str, obj: object) -> None:

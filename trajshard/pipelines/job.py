@@ -25,6 +25,7 @@ from trajshard.config import JobConfig
 from trajshard.pipelines import handoff
 from trajshard.pipelines.checkpoint import JobState, OutLock
 from trajshard.pipelines.commit import Outcome, commit
+from trajshard.pipelines.embodiment import embodiment_problems
 from trajshard.pipelines.facts import GroupResult, IngestError, IngestReport, part_names
 from trajshard.pipelines.filters import select_ids
 from trajshard.pipelines.merge import Pass1Merger, Pass1Summary
@@ -235,7 +236,16 @@ def summarize(
 
 
 def fit(ctx: TaskContext, pass1: Pass1Summary) -> TaskContext:
-    """The context of pass 2: the tokenizer fitted on pass 1's statistics, and the vocabulary map."""
+    """The context of pass 2: the tokenizer fitted on pass 1's statistics, and the vocabulary map. An
+    embodiment layout that does not fit the data fails here, before pass 2 (commit checks it again)."""
+    first = pass1.facts[0] if pass1.facts else None
+    problems = (
+        embodiment_problems(ctx.cfg.embodiment, first.shape[0], first.shape[1], first.cameras)
+        if first
+        else []
+    )
+    if problems:
+        raise IngestError("; ".join(problems))
     tok = ctx.cfg.tokenizer
     chunks = None
     if tok.chunked:

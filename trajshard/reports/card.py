@@ -38,6 +38,9 @@ def dataset_card(
         "docs/shard-sample.md); decode `tokens.npy` with `meta/tokenizer.json` (`trajshard.tokenizers.decode`).",
         "Check it with `trajshard validate`, look at it with `trajshard histogram`.",
         "",
+    ]
+    lines += embodiment_lines(info)
+    lines += [
         "## Action statistics",
         "",
         "| dim | name | min | q01 | mean | q99 | max | std |",
@@ -101,3 +104,37 @@ def quality_section(quality: dict | None) -> list[str]:
     ]
     found = quality_lines(quality)
     return lines + ([""] + [f"- {line}" for line in found] if found else [])
+
+
+def embodiment_lines(info: dict) -> list[str]:
+    """The card's "Embodiment" section, from info.json ``embodiment`` and ``gripper`` (none for a
+    dataset written before they existed)."""
+    e = info.get("embodiment")
+    if not e:
+        return []
+    space = e["action_space"]
+    frame = f", in the {space['frame']} frame" if space.get("frame") else ""
+
+    def layout(key: str) -> str:
+        sl = e[key]
+        return ", ".join(f"{k} [{a}:{b}]" for k, (a, b) in sl.items()) if sl else "not given"
+
+    lines = [
+        "## Embodiment",
+        "",
+        f"- robot: {e['name'] or '(not named)'}"
+        + (f" (from the {e['name_from']})" if e["name_from"] else ""),
+        f"- control rate: {e['control_rate']} Hz (samples at {info['fps']} Hz)",
+        f"- actions: {space['kind']}, {space['mode']}{frame}; {e['action_dim']}-D, slices: {layout('action_layout')}",
+        f"- state: {e['state_dim']}-D, slices: {layout('state_layout')}",
+        "- cameras: "
+        + (", ".join(f"{cam} = {role}" for cam, role in e["cameras"].items()) or "none")
+        + (f"; intrinsics for {', '.join(e['intrinsics'])}" if e.get("intrinsics") else ""),
+    ]
+    g = info.get("gripper")
+    if g:
+        lines.append(
+            f"- gripper: action dim {g['dim']} binarized, closed = {g['closed']}, open = {g['open']} "
+            f"(closed when {g['closed_when']} {g['threshold']})"
+        )
+    return [*lines, ""]

@@ -82,6 +82,8 @@ def validate_metadata(kind: str, obj: object) -> list[Problem]:
                 problems.append(
                     Problem(where, "counts", "written + quarantined + filtered != input episodes")
                 )
+    if kind == "info" and obj.get("embodiment") is not None:
+        problems += _check_embodiment(where, obj["embodiment"], obj.get("features"))
     if kind == "stats" and isinstance(obj.get("streams"), dict):
         for name, st in obj["streams"].items():
             problems += _check_stream_stats(where, name, st)
@@ -117,6 +119,28 @@ def validate_quarantine_line(lineno: int, obj: object, name: str = "quarantine")
     if not isinstance(obj, dict):
         return [Problem(where, "", "not a JSON object")]
     return _check_keys(where, obj, _QUARANTINE_KEYS)
+
+
+def _check_embodiment(where: str, emb: object, features: object) -> list[Problem]:
+    """info.json ``embodiment`` (info.json v2, optional): its keys, and its layout slices inside the
+    widths of action.npy and state.npy."""
+    problems = _check_keys(
+        where + " embodiment",
+        emb,
+        {"control_rate": (int, float), "action_space": dict, "action_layout": dict, "state_layout": dict},
+    )
+    if problems or not isinstance(features, dict):
+        return problems
+    for key, member in (("action_layout", "action.npy"), ("state_layout", "state.npy")):
+        shape = features.get(member, {}).get("shape") or [None]
+        width = shape[-1]
+        for name, sl in emb[key].items():
+            ok = isinstance(sl, list) and len(sl) == 2 and all(isinstance(v, int) for v in sl)
+            if not ok or not 0 <= sl[0] < sl[1] or (isinstance(width, int) and sl[1] > width):
+                problems.append(
+                    Problem(where, f"embodiment.{key}.{name}", f"slice {sl!r} does not fit {member} {shape}")
+                )
+    return problems
 
 
 def _check_stream_stats(where: str, name: str, st: object) -> list[Problem]:
