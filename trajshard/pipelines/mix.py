@@ -325,9 +325,33 @@ def _commit(
     first = mix.sources[0]
     chunk = first.features.get("action_chunk.npy", {}).get("shape", [None])[:-1] or None
     vocab = standard.vocab if "token_ids.npy" in first.features else None
-    fps = {v.fps for v in standard.views}
+    mixture_doc = _mixture_document(mix, standard, g, real, options, n)
+    written = (
+        episodes,
+        names,
+        parts,
+        n,
+        {d["name"]: d["drawn"] for d in mixture_doc["datasets"] if d["drawn"]},
+    )
+    info = _info(mix, standard, tok_doc, (tok, vocab, chunk), options, written, streams)
+    write = store.write_bytes
+    write("meta/manifest.json", json_document(manifest))
+    write("meta/episodes.parquet", _episodes_parquet(episodes, n, block, shards_of))
+    write("meta/quarantine.jsonl", b"")
+    write("meta/filtered.jsonl", b"")
+    write("meta/stats.json", json_document(stats_document(streams)))
+    write("meta/tokenizer.json", json_document(tok_doc))
+    write("meta/mixture.json", json_document(mixture_doc))
+    write("README.md", mixture_card(info, mixture_doc).encode())
+    write("meta/info.json", json_document(info))
+
+
+def _mixture_document(
+    mix: Mixture, standard: Standardizer, g: _Gathered, real: dict, options: dict, n: int
+) -> dict:
+    """meta/mixture.json: the layout, the options, and per dataset its weight, draws and tokenizer."""
     drawn = {mix.names[d]: int(c) for d, c in sorted(g.drawn.items())}
-    mixture_doc = {
+    return {
         "schema": "trajshard.mixture",
         "version": 1,
         "layout": standard.to_json(),
@@ -350,7 +374,23 @@ def _commit(
         ],
         "fitted_on": real,
     }
-    info = {
+
+
+def _info(
+    mix: Mixture,
+    standard: Standardizer,
+    tok_doc: dict,
+    tokens: tuple,
+    options: dict,
+    written: tuple,
+    streams: dict,
+) -> dict:
+    """meta/info.json of a mixture; ``tokens``: (tokenizer, vocabulary, chunk shape); ``written``:
+    (episodes, shard names, parts, samples, per-dataset draws)."""
+    tok, vocab, chunk = tokens
+    episodes, names, parts, n, drawn = written
+    fps = {v.fps for v in standard.views}
+    return {
         "schema": "trajshard.info",
         "version": INFO_VERSION,
         "trajshard_version": __version__,
@@ -398,16 +438,6 @@ def _commit(
         "splits": {SPLIT: {"shards": names, "samples": n, "episodes": len(episodes)}},
         "stats_hash": stats_document(streams)["hash"],
     }
-    write = store.write_bytes
-    write("meta/manifest.json", json_document(manifest))
-    write("meta/episodes.parquet", _episodes_parquet(episodes, n, block, shards_of))
-    write("meta/quarantine.jsonl", b"")
-    write("meta/filtered.jsonl", b"")
-    write("meta/stats.json", json_document(stats_document(streams)))
-    write("meta/tokenizer.json", json_document(tok_doc))
-    write("meta/mixture.json", json_document(mixture_doc))
-    write("README.md", mixture_card(info, mixture_doc).encode())
-    write("meta/info.json", json_document(info))
 
 
 def _episodes_parquet(episodes: list[str], n: int, block: int, shards_of: dict[str, list[str]]) -> bytes:
