@@ -1,19 +1,19 @@
-"""Shared fixtures: one session-scoped local Ray, a synthetic raw dataset, the real data paths."""
+"""Shared fixtures: a synthetic raw dataset, outputs of it ingested serially (no Ray), and one
+session-scoped local Ray for the tests whose point is Ray. Shared plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TRAJSHARD_SHARED_DATA", REPO.parent / "shared" / "data"))
+from tests.helpers import shared_data  # noqa: F401 - once defined here; import it from tests.helpers
 
 
 @pytest.fixture(scope="session")
 def ray_session():
+    """A local Ray with 2 CPUs, for the tests of Ray's part: parallel runs, worker counts, retries."""
     import ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
@@ -40,31 +40,35 @@ def raw_copy(synthetic_raw, tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ingested(synthetic_raw, ray_session, tmp_path_factory) -> Path:
-    """The synthetic dataset ingested once with 2 workers (read-only)."""
+def many_raw(synthetic_raw, tmp_path_factory) -> Path:
+    """24 short episodes: the synthetic 8, each copied under three ids (read-only)."""
+    root = tmp_path_factory.mktemp("many") / "raw"
+    for ep in sorted(synthetic_raw.iterdir()):
+        for k in range(3):
+            shutil.copytree(ep, root / f"{ep.name}_{k}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ingested(synthetic_raw, tmp_path_factory) -> Path:
+    """The synthetic dataset ingested once, serially (read-only; the bytes a Ray run writes, see
+    test_ingest.py::test_byte_identical_across_runs_and_worker_counts)."""
     from trajshard.config import JobConfig
     from trajshard.pipelines.ingest import run_ingest
 
     out = tmp_path_factory.mktemp("ingested") / "out"
-    run_ingest(str(synthetic_raw), str(out), JobConfig.from_flags(workers=2), progress=False)
+    run_ingest(str(synthetic_raw), str(out), JobConfig.from_flags(workers=0), progress=False)
     return out
 
 
-def shared_data(name: str) -> Path:
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"real data {path} is absent (see ../shared/data/SOURCES.md)")
-    return path
-
-
 @pytest.fixture(scope="session")
-def two_split(synthetic_raw, ray_session, tmp_path_factory) -> Path:
-    """The synthetic dataset ingested into train and val splits of many small shards, with token ids
-    (read-only)."""
+def two_split(synthetic_raw, tmp_path_factory) -> Path:
+    """The synthetic dataset ingested serially into train and val splits of many small shards, with
+    token ids (read-only)."""
     from trajshard.config import JobConfig
     from trajshard.pipelines.ingest import run_ingest
 
     out = tmp_path_factory.mktemp("two_split") / "out"
-    cfg = JobConfig.from_flags(workers=2, val_fraction=0.3, shard_size="250KB", vocab="openvla:32000", seed=0)
+    cfg = JobConfig.from_flags(workers=0, val_fraction=0.3, shard_size="250KB", vocab="openvla:32000", seed=0)
     run_ingest(str(synthetic_raw), str(out), cfg, progress=False)
     return out

@@ -5,25 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers import make_episode
 from trajshard.pipelines.align import AlignConfig, target_clock
 from trajshard.pipelines.align import align as align_parts
 from trajshard.pipelines.resample import linear, nearest_frames
-from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream
-
-
-def make_episode(cam_times, proprio_t=None, action=True, segments=None) -> Episode:
-    pt = np.arange(0, 3.0, 0.01) if proprio_t is None else proprio_t
-    streams = {"proprio": Stream("proprio", pt, np.stack([pt, 2 * pt], 1).astype(np.float32))}
-    if action:
-        at = np.arange(0, 3.0, 0.05)
-        streams["action"] = Stream("action", at, np.stack([at, -at, at * 0], 1).astype(np.float32))
-    cams = {
-        "front": Camera(
-            "front", "front.mp4", np.asarray(cam_times, float), np.arange(len(cam_times)), 64, 48, "h264"
-        )
-    }
-    segs = segments or (Segment(float("-inf"), float("inf"), "pick up the cup"),)
-    return Episode("ep", segs, streams, cams)
+from trajshard.schemas.episode import EpisodeError, Segment
 
 
 def align(ep, cfg):

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 from trajshard.pipelines.align import AlignConfig, align
 from trajshard.schemas.episode import Camera, Episode, Segment, Stream
 from trajshard.sources.video import probe_video

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_align import make_episode
+from tests.helpers import make_episode
 from trajshard.pipelines import resample
 from trajshard.pipelines.align import AlignConfig, align
 from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream

@@ -80,7 +80,9 @@ def stop_head(temp_dir: str, gcs_port: int) -> None:
             proc.terminate()
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(list(procs.values()), timeout=15)
+    # The dashboard's processes go within a few seconds of SIGTERM; the raylet, its runtime-env agent and
+    # the GCS take 15 s or never go (and were killed then): 5 s of grace, then SIGKILL.
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=5)
     for proc in alive:
         try:
             proc.kill()

@@ -1,6 +1,7 @@
 """Fault injection on a real multi-node Ray cluster (ray.cluster_utils.Cluster: a head and two worker
 nodes in this machine): a worker node lost in the middle of pass 2, and the driver killed (SIGKILL)
-then run again with --resume, both end with output byte-identical to a clean run."""
+then run again with --resume, both end with output byte-identical to a clean run (made serially,
+the same bytes as any run on Ray). And the quarantine limit (serially, no Ray)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_ingest import tree_digest
-from test_splits import many_raw  # noqa: F401 - the fixture: 24 short episodes
 
+from tests.helpers import tree_digest
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
 from trajshard.reports.validation import validate_output
@@ -35,14 +35,14 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def clean(many_raw, ray_session, tmp_path_factory) -> Path:  # noqa: F811
-    """The reference: an uninterrupted run on the local test Ray."""
+def clean(many_raw, tmp_path_factory) -> Path:
+    """The reference: an uninterrupted run, serially in this process."""
     work = tmp_path_factory.mktemp("clean")
     (work / "job.toml").write_text(JOB_TOML)
     from trajshard.config import load_config
 
     out = work / "out"
-    run_ingest(str(many_raw), str(out), load_config(work / "job.toml", workers=2), progress=False)
+    run_ingest(str(many_raw), str(out), load_config(work / "job.toml", workers=0), progress=False)
     assert validate_output(out).ok
     return out
 
@@ -75,7 +75,7 @@ def _job(tmp_path: Path, address: str, src: Path):
     return (lambda *extra: _driver(src, out, address, config, *extra)), out
 
 
-def test_driver_killed_mid_pass2_then_resume_is_byte_identical(cluster, many_raw, clean, tmp_path):  # noqa: F811
+def test_driver_killed_mid_pass2_then_resume_is_byte_identical(cluster, many_raw, clean, tmp_path):
     start, out = _job(tmp_path, cluster[0].address, many_raw)
     proc = start()
     _wait_for_groups(out, proc, 2)
@@ -96,7 +96,7 @@ def test_driver_killed_mid_pass2_then_resume_is_byte_identical(cluster, many_raw
     assert tree_digest(out) == tree_digest(clean)
 
 
-def test_worker_node_lost_mid_pass2_is_byte_identical(cluster, many_raw, clean, tmp_path):  # noqa: F811
+def test_worker_node_lost_mid_pass2_is_byte_identical(cluster, many_raw, clean, tmp_path):
     c, nodes = cluster
     start, out = _job(tmp_path, c.address, many_raw)
     proc = start()
@@ -110,7 +110,7 @@ def test_worker_node_lost_mid_pass2_is_byte_identical(cluster, many_raw, clean, 
     assert tree_digest(out) == tree_digest(clean)
 
 
-def test_quarantine_limit_aborts_with_a_summary(raw_copy, ray_session, tmp_path):
+def test_quarantine_limit_aborts_with_a_summary(raw_copy, tmp_path):
     for ep in sorted(raw_copy.iterdir())[:3]:
         (ep / "action.parquet").write_bytes(b"not parquet")
     from trajshard.pipelines.ingest import IngestError
@@ -119,12 +119,15 @@ def test_quarantine_limit_aborts_with_a_summary(raw_copy, ray_session, tmp_path)
         run_ingest(
             str(raw_copy),
             str(tmp_path / "out"),
-            JobConfig.from_flags(max_quarantine_fraction=0.25),
+            JobConfig.from_flags(workers=0, max_quarantine_fraction=0.25),
             progress=False,
         )
     assert "action.parquet" in str(err.value)
     assert not (tmp_path / "out" / "meta" / "info.json").exists()
     report = run_ingest(
-        str(raw_copy), str(tmp_path / "ok"), JobConfig.from_flags(max_quarantine_fraction=0.5), progress=False
+        str(raw_copy),
+        str(tmp_path / "ok"),
+        JobConfig.from_flags(workers=0, max_quarantine_fraction=0.5),
+        progress=False,
     )
     assert report.episodes_quarantined == 3

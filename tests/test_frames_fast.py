@@ -12,7 +12,7 @@ import pytest
 import simplejpeg
 from PIL import Image
 
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 from trajshard.pipelines import frames as frames_module
 from trajshard.pipelines.frames import (
     ImageConfig,

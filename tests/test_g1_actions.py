@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from tests.conftest import shared_data
+from tests.helpers import g1_actions
 from trajshard.pipelines.stats import StreamStats, merge_all
 from trajshard.tokenizers import decode, fit
-
-
-def g1_actions() -> list[np.ndarray]:
-    root = shared_data("g1_lerobot_v21") / "data"
-    files = sorted(root.glob("chunk-*/episode_*.parquet"))
-    return [
-        np.stack(pq.read_table(f, columns=["action"]).column("action").to_numpy(zero_copy_only=False))
-        for f in files
-    ]
 
 
 def test_g1_round_trip_within_half_bin():

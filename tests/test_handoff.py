@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
-from tests.conftest import shared_data
-from tests.test_align import make_episode
-from tests.test_ingest import tree_digest
+from tests.helpers import make_episode, shared_data, tree_digest, write_bag
 from trajshard.config import JobConfig
 from trajshard.pipelines import handoff
 from trajshard.pipelines.align import AlignConfig
@@ -130,8 +128,6 @@ def test_real_sources_round_trip(dataset, fmt, tmp_path):
 
 
 def test_mcap_round_trip_with_stored_images_and_a_video(tmp_path):
-    from tests.test_mcap import write_bag
-
     (tmp_path / "bags").mkdir()
     write_bag(tmp_path / "bags" / "ep_a.mcap", video=True)
     source = open_source(str(tmp_path / "bags"), "mcap", 5.0)

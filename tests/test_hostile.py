@@ -1,5 +1,6 @@
 """The hostile corpus mixed with good episodes: every good one written once, every bad one quarantined
-with its own reason (the same one `validate SOURCE` gives before the job), nothing written outside OUT."""
+with its own reason (the same one `validate SOURCE` gives before the job), nothing written outside OUT.
+The job runs serially (no Ray)."""
 
 from __future__ import annotations
 
@@ -40,15 +41,29 @@ def expected_bad():
     return set(CORPUS) | set(HOSTILE_NAMES) | {"linked_dir"}
 
 
-def test_corpus_has_at_least_25_kinds():
-    assert len(CORPUS) + len(HOSTILE_NAMES) + 1 >= 25
+@pytest.fixture(scope="module")
+def job(corpus, tmp_path_factory):
+    """The corpus ingested once: (report, OUT, the directory tree around SOURCE before the job)."""
+    before = set(corpus.parent.rglob("*"))
+    out = tmp_path_factory.mktemp("hostile_out") / "out"
+    cfg = JobConfig.from_flags(workers=0, task_steps=60, image_size=64)
+    return run_ingest(str(corpus), str(out), cfg, progress=False), out, before
+
+
+def quarantine_reasons(out) -> dict[str, str]:
+    lines = [json.loads(x) for x in (out / "meta" / "quarantine.jsonl").read_text().splitlines()]
+    return {q["episode"]: f"{q['file']}: {q['reason']}" for q in lines}
+
+
+def source_problems(corpus) -> dict[str, list[str]]:
+    by_ep = {}
+    for p in validate_source(str(corpus)).problems:
+        by_ep.setdefault(p.where, []).append(f"{p.field}: {p.message}")
+    return by_ep
 
 
 def test_validate_source_names_each_bad_episode(corpus):
-    report = validate_source(str(corpus))
-    by_ep = {}
-    for p in report.problems:
-        by_ep.setdefault(p.where, []).append(f"{p.field}: {p.message}")
+    by_ep = source_problems(corpus)
     # seen before any job (a frame-level decode failure and the dataset-shape check need the job)
     assert set(by_ep) >= expected_bad() - {"frames_do_not_decode", "proprio_wrong_width"}
     assert not set(by_ep) & {f"ep_{i:03d}" for i in range(8)}
@@ -58,14 +73,9 @@ def test_validate_source_names_each_bad_episode(corpus):
             assert all(w in text for w in words), (name, text)
 
 
-def test_ingest_quarantines_each_with_its_reason(corpus, tmp_path, ray_session):
-    before = set(corpus.parent.rglob("*"))
-    out = tmp_path / "out"
-    report = run_ingest(
-        str(corpus), str(out), JobConfig.from_flags(workers=2, task_steps=60, image_size=64), progress=False
-    )
-    lines = [json.loads(x) for x in (out / "meta" / "quarantine.jsonl").read_text().splitlines()]
-    reasons = {q["episode"]: f"{q['file']}: {q['reason']}" for q in lines}
+def test_ingest_quarantines_each_with_its_reason(corpus, job):
+    report, out, before = job
+    reasons = quarantine_reasons(out)
     assert set(reasons) == expected_bad()
     for name, (_, words) in CORPUS.items():
         assert all(w in reasons[name] for w in words), (name, reasons[name])
@@ -79,6 +89,16 @@ def test_ingest_quarantines_each_with_its_reason(corpus, tmp_path, ray_session):
     # nothing new outside OUT, no temporary file left inside it
     assert set(corpus.parent.rglob("*")) == before
     assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix in (".tmp", ".part")]
+
+
+def test_the_job_quarantines_with_the_reason_validate_source_gives(corpus, job):
+    """What `validate SOURCE` says of a bad episode before the job is what the job's quarantine
+    record says of it, word for word (file and reason), for every episode validate can judge."""
+    _, out, _ = job
+    reasons, by_ep = quarantine_reasons(out), source_problems(corpus)
+    assert len(by_ep) >= len(expected_bad()) - 2  # all but the two only the job sees (above)
+    for name, problems in by_ep.items():
+        assert reasons[name] in problems, (name, reasons[name], problems)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

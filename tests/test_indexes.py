@@ -8,6 +8,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from tests.helpers import split_keys
 from trajshard.cli import main
 from trajshard.io import file_digest, iter_tar_samples, read_json
 from trajshard.loading.index import write_indexes
@@ -22,11 +23,6 @@ def indexed(two_split, tmp_path):
     assert result.exit_code == 0, result.output
     assert "train: 140 samples, val: 84 samples (shards verified)" in result.output
     return out
-
-
-def split_keys(out, split):
-    shards = [s["name"] for s in read_json(out / "meta" / "manifest.json")["shards"] if s["split"] == split]
-    return [k for name in sorted(shards) for k, _ in iter_tar_samples(out / name)]
 
 
 def test_wids_index_matches_the_manifest_and_the_files(indexed):

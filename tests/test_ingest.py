@@ -1,36 +1,22 @@
-"""End to end on local Ray: shards readable by webdataset and tarfile, deterministic, decodable tokens."""
+"""End to end, serially and on local Ray: shards readable by webdataset and tarfile, deterministic,
+decodable tokens."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import webdataset as wds
-from PIL import Image
 
+from tests.helpers import shard_urls, tree_digest
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
 from trajshard.reports.validation import validate_output
 from trajshard.tokenizers import decode
 
 EXPECTED_FIELDS = {"front.jpg", "wrist.jpg", "state.npy", "action.npy", "tokens.npy", "meta.json"}
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
-def shard_urls(out: Path) -> list[str]:
-    manifest = json.loads((out / "meta" / "manifest.json").read_text())
-    return [str(out / s["name"]) for s in manifest["shards"]]
 
 
 def test_output_validates_and_counts_reconcile(ingested):
@@ -73,30 +59,49 @@ def test_tokens_decode_to_actions_with_tokenizer_json_only(ingested):
 
 
 def test_frames_show_the_aligned_state(ingested):
-    """The synthetic frames carry a progress bar at the bottom: its length follows the tick time."""
+    """The synthetic front camera draws a progress bar along its bottom H // 30 rows
+    (sources/synthetic.py, ``_draw_clock``): at frame time t, columns 0 .. int((W - 1) * t / seconds)
+    blue (80, 170, 255), the others grey (50, 50, 50). Here W x H = 160 x 120 and seconds = 3
+    (conftest's ``synthetic_raw``), stretched to 224 x 224: 1.4 output pixels a column.
+
+    In every sample the bar is as long as its tick time (meta.json "time") makes it, within 4 pixels:
+    the nearest frame of the 30 fps camera is at most 1/60 s from the tick (+ 8 ms of timestamp jitter
+    in ep_006), 1.3 columns; int() ends the bar within half a column of (W - 1) * t / seconds + 0.5;
+    1.8 columns are 2.5 pixels, and JPEG and resizing blur the bar's end by about a pixel. A frame one
+    tick (0.1 s) off moves the end by 7.4 pixels."""
+    width, height, seconds, size = 160, 120, 3.0, 224
+    bar_rows = slice(round((height - height // 30) * size / height) + 2, size - 1)  # inside the bar
+    grey, blue = 50.0, 0.299 * 80 + 0.587 * 170 + 0.114 * 255  # luma of the bar's two colours
+    checked = 0
     for s in wds.WebDataset(shard_urls(ingested), shardshuffle=False).decode("rgb8"):
-        if s["meta.json"]["episode"] == "ep_000" and s["meta.json"]["step"] in (2, 25):
-            img = Image.fromarray(s["front.jpg"])
-            assert img.size == (224, 224)
+        t = s["meta.json"]["time"]
+        luma = (s["front.jpg"][bar_rows].astype(np.float64) @ [0.299, 0.587, 0.114]).mean(axis=0)
+        lit = np.flatnonzero(luma > (grey + blue) / 2)
+        assert lit.tolist() == list(range(len(lit))), (s["__key__"], lit)  # one bar from the left edge
+        expected = ((width - 1) * min(t / seconds, 1.0) + 0.5) * size / width
+        assert abs(len(lit) - expected) <= 4, (s["__key__"], t, len(lit), expected)
+        checked += 1
+    assert checked > 8 * 25
 
 
 def test_byte_identical_across_runs_and_worker_counts(synthetic_raw, tmp_path, ray_session):
-    """Small tasks (several groups, run concurrently by 2 workers) and a small shard cap."""
+    """Small tasks (several groups, run concurrently by 2 workers) and a small shard cap: the same bytes
+    from two runs on 2 Ray workers, one on 1 and one serially in this process (no Ray)."""
     digests = []
-    for name, workers in (("two_a", 2), ("two_b", 2), ("one", 1)):
+    for name, workers in (("two_a", 2), ("two_b", 2), ("one", 1), ("serial", 0)):
         cfg = JobConfig.from_flags(workers=workers, task_steps=60, shard_size="300KB", image_size=96)
         run_ingest(str(synthetic_raw), str(tmp_path / name), cfg, progress=False)
         digests.append(tree_digest(tmp_path / name))
     assert len([k for k in digests[0] if k.startswith("shards/")]) >= 4
-    assert digests[0] == digests[1] == digests[2]
+    assert digests[0] == digests[1] == digests[2] == digests[3]
 
 
-def test_shard_size_cap_splits_shards(synthetic_raw, tmp_path, ray_session):
+def test_shard_size_cap_splits_shards(synthetic_raw, tmp_path):
     out = tmp_path / "small"
     run_ingest(
         str(synthetic_raw),
         str(out),
-        JobConfig.from_flags(workers=2, shard_size="400KB", image_size=96),
+        JobConfig.from_flags(workers=0, shard_size="400KB", image_size=96),
         progress=False,
     )
     manifest = json.loads((out / "meta" / "manifest.json").read_text())
@@ -108,12 +113,12 @@ def test_shard_size_cap_splits_shards(synthetic_raw, tmp_path, ray_session):
     assert validate_output(out).ok
 
 
-def test_action_chunks_with_horizon(synthetic_raw, tmp_path, ray_session):
+def test_action_chunks_with_horizon(synthetic_raw, tmp_path):
     out = tmp_path / "chunks"
     run_ingest(
         str(synthetic_raw),
         str(out),
-        JobConfig.from_flags(workers=2, horizon=4, image_size=64),
+        JobConfig.from_flags(workers=0, horizon=4, image_size=64),
         progress=False,
     )
     assert validate_output(out).ok
@@ -130,10 +135,10 @@ def test_action_chunks_with_horizon(synthetic_raw, tmp_path, ray_session):
     )
 
 
-def test_quantile_tokenizer_vocab_and_gripper_end_to_end(synthetic_raw, tmp_path, ray_session):
+def test_quantile_tokenizer_vocab_and_gripper_end_to_end(synthetic_raw, tmp_path):
     out = tmp_path / "q"
     cfg = JobConfig.from_flags(
-        workers=2,
+        workers=0,
         tokenizer="quantile",
         bins=32,
         vocab="openvla:32000",
@@ -152,9 +157,9 @@ def test_quantile_tokenizer_vocab_and_gripper_end_to_end(synthetic_raw, tmp_path
         assert s["tokens.npy"].max() <= 31
 
 
-def test_fast_tokenizer_end_to_end(synthetic_raw, tmp_path, ray_session):
+def test_fast_tokenizer_end_to_end(synthetic_raw, tmp_path):
     out = tmp_path / "fast"
-    cfg = JobConfig.from_flags(workers=2, tokenizer="fast", horizon=8, bins=300, image_size=48)
+    cfg = JobConfig.from_flags(workers=0, tokenizer="fast", horizon=8, bins=300, image_size=48)
     run_ingest(str(synthetic_raw), str(out), cfg, progress=False)
     report = validate_output(out)
     assert report.ok, report.problems

@@ -11,17 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import split_keys
 from trajshard.io import iter_tar_samples, read_json
 from trajshard.loading.order import buffer_order, range_pieces, role_plan, shard_order, split_range
 
 torch = pytest.importorskip("torch")
 from trajshard.loader import LoaderError, make_loader, open_dataset  # noqa: E402
-
-
-def split_keys(out: Path, split: str) -> list[str]:
-    """Every key of a split, read straight from its tars (file order)."""
-    shards = [s["name"] for s in read_json(out / "meta" / "manifest.json")["shards"] if s["split"] == split]
-    return [k for name in sorted(shards) for k, _ in iter_tar_samples(out / name)]
 
 
 def run(out, split="train", *, workers=2, seed=0, batch=4, buffer=16, stop=None, state=None, **kw):

@@ -1,4 +1,6 @@
-"""Ingest from and to a real S3-compatible server on loopback (SeaweedFS): same bytes as a local run."""
+"""Ingest from and to a real S3-compatible server on loopback (SeaweedFS): same bytes as a local run.
+The jobs run serially in this process, except the CLI's, which starts its own local Ray (its workers
+find the credentials in the environment the driver had)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,16 @@ from pathlib import Path
 
 import pyarrow.fs as pfs
 import pytest
-import s3server
-from test_ingest import tree_digest
 
+from tests import s3server
+from tests.helpers import DriverKilled, tree_digest
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
 from trajshard.reports.validation import validate_output
 from trajshard.storage import Store, redact
 
 CFG = dict(shard_size="400KB", val_fraction=0.25, seed=4)  # seed 4: 3 of the 8 episodes in val
+SERIAL = JobConfig.from_flags(workers=0, **CFG)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +40,9 @@ def s3_raw(s3, synthetic_raw) -> str:
 
 
 @pytest.fixture(scope="module")
-def local_out(synthetic_raw, ray_session, tmp_path_factory) -> Path:
+def local_out(synthetic_raw, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "out"
-    run_ingest(str(synthetic_raw), str(out), JobConfig.from_flags(workers=2, **CFG), progress=False)
+    run_ingest(str(synthetic_raw), str(out), SERIAL, progress=False)
     return out
 
 
@@ -47,8 +50,8 @@ def download(s3_uri: str, dest: Path) -> Path:
     return Store(s3_uri).download_tree(dest)
 
 
-def test_s3_to_s3_writes_the_same_bytes_as_a_local_run(s3, s3_raw, local_out, ray_session, tmp_path):
-    report = run_ingest(s3_raw, s3.uri("out1"), JobConfig.from_flags(workers=2, **CFG), progress=False)
+def test_s3_to_s3_writes_the_same_bytes_as_a_local_run(s3, s3_raw, local_out, tmp_path):
+    report = run_ingest(s3_raw, s3.uri("out1"), SERIAL, progress=False)
     assert report.episodes_written == 8 and "secret" not in report.out
     got = download(s3.uri("out1"), tmp_path / "got")
     assert tree_digest(got) == tree_digest(local_out)
@@ -69,16 +72,21 @@ def test_cli_with_credentials_from_the_environment(s3, s3_raw, local_out, tmp_pa
     assert tree_digest(got) == tree_digest(local_out)
 
 
-def test_local_source_to_s3_and_refusals(s3, synthetic_raw, local_out, ray_session, tmp_path):
-    run_ingest(str(synthetic_raw), s3.uri("out3"), JobConfig.from_flags(workers=2, **CFG), progress=False)
+def test_local_source_to_s3_and_refusals(s3, synthetic_raw, local_out, tmp_path):
+    run_ingest(str(synthetic_raw), s3.uri("out3"), SERIAL, progress=False)
     assert tree_digest(download(s3.uri("out3"), tmp_path / "got")) == tree_digest(local_out)
     from trajshard.pipelines.ingest import IngestError
 
     with pytest.raises(IngestError, match="already holds a dataset") as err:
-        run_ingest(str(synthetic_raw), s3.uri("out3"), JobConfig.from_flags(workers=2, **CFG), progress=False)
+        run_ingest(str(synthetic_raw), s3.uri("out3"), SERIAL, progress=False)
     assert "secret" not in str(err.value)
     with pytest.raises(ValueError, match="only raw-layout"):
-        run_ingest(s3.uri("raw"), str(tmp_path / "x"), JobConfig.from_flags(format="lerobot"), progress=False)
+        run_ingest(
+            s3.uri("raw"),
+            str(tmp_path / "x"),
+            JobConfig.from_flags(workers=0, format="lerobot"),
+            progress=False,
+        )
     assert redact(s3.uri("a")).startswith("s3://***@")
 
 
@@ -109,13 +117,9 @@ def test_secrets_never_print():
     assert redact("s3://bucket/raw") == "s3://bucket/raw"
 
 
-class DriverKilled(BaseException):
-    """The driver dying mid-commit: a BaseException, so no ``except Exception`` cleans up after it."""
-
-
 @pytest.mark.parametrize("remote", [True, False])
 def test_resume_after_a_commit_cut_short(
-    s3, s3_raw, synthetic_raw, local_out, ray_session, tmp_path, monkeypatch, caplog, remote
+    s3, s3_raw, synthetic_raw, local_out, tmp_path, monkeypatch, caplog, remote
 ):
     """The driver dies in the middle of commit (after one shard was promoted): --resume undoes the
     promotion, keeps every finished group (checked against its sha256) and writes the same bytes."""
@@ -133,16 +137,14 @@ def test_resume_after_a_commit_cut_short(
 
     monkeypatch.setattr(shards.Store, "move", dies_after_one)
     with pytest.raises(DriverKilled):
-        run_ingest(str(synthetic_raw), out, JobConfig.from_flags(workers=2, **CFG), progress=False)
+        run_ingest(str(synthetic_raw), out, SERIAL, progress=False)
     monkeypatch.setattr(shards.Store, "move", real)
     store = Store(out)
     assert store.exists(moved[0]) and not store.exists("meta/info.json")
     with pytest.raises(IngestError, match="unfinished job"):
-        run_ingest(str(synthetic_raw), out, JobConfig.from_flags(workers=2, **CFG), progress=False)
+        run_ingest(str(synthetic_raw), out, SERIAL, progress=False)
     with caplog.at_level(logging.INFO, logger="trajshard.ingest"):
-        run_ingest(
-            str(synthetic_raw), out, JobConfig.from_flags(workers=2, **CFG), progress=False, resume=True
-        )
+        run_ingest(str(synthetic_raw), out, SERIAL, progress=False, resume=True)
     assert "pass 2: shards: 8 of 8 episodes already done (resumed)" in caplog.text  # every group kept
     got = download(out, tmp_path / "got") if remote else Path(out)
     assert tree_digest(got) == tree_digest(local_out)

@@ -10,7 +10,7 @@ import hashlib
 import av
 import pytest
 
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 from tests.videos import encode
 from trajshard.sources.video import PROBE_DECODE_OPTIONS, decode_frames, open_video, probe_video
 

@@ -8,21 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tests.hostile import frames_do_not_decode
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
 from trajshard.reports.validation import validate_output
 
 
-def zero_mdat_payload(path):
-    """Keep the container index (so probing works) but destroy the coded frames (decode fails)."""
-    data = bytearray(path.read_bytes())
-    i = data.find(b"mdat")
-    size = int.from_bytes(data[i - 4 : i], "big")
-    data[i + 104 : i - 4 + size] = bytes(size - 108)
-    path.write_bytes(bytes(data))
-
-
-def test_bad_episodes_quarantined_rest_written(raw_copy, tmp_path, ray_session):
+def test_bad_episodes_quarantined_rest_written(raw_copy, tmp_path):
     # ep_000: the front video is garbage from its first byte (fails when probed, in pass 1)
     front = raw_copy / "ep_000" / "front.mp4"
     front.write_bytes(
@@ -39,13 +31,13 @@ def test_bad_episodes_quarantined_rest_written(raw_copy, tmp_path, ray_session):
     for p in (raw_copy / "ep_003").glob("proprio.*"):
         p.unlink()
     # ep_007: the video opens and indexes, but its frames do not decode (fails in pass 2)
-    zero_mdat_payload(raw_copy / "ep_007" / "front.mp4")
+    frames_do_not_decode(raw_copy / "ep_007")  # the coded frames zeroed, the index kept
     # a hostile directory name
     (raw_copy / "ep 008").mkdir()
 
     out = tmp_path / "out"
     report = run_ingest(
-        str(raw_copy), str(out), JobConfig.from_flags(workers=2, task_steps=60), progress=False
+        str(raw_copy), str(out), JobConfig.from_flags(workers=0, task_steps=60), progress=False
     )
     lines = [json.loads(x) for x in (out / "meta" / "quarantine.jsonl").read_text().splitlines()]
     reasons = {q["episode"]: q for q in lines}

@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 from trajshard.pipelines.frames import ImageConfig, tick_images
 from trajshard.sources.video import DECODE_THREADS_ENV, decode_frames, probe_video
 

@@ -1,5 +1,6 @@
 """Long episodes cut into spans, one pass-2 task each (pipelines/plan.py): where a span may start,
-how an episode is cut, and that the shards hold exactly the samples whole episodes give."""
+how an episode is cut, and that the shards hold exactly the samples whole episodes give (serially, and
+on 2 Ray workers: the same bytes)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import shared_data
 
+from tests.helpers import DriverKilled, shared_data, tree_digest
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
 from trajshard.pipelines.plan import (
@@ -145,31 +146,41 @@ def test_real_videos_entry_frames():
 # ------------------------------------------------------------------------------------- spans end to end
 
 
-def test_spans_write_the_samples_whole_episodes_write(keyed_raw, tmp_path, ray_session):
+@pytest.fixture(scope="module")
+def in_spans(keyed_raw, tmp_path_factory) -> tuple:
+    """(report, OUT) of ``keyed_raw`` in 8-step tasks, so in spans, serially (read-only)."""
+    out = tmp_path_factory.mktemp("in_spans") / "out"
+    return run_ingest(str(keyed_raw), str(out), JobConfig.from_flags(workers=0, task_steps=8)), out
+
+
+def shard_bytes(out: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((out / "shards").iterdir())]
+
+
+def test_spans_write_the_samples_whole_episodes_write(keyed_raw, in_spans, tmp_path, ray_session):
     whole = run_ingest(
-        str(keyed_raw), str(tmp_path / "whole"), JobConfig.from_flags(workers=2, task_steps=10**6)
+        str(keyed_raw), str(tmp_path / "whole"), JobConfig.from_flags(workers=0, task_steps=10**6)
     )
-    spans = run_ingest(str(keyed_raw), str(tmp_path / "spans"), JobConfig.from_flags(workers=2, task_steps=8))
+    spans, spans_out = in_spans
     assert whole.shards == 1 and spans.shards > 3 * 3  # at least 4 spans an episode
     assert (spans.samples, spans.frames) == (whole.samples, whole.frames)
-    assert members(tmp_path / "spans") == members(tmp_path / "whole")
-    assert validate_output(tmp_path / "spans").ok
+    assert members(spans_out) == members(tmp_path / "whole")
+    assert validate_output(spans_out).ok
     # an episode's spans are consecutive shards, listed in episodes.parquet and the manifest
-    shards = manifest(tmp_path / "spans")
-    table = pq.read_table(tmp_path / "spans" / "meta" / "episodes.parquet").to_pylist()
+    shards = manifest(spans_out)
+    table = pq.read_table(spans_out / "meta" / "episodes.parquet").to_pylist()
     for row in table:
         mine = [s["name"] for s in shards if row["episode"] in s["episodes"]]
         assert row["shards"] == mine and len(mine) >= 4
         names = [s["name"] for s in shards]
         assert names.index(mine[-1]) - names.index(mine[0]) == len(mine) - 1
-    one = run_ingest(str(keyed_raw), str(tmp_path / "one"), JobConfig.from_flags(workers=1, task_steps=8))
-    assert one.shards == spans.shards
-    one_shards = sorted((tmp_path / "one" / "shards").iterdir())
-    two_shards = sorted((tmp_path / "spans" / "shards").iterdir())
-    assert [p.read_bytes() for p in one_shards] == [p.read_bytes() for p in two_shards]
+    # the spans of an episode run at once on 2 Ray workers: the same shards, byte for byte
+    two = run_ingest(str(keyed_raw), str(tmp_path / "two"), JobConfig.from_flags(workers=2, task_steps=8))
+    assert two.shards == spans.shards
+    assert shard_bytes(tmp_path / "two") == shard_bytes(spans_out)
 
 
-def test_a_failed_span_quarantines_its_whole_episode(keyed_raw, tmp_path, ray_session):
+def test_a_failed_span_quarantines_its_whole_episode(keyed_raw, tmp_path):
     """Frames of the third second of ep_001 fail to decode (real corruption): its other spans were
     written by other tasks, and are dropped; the other episodes are untouched."""
     raw = tmp_path / "raw"
@@ -184,8 +195,8 @@ def test_a_failed_span_quarantines_its_whole_episode(keyed_raw, tmp_path, ray_se
             data[pos : pos + 4] = b"\x7f\xff\xff\xff"  # a NAL length past the packet's end
     video.write_bytes(bytes(data))
 
-    spans = run_ingest(str(raw), str(tmp_path / "spans"), JobConfig.from_flags(workers=2, task_steps=8))
-    whole = run_ingest(str(raw), str(tmp_path / "whole"), JobConfig.from_flags(workers=2, task_steps=10**6))
+    spans = run_ingest(str(raw), str(tmp_path / "spans"), JobConfig.from_flags(workers=0, task_steps=8))
+    whole = run_ingest(str(raw), str(tmp_path / "whole"), JobConfig.from_flags(workers=0, task_steps=10**6))
     for report in (spans, whole):
         assert (report.episodes_written, report.episodes_quarantined) == (2, 1)
     quarantine = (tmp_path / "spans" / "meta" / "quarantine.jsonl").read_text().splitlines()
@@ -201,21 +212,13 @@ def test_a_failed_span_quarantines_its_whole_episode(keyed_raw, tmp_path, ray_se
     assert spans.samples == whole.samples and spans.frames == whole.frames
 
 
-class DriverKilled(BaseException):
-    """Stands for the driver dying: not an Exception, so nothing on the way catches it."""
-
-
 def test_resume_with_spans_keeps_the_finished_spans_and_writes_the_same_bytes(
-    keyed_raw, tmp_path, ray_session, monkeypatch
+    keyed_raw, in_spans, tmp_path, monkeypatch
 ):
-    from test_ingest import tree_digest
-
     from trajshard.pipelines.checkpoint import JobState
     from trajshard.pipelines.ingest import IngestError
 
-    cfg = JobConfig.from_flags(workers=2, task_steps=8)
-    clean = tmp_path / "clean"
-    run_ingest(str(keyed_raw), str(clean), cfg)
+    cfg = JobConfig.from_flags(workers=0, task_steps=8)  # the config of in_spans, the clean run
     out = tmp_path / "cut"
     real, recorded = JobState.record, []
 
@@ -235,12 +238,15 @@ def test_resume_with_spans_keeps_the_finished_spans_and_writes_the_same_bytes(
     with pytest.raises(IngestError, match="unfinished job"):
         run_ingest(str(keyed_raw), str(out), cfg)
     run_ingest(str(keyed_raw), str(out), cfg, resume=True)
-    assert tree_digest(out) == tree_digest(clean)
+    assert tree_digest(out) == tree_digest(in_spans[1])
 
 
-def test_workers_caps_the_pass2_tasks_that_run_when_ray_has_more_cpus(keyed_raw, tmp_path, ray_session):
+def test_workers_caps_the_pass2_tasks_that_run_when_ray_has_more_cpus(
+    keyed_raw, in_spans, tmp_path, ray_session
+):
     """The session's Ray has 2 CPUs: with --workers 1 no two pass-2 tasks run at the same time (the
-    extra queued task is only for a Ray that cannot run more than the workers anyway)."""
+    extra queued task is only for a Ray that cannot run more than the workers anyway); the shards are
+    the ones a serial run writes."""
     import time
 
     import ray
@@ -254,16 +260,17 @@ def test_workers_caps_the_pass2_tasks_that_run_when_ray_has_more_cpus(keyed_raw,
     )
     assert len(spans) >= 8
     assert all(b[0] >= a[1] - 1e3 for a, b in zip(spans, spans[1:], strict=False))  # 1 ms clock slack
+    assert shard_bytes(tmp_path / "out") == shard_bytes(in_spans[1])
 
 
 @pytest.mark.parametrize(("dataset", "task_steps"), [("gr00t_pnp_lerobot_v20", None), ("g1_lerobot_v21", 32)])
-def test_real_videos_give_the_same_members_in_spans(dataset, task_steps, tmp_path, ray_session):
+def test_real_videos_give_the_same_members_in_spans(dataset, task_steps, tmp_path):
     """GR00T (H.264 with B-frames, cut at its IDR frame 250) and G1 (AV1, cut anywhere): every member
     of every sample the same whether an episode is written in spans or whole."""
     source = str(shared_data(dataset))
     spans = run_ingest(
-        source, str(tmp_path / "spans"), JobConfig.from_flags(workers=2, task_steps=task_steps)
+        source, str(tmp_path / "spans"), JobConfig.from_flags(workers=0, task_steps=task_steps)
     )
-    whole = run_ingest(source, str(tmp_path / "whole"), JobConfig.from_flags(workers=2, task_steps=10**6))
+    whole = run_ingest(source, str(tmp_path / "whole"), JobConfig.from_flags(workers=0, task_steps=10**6))
     assert spans.shards >= 2 * whole.episodes_written > whole.shards
     assert members(tmp_path / "spans") == members(tmp_path / "whole")

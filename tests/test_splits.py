@@ -1,4 +1,5 @@
-"""Train/val split by episode hash and the write-time shuffle: planning (pure) and end to end on Ray."""
+"""Train/val split by episode hash and the write-time shuffle: planning (pure), end to end (serially),
+and the same bytes with one or two Ray workers as serially."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-from test_ingest import tree_digest
 
+from tests.helpers import tree_digest
 from trajshard.config import JobConfig
 from trajshard.io import iter_tar_samples
 from trajshard.pipelines.ingest import run_ingest
@@ -49,16 +50,6 @@ def test_plan_groups_keep_splits_apart_and_windows_mix_the_id_space():
     ]
 
 
-@pytest.fixture(scope="module")
-def many_raw(synthetic_raw, tmp_path_factory):
-    """24 short episodes: the synthetic 8, each copied under three ids."""
-    root = tmp_path_factory.mktemp("many") / "raw"
-    for ep in sorted(synthetic_raw.iterdir()):
-        for k in range(3):
-            shutil.copytree(ep, root / f"{ep.name}_{k}")
-    return root
-
-
 def _ingest(src, out, workers, **kw):
     cfg = JobConfig.from_flags(
         workers=workers, val_fraction=0.25, shuffle_window=6, shard_size="300KB", seed=1, **kw
@@ -66,9 +57,15 @@ def _ingest(src, out, workers, **kw):
     return run_ingest(str(src), str(out), cfg, progress=False)
 
 
-def test_two_splits_shuffled_validate_and_mix_episodes(many_raw, ray_session, tmp_path):
-    out = tmp_path / "out"
-    report = _ingest(many_raw, out, 2)
+@pytest.fixture(scope="module")
+def shuffled(many_raw, tmp_path_factory):
+    """(report, OUT) of the 24 episodes in two splits, shuffled, serially (read-only)."""
+    out = tmp_path_factory.mktemp("shuffled") / "out"
+    return _ingest(many_raw, out, 0), out
+
+
+def test_two_splits_shuffled_validate_and_mix_episodes(shuffled):
+    report, out = shuffled
     assert report.episodes_written == 24
     v = validate_output(out)
     assert v.ok, v.problems
@@ -90,15 +87,16 @@ def test_two_splits_shuffled_validate_and_mix_episodes(many_raw, ray_session, tm
     assert sum(s["samples"] for s in summary.values()) == report.samples
 
 
-def test_shuffled_output_is_byte_identical_with_one_or_two_workers(many_raw, ray_session, tmp_path):
+def test_shuffled_output_is_byte_identical_with_one_or_two_workers(many_raw, shuffled, ray_session, tmp_path):
+    """On 2 Ray workers, on 1, and serially: the same bytes."""
     _ingest(many_raw, tmp_path / "a", 2)
     _ingest(many_raw, tmp_path / "b", 1)
-    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b") == tree_digest(shuffled[1])
 
 
-def test_validate_catches_a_val_sample_in_a_train_shard(many_raw, ray_session, tmp_path):
+def test_validate_catches_a_val_sample_in_a_train_shard(shuffled, tmp_path):
     out = tmp_path / "out"
-    _ingest(many_raw, out, 2)
+    shutil.copytree(shuffled[1], out)
     episodes = out / "meta" / "episodes.parquet"
     table = pq.read_table(episodes)
     flipped = ["val" if s == "train" else "train" for s in table.column("split").to_pylist()]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_g1_actions import g1_actions
+from tests.helpers import g1_actions, shared_data
 from trajshard.pipelines import stats as S
 from trajshard.pipelines.actions import binarize_gripper
 from trajshard.pipelines.stats import StreamStats, merge_all
@@ -169,7 +169,6 @@ def test_fast_on_one_second_g1_chunks():
 
 
 def test_uniform_on_bridge_actions_within_half_bin():
-    from tests.conftest import shared_data
     from trajshard.sources import open_source
 
     src = open_source(shared_data("bridge_rlds"), "rlds", 5.0)

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import tarfile
 
 import numpy as np
 from click.testing import CliRunner
 
+from tests.helpers import edit_members, npy, replace_member
 from trajshard.cli import main
 from trajshard.reports.histogram import compute_histogram
 from trajshard.reports.validation import validate_output
-
-
-def rewrite_member(shard, member_suffix, new_bytes):
-    """Rewrite a shard with one member's content replaced (same names and order)."""
-    buf = io.BytesIO()
-    with tarfile.open(shard) as src, tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as dst:
-        done = False
-        for m in src.getmembers():
-            data = src.extractfile(m).read()
-            if not done and m.name.endswith(member_suffix):
-                data, done = new_bytes, True
-            info = tarfile.TarInfo(m.name)
-            info.size = len(data)
-            dst.addfile(info, io.BytesIO(data))
-    shard.write_bytes(buf.getvalue())
 
 
 def test_clean_dataset_exit_0(ingested):
@@ -40,9 +24,7 @@ def test_tampered_shard_is_reported(ingested, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(ingested, out)
     shard = out / "shards" / "train-000000.tar"
-    bad = io.BytesIO()
-    np.save(bad, np.full(7, 999, dtype=np.int32), allow_pickle=False)
-    rewrite_member(shard, ".tokens.npy", bad.getvalue())
+    edit_members(shard, replace_member(".tokens.npy", lambda _: npy(np.full(7, 999, dtype=np.int32))))
     report = validate_output(out)
     text = [str(p) for p in report.problems]
     assert any("sha256" in t for t in text)
@@ -85,13 +67,14 @@ def test_histogram_cli(ingested):
     assert CliRunner().invoke(main, ["histogram", str(ingested), "--dim", "99"]).exit_code != 0
 
 
-def test_ingest_cli_with_toml_config_and_refuses_existing_output(synthetic_raw, tmp_path, ray_session):
+def test_ingest_cli_with_toml_config_and_refuses_existing_output(synthetic_raw, tmp_path):
     cfg = tmp_path / "job.toml"
     cfg.write_text('fps = 5.0\nimage_size = 64\nresize_mode = "pad"\ncameras = ["front"]\n')
     out = tmp_path / "out"
     result = CliRunner().invoke(
         main,
-        ["ingest", str(synthetic_raw), str(out), "--config", str(cfg), "--image-size", "48", "--no-progress"],
+        ["ingest", str(synthetic_raw), str(out), "--config", str(cfg), "--image-size", "48", "--no-progress"]
+        + ["--workers", "0"],
     )
     assert result.exit_code == 0, result.output
     info = json.loads((out / "meta" / "info.json").read_text())
@@ -105,8 +88,9 @@ def test_ingest_cli_with_toml_config_and_refuses_existing_output(synthetic_raw, 
     assert r.exit_code != 0 and "unknown config keys" in r.output
 
 
-def test_demo_command(tmp_path, ray_session):
-    result = CliRunner().invoke(main, ["demo", str(tmp_path / "demo"), "--episodes", "2", "--seconds", "2"])
+def test_demo_command(tmp_path):
+    demo = ["demo", str(tmp_path / "demo"), "--episodes", "2", "--seconds", "2", "--workers", "0"]
+    result = CliRunner().invoke(main, demo)
     assert result.exit_code == 0, result.output
     assert "validated" in result.output and "occupancy" in result.output
 

@@ -2,51 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
-import tarfile
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.helpers import edit_members, npy, replace_member
 from trajshard.cli import main
 from trajshard.reports.validation import validate_output
 
 SHARD = "shards/train-000000.tar"
-
-
-def edit_members(path, edit):
-    """Rewrite a tar, letting ``edit(members)`` change the [(name, bytes)] list (same tar format)."""
-    with tarfile.open(path) as src:
-        members = [(m.name, src.extractfile(m).read()) for m in src.getmembers()]
-    members = edit(members)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as dst:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            dst.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
-
-
-def npy(a):
-    b = io.BytesIO()
-    np.save(b, a, allow_pickle=False)
-    return b.getvalue()
-
-
-def replace(suffix, make):
-    def edit(members):
-        out, done = [], False
-        for name, data in members:
-            if not done and name.endswith(suffix):
-                data, done = make(data), True
-            out.append((name, data))
-        return out
-
-    return edit
 
 
 def flip_jpeg_byte(data):
@@ -79,8 +48,6 @@ def fault_shard(edit):
         edit_members(out / SHARD, edit)
         manifest = json.loads((out / "meta" / "manifest.json").read_text())
         # keep the manifest's checksum current so the fault itself is what validate must find
-        import hashlib
-
         data = (out / SHARD).read_bytes()
         manifest["shards"][0].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
         (out / "meta" / "manifest.json").write_text(json.dumps(manifest))
@@ -105,14 +72,14 @@ def tokenizer_mismatch(out):
 
 
 FAULTS = {
-    "flipped JPEG byte": (fault_shard(replace(".front.jpg", flip_jpeg_byte)), ["front.jpg", "decode"]),
+    "flipped JPEG byte": (fault_shard(replace_member(".front.jpg", flip_jpeg_byte)), ["front.jpg", "decode"]),
     "sample removed": (fault_shard(remove_sample), ["step", "was due"]),
     "sample duplicated": (fault_shard(duplicate_sample), ["step", "was due"]),
     "token out of range": (
-        fault_shard(replace(".tokens.npy", lambda d: npy(np.full(7, 300, np.int32)))),
+        fault_shard(replace_member(".tokens.npy", lambda d: npy(np.full(7, 300, np.int32)))),
         ["tokens.npy", "outside the range"],
     ),
-    "NaN action": (fault_shard(replace(".action.npy", nan_action)), ["action.npy", "NaN"]),
+    "NaN action": (fault_shard(replace_member(".action.npy", nan_action)), ["action.npy", "NaN"]),
     "wrong checksum": (wrong_checksum, ["sha256"]),
     "shard missing": (shard_missing, [SHARD, "missing"]),
     "tokenizer.json mismatch": (tokenizer_mismatch, ["tokens.npy", "tolerance"]),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests import groundtruth as gt
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 from trajshard.sources.raw import RawSource
 from trajshard.sources.video import decode_frames, probe_video
 
