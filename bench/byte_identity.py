@@ -3,6 +3,7 @@
     python bench/byte_identity.py            # compare against bench/byte_identity.json
     python bench/byte_identity.py --record   # record the hashes (before a change)
     python bench/byte_identity.py --only demo,lift
+    python bench/byte_identity.py --shards   # compare the shards only (metadata files may differ)
 
 Ingests the demo's synthetic source and the real datasets in ../shared/data (G1, GR00T, Bridge,
 lift) twice each: with default settings, and with ``--shuffle-window 8 --val-fraction 0.2 --tokenizer
@@ -54,6 +55,10 @@ def ingest(source: Path, out: Path, flags: list[str], workers: int) -> None:
     subprocess.run(cmd + flags, check=True, stdout=subprocess.DEVNULL)
 
 
+def shards_only(hashes: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in hashes.items() if k.startswith("shards/")}
+
+
 def compare(name: str, got: dict[str, str], want: dict[str, str]) -> tuple[int, int, int]:
     differ = sorted(k for k in got.keys() & want.keys() if got[k] != want[k])
     missing, new = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
@@ -68,6 +73,7 @@ def main() -> int:
     ap.add_argument("--record", action="store_true", help="write the hashes instead of comparing")
     ap.add_argument("--only", default="", help="comma-separated sources (default all)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--shards", action="store_true", help="compare the shards only, not meta/ or the card")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     recorded = json.loads(RECORD.read_text()) if RECORD.exists() else {}
@@ -104,7 +110,9 @@ def main() -> int:
             print(f"| {name} | {len(got)} | not recorded | | |")
             failed = True
             continue
-        d, m, n = compare(name, got, recorded[name])
+        want = shards_only(recorded[name]) if args.shards else recorded[name]
+        got = shards_only(got) if args.shards else got
+        d, m, n = compare(name, got, want)
         failed |= bool(d or m or n)
         print(f"| {name} | {len(got)} | {d} | {m} | {n} |")
     print("identical" if not failed else "DIFFERENT")
