@@ -25,8 +25,9 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(BIN)/trajshard demo demo_out
 
+# two processes (pytest-xdist), a test file each at a time: the 2-core machine's second core works too
 test: install-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: install-dev
 	$(BIN)/ruff check trajshard tests bench
