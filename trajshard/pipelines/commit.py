@@ -266,23 +266,27 @@ def _histogram_picture(store: Store, tok_json: dict, roundtrip, names: list[str]
     return True
 
 
+# episodes.parquet's "alignment" column: one row per stream of an episode part
+ALIGNMENT_TYPE = pa.list_(
+    pa.struct(
+        [
+            ("stream", pa.string()),
+            ("samples", pa.int64()),
+            ("rate_hz", pa.float64()),
+            ("max_dt_s", pa.float64()),
+            ("p95_dt_s", pa.float64()),
+            ("dropped_ticks", pa.int64()),
+            ("gaps", pa.int64()),
+            ("max_gap_s", pa.float64()),
+        ]
+    )
+)
+
+
 def _episodes_parquet(
     written: list[EpisodeFacts], shards_of: dict[str, list[str]], split_of: dict[str, str]
 ) -> bytes:
-    report_type = pa.list_(
-        pa.struct(
-            [
-                ("stream", pa.string()),
-                ("samples", pa.int64()),
-                ("rate_hz", pa.float64()),
-                ("max_dt_s", pa.float64()),
-                ("p95_dt_s", pa.float64()),
-                ("dropped_ticks", pa.int64()),
-                ("gaps", pa.int64()),
-                ("max_gap_s", pa.float64()),
-            ]
-        )
-    )
+    report_type = ALIGNMENT_TYPE
     table = pa.table(
         {
             "episode": pa.array([f.episode for f in written], pa.string()),

@@ -43,6 +43,7 @@ from trajshard.loading.draws import mixture_draws
 from trajshard.loading.mixture import Mixture, read_mixture
 from trajshard.loading.source import LoaderError
 from trajshard.loading.standard import Standardizer, Target
+from trajshard.pipelines.commit import ALIGNMENT_TYPE
 from trajshard.pipelines.shards import PartInfo, PartWriter, promote_parts
 from trajshard.pipelines.stats import StreamStats, merge_all, stats_document
 from trajshard.reports.mixture_card import mixture_card
@@ -441,20 +442,7 @@ def _info(
 
 
 def _episodes_parquet(episodes: list[str], n: int, block: int, shards_of: dict[str, list[str]]) -> bytes:
-    report_type = pa.list_(
-        pa.struct(
-            [
-                ("stream", pa.string()),
-                ("samples", pa.int64()),
-                ("rate_hz", pa.float64()),
-                ("max_dt_s", pa.float64()),
-                ("p95_dt_s", pa.float64()),
-                ("dropped_ticks", pa.int64()),
-                ("gaps", pa.int64()),
-                ("max_gap_s", pa.float64()),
-            ]
-        )
-    )
+    report_type = ALIGNMENT_TYPE
     steps = [min(block, n - b * block) for b in range(len(episodes))]
     zeros = [0.0] * len(episodes)
     table = pa.table(
