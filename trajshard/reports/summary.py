@@ -42,7 +42,8 @@ def alignment_summary(out: str | Path) -> dict[str, dict[str, float]]:
 
 def reason_kind(file: str, reason: str) -> str:
     """A quarantine reason with its numbers masked, so the same problem in many episodes counts once."""
-    return re.sub(r"\d+(\.\d+)?", "#", f"{file or '-'}: {reason}")[:160]
+    text = re.sub(r"(?<![\w.])/[^\s:'\"]+", "<path>", f"{file or '-'}: {reason}")  # paths name one episode
+    return re.sub(r"\d+(\.\d+)?", "#", text)[:160]
 
 
 def quarantine_summary(out: str | Path) -> dict[str, int]:
