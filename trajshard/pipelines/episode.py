@@ -48,7 +48,7 @@ class Piece:
     token_ids: object = None  # the tokens' ids in the VLM vocabulary, when one is set
     roundtrip: RoundTrip | None = None
     images: dict[str, Iterator[bytes]] = field(default_factory=dict)  # camera -> JPEGs, lazily decoded
-    samples: Iterator[dict] = iter(())
+    samples: Iterator[dict] = field(default_factory=lambda: iter(()))
 
 
 @dataclass
@@ -193,28 +193,29 @@ def tokenized(tokenizer: ActionTokenizer, horizon: int, vocab: VocabMap | None) 
 def rendered(frames: Callable, image: ImageConfig) -> Stage:
     """Each piece's camera images, decoded and encoded lazily as the samples are drawn."""
 
+    def camera(ep: Episode, piece: Piece, cam: str) -> Iterator[bytes]:
+        c, needed = ep.cameras[cam], piece.part.frames[cam][piece.lo : piece.hi]
+
+        def decode() -> Iterator[bytes]:
+            start = int(c.pts[first_frame(c, needed, piece.lo)])
+            return tick_images(frames(c, start, c.pts[needed]), c.pts, needed, image, piece.lo)
+
+        return named_errors(ep.episode_id, c, decode)
+
     def run(work: EpisodeWork) -> EpisodeWork:
-        ep = work.episode
-        for piece in work.pieces:
-            piece.images = {}
-            for cam, index in piece.part.frames.items():
-                c, needed = ep.cameras[cam], index[piece.lo : piece.hi]
-
-                def decode(c=c, needed=needed, lo=piece.lo):
-                    start = int(c.pts[first_frame(c, needed, lo)])
-                    return tick_images(frames(c, start, c.pts[needed]), c.pts, needed, image, lo)
-
-                piece.images[cam] = named_errors(ep.episode_id, c, decode)
-        return work
+        pieces = [
+            replace(p, images={cam: camera(work.episode, p, cam) for cam in p.part.frames})
+            for p in work.pieces
+        ]
+        return replace(work, pieces=pieces)
 
     return run
 
 
 def sampled(work: EpisodeWork) -> EpisodeWork:
     """Each piece's shard samples (shard sample v1), made as they are drawn."""
-    for piece in work.pieces:
-        piece.samples = piece_samples(piece, work.episode.embodiment)
-    return work
+    embodiment = work.episode.embodiment
+    return replace(work, pieces=[replace(p, samples=piece_samples(p, embodiment)) for p in work.pieces])
 
 
 def tokenizer_chunked(tokenizer: ActionTokenizer) -> bool:
