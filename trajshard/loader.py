@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from trajshard.loading.draws import mixture_draws, read_split
+from trajshard.loading.draws import ReadOptions, mixture_draws, read_split
 from trajshard.loading.mixture import Mixture, is_mixture_file, read_mixture
 from trajshard.loading.order import split_range
 from trajshard.loading.source import LoaderError, SplitSource, open_split
@@ -136,31 +136,23 @@ class TrajDataset(IterableDataset):
         self, src: SplitSource, seed: int, epoch: int, role: int, roles: int, skip: int
     ) -> Iterator[dict]:
         """One role's samples of one source in one epoch, the first ``skip`` left out unread."""
-        return read_split(
-            src,
-            seed=seed,
-            epoch=epoch,
-            role=role,
-            roles=roles,
-            skip=skip,
-            shuffle_buffer=self.shuffle_buffer,
-            shuffle_shards=self.shuffle_shards,
-            decode_images=self.decode_images,
-        )
+        return read_split(src, self.read_options, seed=seed, epoch=epoch, role=role, roles=roles, skip=skip)
+
+    @property
+    def read_options(self) -> ReadOptions:
+        return ReadOptions(self.shuffle_buffer, self.shuffle_shards, self.decode_images)
 
     def _mixture_samples(self, role: int, roles: int, epoch: int, skip: int) -> Iterator[dict]:
         draws = mixture_draws(
             self.sources,
             self.weights,
             self.samples_per_epoch,
+            self.read_options,
             seed=self.seed,
             epoch=epoch,
             role=role,
             roles=roles,
             skip=skip,
-            shuffle_buffer=self.shuffle_buffer,
-            shuffle_shards=self.shuffle_shards,
-            decode_images=self.decode_images,
         )
         if self.standard is None:
             yield from draws

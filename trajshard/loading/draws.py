@@ -9,6 +9,7 @@ torch loader (``trajshard.loader``) and ``trajshard mix`` both read through them
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,17 +17,17 @@ from trajshard.loading.order import choose, hash_ints, role_plan, split_range
 from trajshard.loading.source import LoaderError, SplitSource, decode_sample, emit
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a split is read, whatever the role and epoch: the shuffle and whether images are decoded."""
+
+    shuffle_buffer: int
+    shuffle_shards: bool
+    decode_images: bool
+
+
 def read_split(
-    src: SplitSource,
-    *,
-    seed: int,
-    epoch: int,
-    role: int,
-    roles: int,
-    skip: int,
-    shuffle_buffer: int,
-    shuffle_shards: bool,
-    decode_images: bool,
+    src: SplitSource, opts: ReadOptions, *, seed: int, epoch: int, role: int, roles: int, skip: int
 ) -> Iterator[dict]:
     """One role's samples of one split in one epoch, the first ``skip`` left out unread."""
     plan = role_plan(
@@ -35,26 +36,24 @@ def read_split(
         epoch=epoch,
         role=role,
         roles=roles,
-        shuffle_buffer=shuffle_buffer,
-        shuffle_shards=shuffle_shards,
+        shuffle_buffer=opts.shuffle_buffer,
+        shuffle_shards=opts.shuffle_shards,
     )
     for key, members in emit(src, plan, skip):
-        yield decode_sample(key, members, decode_images)
+        yield decode_sample(key, members, opts.decode_images)
 
 
 def mixture_draws(
     sources: Sequence[SplitSource],
     weights: Sequence[float],
     samples_per_epoch: int,
+    opts: ReadOptions,
     *,
     seed: int,
     epoch: int,
     role: int,
     roles: int,
     skip: int,
-    shuffle_buffer: int,
-    shuffle_shards: bool,
-    decode_images: bool,
 ) -> Iterator[dict]:
     """One role's draws of a mixture in one epoch, from draw ``skip`` on; each sample gets ``dataset``
     (its index in ``sources``)."""
@@ -68,7 +67,6 @@ def mixture_draws(
     chunk = 1 << 20
     for a in range(0, start, chunk):
         used += np.bincount(choose(weights, key, a, min(start, a + chunk)), minlength=len(sources))
-    opts = dict(shuffle_buffer=shuffle_buffer, shuffle_shards=shuffle_shards, decode_images=decode_images)
     streams = [_endless(sources[d], d, seed, role, roles, int(used[d]), opts) for d in range(len(sources))]
     for d in choose(weights, key, start, stop).tolist():
         sample = next(streams[d])
@@ -76,14 +74,12 @@ def mixture_draws(
         yield sample
 
 
-def _endless(src: SplitSource, d: int, seed: int, role: int, roles: int, position: int, opts: dict):
+def _endless(src: SplitSource, d: int, seed: int, role: int, roles: int, position: int, opts: ReadOptions):
     lo, hi = split_range(src.samples, roles, role)
     if hi <= lo:
         raise LoaderError(f"{src.root} ({src.split}): {src.samples} samples, fewer than {roles} roles")
     sub_epoch, offset = divmod(position, hi - lo)
     sub_seed = hash_ints(seed, d, 0xD5)
     while True:
-        yield from read_split(
-            src, seed=sub_seed, epoch=sub_epoch, role=role, roles=roles, skip=offset, **opts
-        )
+        yield from read_split(src, opts, seed=sub_seed, epoch=sub_epoch, role=role, roles=roles, skip=offset)
         sub_epoch, offset = sub_epoch + 1, 0

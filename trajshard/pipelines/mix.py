@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from trajshard import __version__
 from trajshard.io import json_document, parse_size
-from trajshard.loading.draws import mixture_draws
+from trajshard.loading.draws import ReadOptions, mixture_draws
 from trajshard.loading.mixture import Mixture, read_mixture
 from trajshard.loading.source import LoaderError
 from trajshard.loading.standard import Standardizer, Target
@@ -109,14 +109,12 @@ def run_mix(
             mix.sources,
             mix.weights,
             n,
+            ReadOptions(shuffle_buffer, shuffle_shards=True, decode_images=False),
             seed=seed,
             epoch=0,
             role=0,
             roles=1,
             skip=0,
-            shuffle_buffer=shuffle_buffer,
-            shuffle_shards=True,
-            decode_images=False,
         )
 
     gathered = _gather(standard, draws())
