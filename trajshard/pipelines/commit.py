@@ -184,16 +184,23 @@ def _roundtrip(results: list[GroupResult]):
     return roundtrip
 
 
-def _info(ctx: TaskContext, outcome: Outcome, written: list[EpisodeFacts], shards: Shards) -> dict:
-    """info.json; the written counts and the splits are filled in by ``commit``."""
-    cfg, tok, vocab = ctx.cfg, ctx.tokenizer, ctx.vocab
-    first = written[0] if written else outcome.pass1.facts[0]
+def info_header() -> dict:
+    """The keys every info.json starts with: its schema and the versions of what it describes."""
     return {
         "schema": "trajshard.info",
         "version": INFO_VERSION,
         "trajshard_version": __version__,
         "shard_sample_version": SHARD_SAMPLE_VERSION,
         "episodes_version": EPISODES_VERSION,
+    }
+
+
+def _info(ctx: TaskContext, outcome: Outcome, written: list[EpisodeFacts], shards: Shards) -> dict:
+    """info.json; the written counts and the splits are filled in by ``commit``."""
+    cfg, tok, vocab = ctx.cfg, ctx.tokenizer, ctx.vocab
+    first = written[0] if written else outcome.pass1.facts[0]
+    return {
+        **info_header(),
         "source": {
             "format": ctx.source.format,
             "raw_layout_version": RAW_LAYOUT_VERSION if ctx.source.format == "raw" else None,

@@ -37,18 +37,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trajshard import __version__
 from trajshard.io import json_document, parse_size
 from trajshard.loading.draws import ReadOptions, mixture_draws
 from trajshard.loading.mixture import Mixture, read_mixture
 from trajshard.loading.source import LoaderError
 from trajshard.loading.standard import Standardizer, Target
-from trajshard.pipelines.commit import ALIGNMENT_TYPE
+from trajshard.pipelines.commit import ALIGNMENT_TYPE, info_header
 from trajshard.pipelines.shards import PartInfo, PartWriter, promote_parts
 from trajshard.pipelines.stats import StreamStats, merge_all, stats_document
 from trajshard.reports.mixture_card import mixture_card
-from trajshard.schemas.metadata import EPISODES_VERSION, INFO_VERSION, MANIFEST_VERSION
-from trajshard.schemas.sample import SHARD_SAMPLE_VERSION, json_bytes, npy_bytes
+from trajshard.schemas.metadata import MANIFEST_VERSION
+from trajshard.schemas.sample import json_bytes, npy_bytes
 from trajshard.storage import Store
 from trajshard.tokenizers.normalize import Normalizer
 from trajshard.tokenizers.pooled import common_uniform
@@ -390,11 +389,7 @@ def _info(
     episodes, names, parts, n, drawn = written
     fps = {v.fps for v in standard.views}
     return {
-        "schema": "trajshard.info",
-        "version": INFO_VERSION,
-        "trajshard_version": __version__,
-        "shard_sample_version": SHARD_SAMPLE_VERSION,
-        "episodes_version": EPISODES_VERSION,
+        **info_header(),
         "source": {
             "format": "mixture",
             "raw_layout_version": None,
