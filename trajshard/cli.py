@@ -45,6 +45,14 @@ def _flag(name: str, help: str, **kwargs) -> Callable:
     )
 
 
+_mapping_option = click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Source mapping file (TOML or JSON): which keys make state, action, cameras, instruction.",
+)
+
+
 @main.command()
 @click.argument("source")
 @click.argument("out")
@@ -52,6 +60,7 @@ def _flag(name: str, help: str, **kwargs) -> Callable:
 @click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML job config."
 )
+@_mapping_option
 @_flag("fps", "Target clock rate in Hz.")
 @_flag("source_fps", "Step rate of step-indexed sources (RLDS, HDF5); absent: --fps.")
 @_flag("image_size", "Square image side in pixels.")
@@ -149,6 +158,7 @@ def ingest(
     type=click.Path(exists=True, dir_okay=False),
     help="TOML job config: check a source with the settings the ingest will use.",
 )
+@_mapping_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--strict", is_flag=True, help="Exit 1 on findings too (data that is consistent but degraded).")
 @click.option(
@@ -158,7 +168,13 @@ def ingest(
     help="Decode and deep-check only this share of samples (checksums, counts, order: always all).",
 )
 def validate(
-    path: str, fmt: str | None, config_path: str | None, as_json: bool, strict: bool, sample_rate: float
+    path: str,
+    fmt: str | None,
+    config_path: str | None,
+    mapping: str | None,
+    as_json: bool,
+    strict: bool,
+    sample_rate: float,
 ) -> None:
     """Validate an output dataset or a raw source. Exit 0 fit, 1 problems found, 2 could not run."""
     from trajshard.reports.validation import validate_output
@@ -176,7 +192,10 @@ def validate(
         if is_trajshard_output(path):
             kind, report = "dataset", validate_output(path, sample_rate)
         else:
-            kind, report = "source", validate_source(path, cfg=load_config(config_path, format=fmt))
+            kind, report = (
+                "source",
+                validate_source(path, cfg=load_config(config_path, format=fmt, mapping=mapping)),
+            )
     except Exception as exc:  # noqa: BLE001 - exit 2: the check itself could not run
         click.echo(f"validate: could not run: {exc}", err=True)
         sys.exit(2)
