@@ -306,7 +306,7 @@ def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
         raise click.ClickException(f"cannot read {out}: {exc}") from exc
     click.echo(summary(ep))
     if png:
-        from trajshard.reports.plots import contact_sheet_png
+        from trajshard.reports.sheet import contact_sheet_png
 
         contact_sheet_png(ep, png, columns)
         click.echo(f"wrote {png}", err=True)
