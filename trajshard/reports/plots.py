@@ -31,9 +31,11 @@ def plt_module():
 
 
 def save_png(fig, path: str | Path | Callable[[bytes], None]) -> None:
-    """Write the PNG atomically to a path, or hand its bytes to a writer (an object store's)."""
+    """Write the PNG atomically to a path, or hand its bytes to a writer (an object store's); the
+    figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    plt_module().close(fig)
     if callable(path):
         path(buf.getvalue())
     else:
@@ -56,6 +58,11 @@ def constant_note(h, dims: list[int], where: str = "panel") -> str:
 
 
 def histogram_png(h, path: str | Path | Callable[[bytes], None]) -> None:
+    """``trajshard histogram --png``: :func:`histogram_figure` written as a PNG."""
+    save_png(histogram_figure(h), path)
+
+
+def histogram_figure(h):
     """A grid with one bar chart per non-constant action dimension: bins along x (their action values
     on the top axis), samples up, edge bins holding clipped samples in red, at least EDGE_WIDTH_PT wide."""
     plt = plt_module()
@@ -84,8 +91,7 @@ def histogram_png(h, path: str | Path | Callable[[bytes], None]) -> None:
     )
     if constant:
         fig.supxlabel(_wrap(constant_note(h, constant), 40 * cols), fontsize=8, color="#555")
-    save_png(fig, path)
-    plt.close(fig)
+    return fig
 
 
 def _dim_panel(ax, h, d: int, bins: int) -> None:
@@ -162,6 +168,11 @@ def _edge_cells(ax, share: np.ndarray, bins: int, im) -> None:
 
 
 def histogram_heatmap_png(h, path: str | Path | Callable[[bytes], None]) -> None:
+    """ingest's ``meta/histogram.png``: :func:`heatmap_figure` written as a PNG."""
+    save_png(heatmap_figure(h), path)
+
+
+def heatmap_figure(h):
     """ingest's ``meta/histogram.png``: one map of every non-constant dimension's bin occupancy (a row
     per dimension, share of samples per bin) on a log colour scale from the smallest non-zero share to
     the largest. Fast at any number of dimensions (one axes), so ingest and the dataset card use it."""
@@ -197,5 +208,4 @@ def histogram_heatmap_png(h, path: str | Path | Callable[[bytes], None]) -> None
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="share of samples")
     if constant:
         fig.supxlabel(_wrap(constant_note(h, constant, "row"), 150), fontsize=7, color="#555")
-    save_png(fig, path)
-    plt.close(fig)
+    return fig

@@ -25,6 +25,11 @@ SEGMENT_COLOUR = "#c0392b"
 
 def contact_sheet_png(ep: dict, path: str | Path, columns: int = 8) -> None:
     """Draw the sheet of an episode from ``reports.episode.load_episode`` and write it atomically."""
+    save_png(contact_sheet_figure(ep, columns), path)
+
+
+def contact_sheet_figure(ep: dict, columns: int = 8):
+    """The contact sheet as a matplotlib figure (the caller saves or closes it)."""
     plt = plt_module()
     times = ep["times"]
     groups = {key: panels(ep[key], ep[f"{key}_names"], ep["layout"]) for key in ("state", "action")}
@@ -54,8 +59,7 @@ def contact_sheet_png(ep: dict, path: str | Path, columns: int = 8) -> None:
         f"t={times[0]:.2f}-{times[-1]:.2f}s, {len(segments(ep))} instruction segment(s)",
         fontsize=11,
     )
-    save_png(fig, path)
-    plt.close(fig)
+    return fig
 
 
 def panels(
