@@ -21,6 +21,7 @@ from trajshard.reports.plots import plt_module, save_png
 
 GROUP = 8  # most curves in one panel: each gets a distinct colour of the tab10 cycle and a legend entry
 SEGMENT_COLOUR = "#c0392b"
+NAMED_ROWS = 30  # up to this many dimensions the token rows are labelled with their names
 
 
 def contact_sheet_png(ep: dict, path: str | Path, columns: int = 8) -> None:
@@ -35,14 +36,16 @@ def contact_sheet_figure(ep: dict, columns: int = 8):
     groups = {key: panels(ep[key], ep[f"{key}_names"], ep["layout"]) for key in ("state", "action")}
     rows = [(key, g) for key in ("state", "action") for g in groups[key]]
     frame_h = 1.9 * len(ep["cameras"])
-    series_h = 0.6 + 1.25 * len(rows) + 1.7
+    named = ep["tokens"] is not None and ep["tokens"].shape[1] <= NAMED_ROWS
+    token_h = max(1.7, 0.13 * ep["tokens"].shape[1]) if named else 1.7  # a name's line per row
+    series_h = 0.6 + 1.25 * len(rows) + token_h
     fig = plt.figure(
         figsize=(2 * min(columns, len(times)) + 3, frame_h + series_h + 0.6), layout="constrained"
     )
     top, bottom = fig.subfigures(2, 1, height_ratios=[max(frame_h, 0.01), series_h])
     if ep["cameras"]:
         _frames(top, ep, columns)
-    grid = bottom.add_gridspec(len(rows) + 2, 1, height_ratios=[0.6] + [1.25] * len(rows) + [1.7])
+    grid = bottom.add_gridspec(len(rows) + 2, 1, height_ratios=[0.6] + [1.25] * len(rows) + [token_h])
     strip = bottom.add_subplot(grid[0])
     _segment_strip(strip, ep)
     for r, (key, (label, dims, constant)) in enumerate(rows, start=1):
@@ -169,12 +172,14 @@ def _tokens(sub, ax, ep: dict) -> None:
         grid, ylabel, cbar = ep["tokens"].T.astype(np.float64), "token bin\nby dimension", "bin"
     else:
         seqs = [np.ravel(s) for s in ep["token_seqs"]]
-        grid = np.full((max(len(s) for s in seqs), len(seqs)), np.nan)
+        grid = np.full((max(1, *(len(s) for s in seqs)), len(seqs)), np.nan)  # blank past a chunk's end
         for i, s in enumerate(seqs):
             grid[: len(s), i] = s
         ylabel, cbar = f"{ep['tokenizer'] or 'token'} ids\nby position", "token id"
     mesh = ax.pcolormesh(edges, np.arange(grid.shape[0] + 1) - 0.5, grid, cmap="viridis", shading="flat")
     ax.set_ylim(grid.shape[0] - 0.5, -0.5)
+    if ep["tokens"] is not None and grid.shape[0] <= NAMED_ROWS:
+        ax.set_yticks(range(grid.shape[0]), ep["action_names"], fontsize=6)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
     sub.colorbar(mesh, ax=ax, label=cbar, pad=0.01, fraction=0.04)
