@@ -110,18 +110,7 @@ def compute_histogram(
         for key, members in iter_shard_samples(path):
             if wanted and key.rsplit("_", 1)[0] not in wanted:
                 continue
-            try:
-                tokens = load_npy(members["tokens.npy"])
-                action = load_npy(members["action.npy"]).astype(np.float64)
-            except (KeyError, ValueError) as exc:
-                raise ShardError(f"{path}: sample {key}: tokens.npy/action.npy: {exc}") from exc
-            if tokens.ndim == 2 and len(tokens):  # a chunk: the first row is this step's action
-                tokens = tokens[0]
-            if tokens.shape != (dims,) or action.shape != (dims,):
-                raise ShardError(
-                    f"{path}: sample {key}: tokens {list(tokens.shape)}, action {list(action.shape)}, "
-                    f"the tokenizer has {dims} dims"
-                )
+            tokens, action = _step_arrays(path, key, members, dims)
             counts[np.arange(dims), np.clip(tokens, lo, hi) - lo] += 1
             sq_err += (tokenizer.decode(tokens) - action) ** 2
             clipped += (action < low) | (action > high)
@@ -131,6 +120,23 @@ def compute_histogram(
     guards = {g["dim"]: g["kind"] for g in tok_doc.get("guards", [])}
     binned = bin_counts(counts, tok_doc)
     return Histogram(binned, sq_err, names, samples, guards, clipped, bin_centres(tokenizer, binned.shape[1]))
+
+
+def _step_arrays(path: Path, key: str, members: dict[str, bytes], dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sample's tokens of this step and its float64 action, both [dims], else ``ShardError``."""
+    try:
+        tokens = load_npy(members["tokens.npy"])
+        action = load_npy(members["action.npy"]).astype(np.float64)
+    except (KeyError, ValueError) as exc:
+        raise ShardError(f"{path}: sample {key}: tokens.npy/action.npy: {exc}") from exc
+    if tokens.ndim == 2 and len(tokens):  # a chunk: the first row is this step's action
+        tokens = tokens[0]
+    if tokens.shape != (dims,) or action.shape != (dims,):
+        raise ShardError(
+            f"{path}: sample {key}: tokens {list(tokens.shape)}, action {list(action.shape)}, "
+            f"the tokenizer has {dims} dims"
+        )
+    return tokens, action
 
 
 def bin_centres(tokenizer, bins: int) -> np.ndarray:
