@@ -84,11 +84,13 @@ def histogram_figure(h):
             ax.set_xlabel("bin", fontsize=7)
     if not shown:
         axes[0][0].axis("off")
-    fig.suptitle(
+        axes[0][0].text(0.5, 0.5, "every dimension is constant", ha="center", va="center")
+    top = "top axis: action value of the bin; " if h.centres is not None else ""
+    title = (
         f"trajshard histogram: action-bin occupancy per dimension, {h.samples} samples, {bins} bins "
-        "(top axis: action value of the bin; red: edge bin holding clipped samples)",
-        fontsize=11,
+        f"({top}red: edge bin holding clipped samples)"
     )
+    fig.suptitle(_wrap(title, 42 * cols), fontsize=11)
     if constant:
         fig.supxlabel(_wrap(constant_note(h, constant), 40 * cols), fontsize=8, color="#555")
     return fig
