@@ -14,7 +14,7 @@ from tests.helpers import shared_data
 from trajshard.cli import main
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
-from trajshard.reports.episode import load_episode, segments
+from trajshard.reports.episode import load_episode, segments, summary
 from trajshard.reports.sheet import GROUP, SEGMENT_COLOUR, contact_sheet_figure, tick_edges
 
 EPISODE = "ep_005"  # the synthetic episode with two time-ranged instruction segments
@@ -61,7 +61,7 @@ def test_rerun_file_holds_the_episode(ingested, tmp_path):
     per_tick = {f"/cameras/{c}" for c in ep["cameras"]} | {"/tokens", "/instruction"}
     for key, root in (("state", "state"), ("action", "action"), ("action", "token_bins")):
         per_tick |= {f"/{root}/{name}" for name in ep[f"{key}_names"]}
-    assert set(rows) == per_tick | {"/instruction/changes", "/__properties"}
+    assert set(rows) == per_tick | {"/instruction/changes", "/episode", "/__properties"}
     for path in per_tick:
         assert _column(rows[path], "tick") == list(ep["steps"]) and len(ep["steps"]) == n, path
     assert ep["action_names"] == ["joint0", "joint1", "joint2", "ee_x", "ee_y", "ee_z", "gripper"]
@@ -77,6 +77,7 @@ def test_rerun_file_holds_the_episode(ingested, tmp_path):
     texts = [t[0] for t in _column(rows["/instruction/changes"], "TextLog:text")]
     assert [t.split(": ", 1)[1] for t in texts] == [s[2] for s in segs]
     assert [t[0] for t in _column(rows["/instruction"], "TextDocument:text")] == ep["instructions"]
+    assert _column(rows["/episode"], "TextDocument:text") == [[summary(ep)]]
 
 
 def test_rerun_file_of_fast_tokens(fast_out, tmp_path):

@@ -10,6 +10,7 @@ time in seconds), names escaped with ``rr.escape_entity_path_part``:
 - ``token_bins/<name>``: per-dimension tokenizers only, the current step's bin of each dimension
 - ``instruction``: the instruction in force, a ``TextDocument``
 - ``instruction/changes``: a ``TextLog`` row at the first tick of every instruction segment
+- ``episode``: static, the text summary ``trajshard inspect`` prints
 
 A default blueprint lays the views out (cameras, state and action plots, tokens and instruction).
 
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from trajshard.io import write_bytes_atomic
-from trajshard.reports.episode import segments
+from trajshard.reports.episode import segments, summary
 
 INSTALL_HINT = "--rerun needs the optional rerun-sdk: pip install 'trajshard[rerun]'"
 TICK, TIME = "tick", "time"
@@ -66,6 +67,7 @@ def episode_rrd(ep: dict) -> bytes:
         _series(rr, rec, "token_bins", ep["tokens"], ep["action_names"], index)
     _tokens(rr, rec, ep)
     _instructions(rr, rec, ep, index)
+    rec.log("episode", rr.TextDocument(summary(ep)), static=True)
     rec.flush()
     data = memory.drain_as_bytes()
     rec.disconnect()
@@ -85,6 +87,7 @@ def blueprint(rr, ep: dict):
         rrb.TensorView(origin="/tokens", name="tokens"),
         rrb.TextDocumentView(origin="/instruction", contents="$origin", name="instruction"),
         rrb.TextLogView(origin="/instruction/changes", name="instruction changes"),
+        rrb.TextDocumentView(origin="/episode", name="episode"),
     ]
     rows = ([rrb.Horizontal(*cams)] if cams else []) + [rrb.Horizontal(*plots), rrb.Horizontal(*text)]
     return rrb.Blueprint(rrb.Vertical(*rows), collapse_panels=False)
