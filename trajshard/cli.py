@@ -313,10 +313,24 @@ def histogram(
     "--png", "png", type=click.Path(dir_okay=False), default=None, help="Write a contact sheet PNG."
 )
 @click.option("--columns", type=int, default=8, help="Frames per camera in the contact sheet.")
-def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
-    """One episode read back from the shards: a text summary and a contact sheet."""
+@click.option(
+    "--rerun",
+    "rrd",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a Rerun recording (.rrd) of the episode; needs the rerun extra.",
+)
+def inspect(out: str, episode: str, png: str | None, columns: int, rrd: str | None) -> None:
+    """One episode read back from the shards: a text summary, a contact sheet, a Rerun recording."""
     from trajshard.reports.episode import load_episode, summary
 
+    if rrd:
+        from trajshard.reports.rerun_view import MissingExtra, rerun_module
+
+        try:
+            rerun_module()
+        except MissingExtra as exc:  # before any shard is read
+            raise click.ClickException(str(exc)) from exc
     try:
         ep = load_episode(out, episode)
     except KeyError as exc:
@@ -325,10 +339,15 @@ def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
         raise click.ClickException(f"cannot read {out}: {exc}") from exc
     click.echo(summary(ep))
     if png:
-        from trajshard.reports.plots import contact_sheet_png
+        from trajshard.reports.sheet import contact_sheet_png
 
         contact_sheet_png(ep, png, columns)
         click.echo(f"wrote {png}", err=True)
+    if rrd:
+        from trajshard.reports.rerun_view import write_rrd
+
+        write_rrd(ep, rrd)
+        click.echo(f"wrote {rrd} (open it with: rerun {rrd})", err=True)
 
 
 @main.command()
