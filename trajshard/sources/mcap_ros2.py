@@ -1,6 +1,9 @@
 """Reader for ROS 2 recordings in MCAP: one ``<episode>.mcap`` per episode in SOURCE.
 
-Topics (``mcap`` table in the job config; defaults in brackets):
+With a source mapping (``[mapping]``, sources/mapping.py) the episode is read by
+sources/mcap_mapped.py: several topics concatenated into the state and action, a time base, an
+instruction from any metadata record, videos in a folder beside the bag (sources/mcap_videos.py), in
+either layout of sources/mcap_layout.py. Without one, as before, from the ``mcap`` table:
 
 - ``state_topic``   a ``sensor_msgs/JointState`` topic, its ``position`` is proprio [the JointState
                     topic whose name has "joint_states", or the only JointState topic];
@@ -19,14 +22,11 @@ since the earliest stamp of the episode's selected streams.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import numpy as np
-from PIL import Image
 
 from trajshard.schemas.episode import (
     Camera,
@@ -38,18 +38,19 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
-from trajshard.sources.video import StoredJpeg, VideoError, probe_video
+from trajshard.sources.mapping import Mapping, parse_mapping
+from trajshard.sources.mcap_bag import iter_images, make_reader
+from trajshard.sources.mcap_describe import describe
+from trajshard.sources.mcap_layout import EpisodeFiles, find_episodes
+from trajshard.sources.mcap_mapped import McapSettings, load_mapped
+from trajshard.sources.mcap_topics import IMAGE_TYPES, JOINT_STATE
+from trajshard.sources.video import VideoError, probe_video
 
-JOINT_STATE = "sensor_msgs/msg/JointState"
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+__all__ = ["McapSource", "describe"]
 
 
 def _reader(f):
-    from mcap.reader import make_reader
-    from mcap_ros2.decoder import DecoderFactory
-
-    return make_reader(f, decoder_factories=[DecoderFactory()])
+    return make_reader(f)
 
 
 def _camera_name(topic: str) -> str:
@@ -62,22 +63,27 @@ def _camera_name(topic: str) -> str:
 class McapSource:
     format = "mcap"
 
-    def __init__(self, root: str | os.PathLike, options: dict | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike, options: dict | None = None, mapping: Mapping | dict | None = None
+    ) -> None:
         self.root = Path(root).resolve()
         self.options = dict(options or {})
+        self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
+        self.settings = McapSettings.of(self.options)
         self.notes: list[str] = []
-        self.files = [self.root] if self.root.is_file() else sorted(self.root.glob("*.mcap"))
-        if not self.files:
-            raise FileNotFoundError(f"{root}: no .mcap file")
+        # every file an episode opens lies in here (SOURCE's folder when SOURCE is one bag)
+        self.base = self.root.parent if self.root.is_file() else self.root
+        self.episodes = find_episodes(self.root)
+        if not self.episodes:
+            raise FileNotFoundError(f"{root}: no .mcap file (nor a folder of one)")
 
     def plan(self) -> tuple[list[str], list[Problem]]:
-        return [f.stem for f in self.files], []
+        return list(self.episodes), []
 
-    def _file(self, episode_id: str) -> Path:
-        for f in self.files:
-            if f.stem == episode_id:
-                return f
-        raise EpisodeError(episode_id, "mcap", "no such episode file")
+    def _files(self, episode_id: str) -> EpisodeFiles:
+        if episode_id not in self.episodes:
+            raise EpisodeError(episode_id, "mcap", "no such episode file")
+        return self.episodes[episode_id]
 
     def _topics(self, summary) -> tuple[str | None, str | None, dict[str, str]]:
         types = {c.topic: summary.schemas[c.schema_id].name for c in summary.channels.values()}
@@ -99,13 +105,15 @@ class McapSource:
         return int(ros.header.stamp.sec) * 1_000_000_000 + int(ros.header.stamp.nanosec)
 
     def load(self, episode_id: str) -> Episode:
-        path = self._file(episode_id)
+        files = self._files(episode_id)
         try:
-            return self._load(episode_id, path)
+            if self.mapping.empty:
+                return self._load(episode_id, files.bags[0])
+            return load_mapped(files, self.base, self.mapping, self.settings)
         except EpisodeError:
             raise
         except Exception as exc:  # noqa: BLE001 - a corrupt bag is this episode's problem
-            raise EpisodeError(episode_id, path.name, f"cannot be read as ROS 2 MCAP: {exc}") from exc
+            raise EpisodeError(episode_id, files.label, f"cannot be read as ROS 2 MCAP: {exc}") from exc
 
     def _load(self, episode_id: str, path: Path) -> Episode:
         with open(path, "rb") as f:
@@ -186,32 +194,5 @@ class McapSource:
 
     def frames(self, camera: Camera, start_pts: int | None = None) -> Iterator:
         path, topic = camera.path.split("#", 1)
-        with open(path, "rb") as f:
-            for i, (_, _, _, ros) in enumerate(_reader(f).iter_decoded_messages(topics=[topic])):
-                if start_pts and i < start_pts:
-                    continue
-                yield _image_frame(ros, i)
-
-
-def _image_frame(ros, i: int):
-    if hasattr(ros, "format"):  # CompressedImage
-        data = bytes(ros.data)
-        if "png" in ros.format.lower():
-            frame = av.VideoFrame.from_ndarray(
-                np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), format="rgb24"
-            )
-            frame.pts = i
-            return frame
-        return StoredJpeg(data, i)
-    channels = CHANNELS.get(ros.encoding)
-    if channels is None:
-        raise ValueError(f"image encoding {ros.encoding!r} is not supported ({sorted(CHANNELS)})")
-    rows = np.frombuffer(bytes(ros.data), np.uint8).reshape(ros.height, ros.step)
-    img = rows[:, : ros.width * channels].reshape(ros.height, ros.width, channels)
-    if ros.encoding.startswith("bgr"):
-        img = img[..., [2, 1, 0]]
-    elif channels == 1:
-        img = np.repeat(img, 3, axis=2)
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[..., :3]), format="rgb24")
-    frame.pts = i
-    return frame
+        bags = next((f.bags for f in self.episodes.values() if str(f.bags[0]) == path), (Path(path),))
+        return iter_images(bags, topic, start_pts)

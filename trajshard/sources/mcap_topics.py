@@ -1,0 +1,173 @@
+"""Topics of ROS 2 MCAP bags read into numeric series, and several series brought onto one time base.
+
+A topic's *field* is a numeric message field: ``position`` (the default of ``sensor_msgs/JointState``),
+``velocity``, ``effort``, ``data`` (``std_msgs/Float64MultiArray``, the default of a message with one
+numeric array), or a dotted path (``pose.position``); a number gives one column, an array its width,
+a sub-message its numeric fields in declaration order.
+
+Pairing (``pair_onto``): each time-base stamp takes, from every other topic, the message nearest in
+time (``sync = "nearest"``, the default) or the latest at or before it (``"hold"``). Stamps outside a
+topic's span (beyond half an interval) are trimmed, as the align stage trims to the streams' common
+span; inside it, a message further than one interval (the larger of the two topics') is a dropout
+and refuses the episode. At equal rates with jitter under half an interval, message k of every topic
+pairs with stamp k, so values reach the episode bit-exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Number
+from types import SimpleNamespace
+
+import numpy as np
+
+JOINT_STATE = "sensor_msgs/msg/JointState"
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+SYNC_RULES = ("nearest", "hold")
+NS = 1_000_000_000
+
+
+class TopicError(ValueError):
+    """A topic or field that cannot give numbers; the message names the topic."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One topic's field: ``values[i]`` stamped ``stamps[i]`` (int64 ns, sorted), with the message's
+    own dimension names (JointState ``name``) when they fit the width."""
+
+    topic: str
+    stamps: np.ndarray  # int64 [N]
+    values: np.ndarray  # float64 [N, W]
+    names: tuple[str, ...] = ()
+
+    def interval(self) -> float:
+        """Median time between messages, seconds (0 for fewer than two)."""
+        d = np.diff(self.stamps)
+        return float(np.median(d)) / NS if len(d) else 0.0
+
+
+def default_field(type_name: str, msg: object) -> str:
+    """The field read when a part names none: JointState ``position``, else the one numeric array."""
+    if type_name == JOINT_STATE:
+        return "position"
+    arrays = [
+        k for k, v in vars(msg).items() if isinstance(v, list | tuple) and v and isinstance(v[0], Number)
+    ]
+    arrays = arrays or [k for k, v in vars(msg).items() if isinstance(v, Number) and not isinstance(v, bool)]
+    if len(arrays) == 1:
+        return arrays[0]
+    raise TopicError(f"a {type_name} message has numeric fields {arrays}: name one (topic:field)")
+
+
+def field_numbers(msg: object, field: str) -> list[float]:
+    """The numbers of ``msg.field`` (a dotted path) in order."""
+    value = msg
+    for step in field.split("."):
+        if not isinstance(value, SimpleNamespace) or not hasattr(value, step):
+            raise TopicError(f"has no field {field!r}")
+        value = getattr(value, step)
+    return _flatten(value, field)
+
+
+def _flatten(value: object, field: str) -> list[float]:
+    if isinstance(value, bool) or isinstance(value, str | bytes):
+        raise TopicError(f"field {field!r} is not numeric")
+    if isinstance(value, Number):
+        return [float(value)]
+    if isinstance(value, list | tuple):
+        return [x for v in value for x in _flatten(v, field)]
+    if isinstance(value, SimpleNamespace):
+        return [x for v in vars(value).values() for x in _flatten(v, field) if not isinstance(v, str)]
+    raise TopicError(f"field {field!r} is a {type(value).__name__}, not numbers")
+
+
+def stamp_of(log_time: int, ros: object, mode: str) -> int:
+    """The message's time in ns: its ``header.stamp`` (``mode`` "header", when it has one) or log time."""
+    header = getattr(ros, "header", None)
+    if mode == "log" or header is None:
+        return int(log_time)
+    return int(header.stamp.sec) * NS + int(header.stamp.nanosec)
+
+
+def make_series(topic: str, stamps: list[int], rows: list[list[float]], names: list[str]) -> Series:
+    """The series of one topic's collected messages, sorted by stamp; TopicError when widths differ."""
+    widths = sorted({len(r) for r in rows})
+    if len(widths) != 1 or widths[0] == 0:
+        raise TopicError(f"topic {topic}: message widths {widths} (need one non-zero width)")
+    order = np.argsort(np.asarray(stamps, dtype=np.int64), kind="stable")
+    values = np.asarray(rows, dtype=np.float64)[order]
+    own = tuple(str(n) for n in names) if len(names) == widths[0] else ()
+    return Series(topic, np.asarray(stamps, dtype=np.int64)[order], values, own)
+
+
+def pair_onto(base: np.ndarray, others: list[Series], sync: str) -> tuple[np.ndarray, dict, dict]:
+    """(base stamps kept, each topic's message index per kept stamp, each topic's largest lag in s).
+
+    Raises TopicError naming the topic and time when a kept stamp's message is further than one
+    interval away (a dropout)."""
+    base_dt = float(np.median(np.diff(base))) if len(base) > 1 else 0.0
+    keep = np.ones(len(base), dtype=bool)
+    for s in others:
+        slack = max(base_dt, float(np.median(np.diff(s.stamps))) if len(s.stamps) > 1 else 0.0) / 2
+        keep &= (base >= s.stamps[0] - slack) & (base <= s.stamps[-1] + slack)
+    kept = base[keep]
+    index, lag = {}, {}
+    for s in others:
+        own_dt = float(np.median(np.diff(s.stamps))) if len(s.stamps) > 1 else 0.0
+        idx = _hold(s.stamps, kept) if sync == "hold" else _nearest(s.stamps, kept)
+        gap = np.abs(s.stamps[idx] - kept)
+        bound = max(base_dt, own_dt) * (1.5 if sync == "hold" else 1.0)
+        if len(gap) and gap.max() > bound:
+            k = int(np.argmax(gap))
+            raise TopicError(
+                f"topic {s.topic}: no message within {bound / NS * 1e3:.1f} ms of the time base's stamp "
+                f"at {(kept[k] - base[0]) / NS:.3f} s (nearest {gap[k] / NS * 1e3:.1f} ms away: a dropout)"
+            )
+        index[s.topic] = idx
+        lag[s.topic] = float(gap.max()) / NS if len(gap) else 0.0
+    return kept, index, lag
+
+
+def _nearest(stamps: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Index of the stamp nearest each of ``at`` (ties: the earlier)."""
+    right = np.clip(np.searchsorted(stamps, at, side="left"), 0, len(stamps) - 1)
+    left = np.clip(right - 1, 0, len(stamps) - 1)
+    return np.where(np.abs(stamps[left] - at) <= np.abs(stamps[right] - at), left, right)
+
+
+def _hold(stamps: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Index of the latest stamp at or before each of ``at`` (the first, before them all)."""
+    return np.clip(np.searchsorted(stamps, at, side="right") - 1, 0, len(stamps) - 1)
+
+
+ACTION_WORDS = ("lead", "command", "cmd", "action", "target")
+
+
+def is_action_topic(topic: str) -> bool:
+    """Whether a topic's name says it carries commands (a leader arm, a command, a target)."""
+    return any(w in topic.lower() for w in ACTION_WORDS)
+
+
+def guess_topics(types: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(state topics, action topics) when a mapping names none: the JointState topics whose names say
+    commands (lead, leader, command, action, target) are the action, the others the state, in name
+    order."""
+    joints = sorted(t for t, ty in types.items() if ty == JOINT_STATE)
+    return [t for t in joints if not is_action_topic(t)], [t for t in joints if is_action_topic(t)]
+
+
+def short_names(topics: list[str]) -> dict[str, str]:
+    """A short, distinct name per topic: its path segments less those every topic shares at the start
+    and the end (``/robot/arm_left_follow/joint_states`` -> ``arm_left_follow``)."""
+    parts = {t: [p for p in t.split("/") if p] for t in topics}
+    if len(topics) < 2:
+        return {t: (p[-1] if p else t) for t, p in parts.items()}
+    lists = list(parts.values())
+    head = 0
+    while all(len(p) > head + 1 for p in lists) and len({p[head] for p in lists}) == 1:
+        head += 1
+    tail = 0
+    while all(len(p) > head + tail + 1 for p in lists) and len({p[-1 - tail] for p in lists}) == 1:
+        tail += 1
+    return {t: "/".join(p[head : len(p) - tail]) or t for t, p in parts.items()}
