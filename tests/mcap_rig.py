@@ -23,7 +23,7 @@ TOPICS = ARMS + LEADS
 JOINTS = [f"joint{i + 1}" for i in range(7)]
 CAMERAS = ("robot.left_camera.color.image_raw", "robot.right_camera.color.image_raw")
 SIDE, FPS = 64, 30
-VIDEO_DELAY_MS = 100  # each camera's first frame is 100 ms after the bag's first message
+VIDEO_DELAY_MS = -100  # the cameras start 100 ms before the bag, so the clock starts on its first stamp
 TASK = "fold the towel in half"
 
 
@@ -54,9 +54,14 @@ def frame(i: int) -> np.ndarray:
 
 
 def frame_stamps(n: int) -> np.ndarray:
-    """ns stamps of the camera frames: whole milliseconds from 100 ms after T0, at 30 fps."""
+    """ns stamps of the camera frames: whole milliseconds from 100 ms before T0, at 30 fps."""
     ms = T0 // 1_000_000 + VIDEO_DELAY_MS + np.round(np.arange(n) * 1000 / FPS).astype(np.int64)
     return ms * 1_000_000
+
+
+def n_frames(seconds: float) -> int:
+    """Frames of each camera of an episode of ``seconds``: they outlast the bag."""
+    return int((seconds + 0.05) * FPS)
 
 
 def write_video(path: Path, n: int, start: str) -> None:
@@ -129,7 +134,7 @@ def write_rig(
     else:
         write_rig_bag(folder / f"{episode}_0.mcap", n, seed, task)
         (folder / "metadata.yaml").write_text("rosbag2_bagfile_information:\n  storage_identifier: mcap\n")
-    frames = int((seconds - 0.15) * FPS)
+    frames = n_frames(seconds)
     for cam, start in zip(CAMERAS, starts, strict=True):
         write_video(folder / f"{cam}.mp4", frames, start)
     return folder
