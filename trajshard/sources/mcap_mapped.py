@@ -2,8 +2,9 @@
 
 - ``state`` / ``action``: parts naming topics (``key``) and numeric fields (``field``, default
   JointState ``position``), concatenated in order; dimension names from JointState ``name``, each
-  prefixed by its topic's short name (``arm_left_follow/joint1``) when a name occurs in two parts.
-  Without parts: the JointState topics, the ones named lead/command/action/target as the action.
+  prefixed by its topic's short name (``arm_left_follow/joint1``) when a name occurs in two parts
+  of the state (or of the action). Without parts: the JointState topics, the ones named
+  lead/command/action/target as the action, less those in ``exclude``.
 - ``time_base``: the topic whose stamps the state and action are on [the first state topic]; every
   other part's topic is paired onto them (sources/mcap_topics.py ``pair_onto``). The episode clock
   is seconds since the time base's first message.
@@ -46,12 +47,12 @@ class McapSettings:
     """The ``[mcap]`` table's settings that apply with a mapping."""
 
     stamp: str = "header"  # "header" stamps or the recorder's "log" time
-    sync: str = "nearest"  # how other topics meet the time base (SYNC_RULES)
+    sync: str = "auto"  # how other topics meet the time base (SYNC_RULES)
     video_offsets: dict[str, float] = field(default_factory=dict)  # camera or stem -> s after the base
 
     @classmethod
     def of(cls, options: dict) -> McapSettings:
-        sync = str(options.get("sync", "nearest"))
+        sync = str(options.get("sync", "auto"))
         if sync not in SYNC_RULES:
             raise ValueError(f"mcap.sync must be one of {SYNC_RULES}, got {sync!r}")
         offsets = {str(k): float(v) for k, v in dict(options.get("video_offsets") or {}).items()}
@@ -59,8 +60,9 @@ class McapSettings:
 
 
 def parts_of(mapping: Mapping, types: dict[str, str]) -> tuple[tuple[Part, ...], tuple[Part, ...]]:
-    """The state and action parts: the mapping's, else the JointState topics (guess_topics)."""
-    state, action = guess_topics(types)
+    """The state and action parts: the mapping's, else the JointState topics (guess_topics) not
+    excluded."""
+    state, action = ([t for t in g if t not in mapping.exclude] for g in guess_topics(types))
     return mapping.state or tuple(Part(t) for t in state), mapping.action or tuple(Part(t) for t in action)
 
 
@@ -122,12 +124,12 @@ def _wanted(parts, base: str, cams: dict[str, str], types: dict[str, str]) -> di
 def _streams(
     label, state_parts, action_parts, series: dict, idx: dict, times: np.ndarray
 ) -> dict[str, Stream]:
-    clash = _clashing(state_parts + action_parts, series)
-    short = short_names([p.key for p in state_parts + action_parts])
+    short = short_names(list(dict.fromkeys(p.key for p in state_parts + action_parts)))
     out = {}
     for name, parts in (("proprio", state_parts), ("action", action_parts)):
         if not parts:
             continue
+        clash = _clashing(parts, series)
 
         def read(part: Part, parts=parts) -> tuple[np.ndarray, tuple[str, ...]]:
             s: Series = series[(part.key, part.field)]

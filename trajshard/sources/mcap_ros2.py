@@ -70,6 +70,10 @@ class McapSource:
         self.options = dict(options or {})
         self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
         self.settings = McapSettings.of(self.options)
+        if self.mapping.episodes:
+            raise ValueError(
+                "mapping.episodes is not read for MCAP: each bag (or rosbag2 folder) is an episode"
+            )
         self.notes: list[str] = []
         # every file an episode opens lies in here (SOURCE's folder when SOURCE is one bag)
         self.base = self.root.parent if self.root.is_file() else self.root

@@ -5,12 +5,15 @@ A topic's *field* is a numeric message field: ``position`` (the default of ``sen
 numeric array), or a dotted path (``pose.position``); a number gives one column, an array its width,
 a sub-message its numeric fields in declaration order.
 
-Pairing (``pair_onto``): each time-base stamp takes, from every other topic, the message nearest in
-time (``sync = "nearest"``, the default) or the latest at or before it (``"hold"``). Stamps outside a
-topic's span (beyond half an interval) are trimmed, as the align stage trims to the streams' common
-span; inside it, a message further than one interval (the larger of the two topics') is a dropout
-and refuses the episode. At equal rates with jitter under half an interval, message k of every topic
-pairs with stamp k, so values reach the episode bit-exact.
+Pairing (``pair_onto``): each time-base stamp takes a message from every other topic. A topic at the
+time base's rate (within 10 %) gives the message nearest in time: at equal rates with jitter under
+half an interval, message k of every topic pairs with stamp k, so values reach the episode bit-exact.
+A topic at another rate gives the latest message at or before the stamp (held, never taken from the
+future: a slower command topic is in force until the next). ``sync`` ("auto", the default, or
+"nearest" / "hold" for every topic) overrides the choice. Stamps outside a topic's span (beyond half
+an interval) are trimmed, as the align stage trims to the streams' common span; inside it, a message
+further than one interval (the larger of the two topics', 1.5 for a held one) is a dropout and
+refuses the episode. The largest lag of each topic is kept with the episode.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import numpy as np
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-SYNC_RULES = ("nearest", "hold")
+SYNC_RULES = ("auto", "nearest", "hold")
+SAME_RATE = 0.1  # topics whose median intervals differ by less than this fraction pair by nearest
 NS = 1_000_000_000
 
 
@@ -40,11 +44,6 @@ class Series:
     stamps: np.ndarray  # int64 [N]
     values: np.ndarray  # float64 [N, W]
     names: tuple[str, ...] = ()
-
-    def interval(self) -> float:
-        """Median time between messages, seconds (0 for fewer than two)."""
-        d = np.diff(self.stamps)
-        return float(np.median(d)) / NS if len(d) else 0.0
 
 
 def default_field(type_name: str, msg: object) -> str:
@@ -106,18 +105,20 @@ def pair_onto(base: np.ndarray, others: list[Series], sync: str) -> tuple[np.nda
 
     Raises TopicError naming the topic and time when a kept stamp's message is further than one
     interval away (a dropout)."""
-    base_dt = float(np.median(np.diff(base))) if len(base) > 1 else 0.0
+    base_dt = _interval(base)
     keep = np.ones(len(base), dtype=bool)
     for s in others:
-        slack = max(base_dt, float(np.median(np.diff(s.stamps))) if len(s.stamps) > 1 else 0.0) / 2
+        slack = max(base_dt, _interval(s.stamps)) / 2
         keep &= (base >= s.stamps[0] - slack) & (base <= s.stamps[-1] + slack)
     kept = base[keep]
     index, lag = {}, {}
     for s in others:
-        own_dt = float(np.median(np.diff(s.stamps))) if len(s.stamps) > 1 else 0.0
-        idx = _hold(s.stamps, kept) if sync == "hold" else _nearest(s.stamps, kept)
+        own_dt = _interval(s.stamps)
+        same = abs(own_dt - base_dt) <= SAME_RATE * max(base_dt, own_dt)
+        held = sync == "hold" or (sync == "auto" and not same)
+        idx = _hold(s.stamps, kept) if held else _nearest(s.stamps, kept)
         gap = np.abs(s.stamps[idx] - kept)
-        bound = max(base_dt, own_dt) * (1.5 if sync == "hold" else 1.0)
+        bound = max(base_dt, own_dt) * (1.5 if held else 1.0)
         if len(gap) and gap.max() > bound:
             k = int(np.argmax(gap))
             raise TopicError(
@@ -127,6 +128,11 @@ def pair_onto(base: np.ndarray, others: list[Series], sync: str) -> tuple[np.nda
         index[s.topic] = idx
         lag[s.topic] = float(gap.max()) / NS if len(gap) else 0.0
     return kept, index, lag
+
+
+def _interval(stamps: np.ndarray) -> float:
+    """Median ns between stamps (0 for fewer than two)."""
+    return float(np.median(np.diff(stamps))) if len(stamps) > 1 else 0.0
 
 
 def _nearest(stamps: np.ndarray, at: np.ndarray) -> np.ndarray:
