@@ -129,13 +129,11 @@ def _streams(
     for name, parts in (("proprio", state_parts), ("action", action_parts)):
         if not parts:
             continue
-        clash = _clashing(parts, series)
+        prefix = _clashing(parts, series)
 
-        def read(part: Part, parts=parts) -> tuple[np.ndarray, tuple[str, ...]]:
+        def read(part: Part, prefix: bool = prefix) -> tuple[np.ndarray, tuple[str, ...]]:
             s: Series = series[(part.key, part.field)]
-            own = s.names
-            if own and clash:
-                own = tuple(f"{short[part.key]}/{n}" for n in own)
+            own = tuple(f"{short[part.key]}/{n}" for n in s.names) if prefix else s.names
             return s.values[idx[part.key]], own
 
         values, names = concat_parts(parts, read, label)
