@@ -91,25 +91,33 @@ def write_video(path: Path, n: int, start: str) -> None:
         path.with_suffix(".timestamps.txt").write_text("\n".join(str(v) for v in frame_stamps(n)) + "\n")
 
 
-def write_rig_bag(path: Path, n: int, seed: int, task: bool = True) -> None:
-    """The bag: four JointState topics of n messages each and, with ``task``, the task_info record."""
-    from mcap_ros2.writer import Writer
-
+def rig_events(n: int, seed: int, lost: range = range(0)) -> list[tuple[int, str, np.ndarray]]:
+    """Every message (stamp, topic, positions) in stamp order; the right follower loses ``lost``."""
     events = []
     for topic, name in enumerate(TOPICS):
         values = joint_values(topic, np.arange(n))
         for k, stamp in enumerate(stamps(topic, n, seed)):
-            events.append((int(stamp), name, values[k]))
+            if not (topic == 1 and k in lost):
+                events.append((int(stamp), name, values[k]))
+    return sorted(events, key=lambda e: (e[0], e[1]))
+
+
+def write_rig_bag(path: Path, events: list, task: bool = True, records: bool = True) -> None:
+    """A bag of the JointState ``events``; with ``records``, the robot_info record and, with ``task``,
+    the task_info record."""
+    from mcap_ros2.writer import Writer
+
     with open(path, "wb") as f:
         w = Writer(f)
         js = w.register_msgdef("sensor_msgs/msg/JointState", JOINT_STATE)
-        for stamp, name, position in sorted(events, key=lambda e: (e[0], e[1])):
+        for stamp, name, position in events:
             msg = {"header": ros_header(stamp), "name": JOINTS, "position": position.tolist()}
             w.write_message(name, js, {**msg, "velocity": [], "effort": []}, log_time=stamp + 1_000_000)
-        if task:
+        if task and records:
             subtasks = json.dumps(["grasp the corner", "fold it over"])
             w.add_metadata("task_info", {"task_description": TASK, "subtasks": subtasks})
-        w.add_metadata("robot_info", {"robot_type": "bimanual leader/follower", "arms": "2"})
+        if records:
+            w.add_metadata("robot_info", {"robot_type": "bimanual leader/follower", "arms": "2"})
         w.finish()
 
 
@@ -122,17 +130,20 @@ def write_rig(
     layout: str = "flat",
     starts: tuple[str, str] = ("pts", "stamps"),
     task: bool = True,
+    lost: range = range(0),
 ) -> Path:
     """One episode in ``layout`` "flat" (``<root>/<episode>.mcap`` + ``<root>/<episode>/``) or
-    "rosbag2" (``<root>/<episode>/<episode>_0.mcap`` + ``metadata.yaml``), its two cameras started as
+    "rosbag2" (``<root>/<episode>/<episode>_0.mcap``, ``_1.mcap`` + ``metadata.yaml``), its two cameras started as
     ``starts`` says (write_video). Returns the folder of the videos."""
     folder = root / episode
     folder.mkdir(parents=True, exist_ok=True)
     n = int(seconds * RATE)
+    events = rig_events(n, seed, lost)
     if layout == "flat":
-        write_rig_bag(root / f"{episode}.mcap", n, seed, task)
-    else:
-        write_rig_bag(folder / f"{episode}_0.mcap", n, seed, task)
+        write_rig_bag(root / f"{episode}.mcap", events, task)
+    else:  # split in two files, as rosbag2 does by size or duration; the records in the first
+        write_rig_bag(folder / f"{episode}_0.mcap", events[: len(events) // 2], task)
+        write_rig_bag(folder / f"{episode}_1.mcap", events[len(events) // 2 :], task, records=False)
         (folder / "metadata.yaml").write_text("rosbag2_bagfile_information:\n  storage_identifier: mcap\n")
     frames = n_frames(seconds)
     for cam, start in zip(CAMERAS, starts, strict=True):
