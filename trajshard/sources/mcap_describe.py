@@ -18,9 +18,11 @@ from trajshard.sources.mcap_topics import (
     IMAGE_TYPES,
     JOINT_STATE,
     NS,
+    Series,
     TopicError,
     field_numbers,
     guess_topics,
+    pair_onto,
     stamp_of,
 )
 from trajshard.sources.mcap_videos import camera_name, frame_stamps
@@ -31,19 +33,24 @@ TASK_WORDS = ("task_description", "instruction", "task", "description", "prompt"
 
 def describe(root: Path, **settings) -> Listing:
     """What the MCAP source ``root`` holds, from its first episode; ``settings`` may carry ``mcap``
-    (the ``[mcap]`` table: ``stamp``)."""
+    (the ``[mcap]`` table: ``stamp``). Times are seconds since the template's time base's first
+    message, as the episode clock is."""
     episodes = find_episodes(Path(root).resolve())
     if not episodes:
         raise FileNotFoundError(f"{root}: no .mcap file (nor a folder of one)")
     files = next(iter(episodes.values()))
-    stamp = str(dict(settings.get("mcap") or {}).get("stamp", "header"))
     index = index_bags(files.bags)
-    keys, stamps = _topic_keys(files, index, stamp)
-    keys += _record_keys(index)
-    span = (min(s[0] for s in stamps.values()), max(s[-1] for s in stamps.values())) if stamps else (0, 0)
-    videos, notes = _video_keys(files, span)
+    stamps, first = _read_all(files, str(dict(settings.get("mcap") or {}).get("stamp", "header")))
     state, action = guess_topics(index.types)
-    mapping = _template(files, index, state, action)
+    t0 = int(stamps[state[0]][0]) if state else min((int(s[0]) for s in stamps.values()), default=0)
+    keys = _topic_keys(index, stamps, first, t0) + _record_keys(index)
+    span = (
+        (min(int(s[0]) for s in stamps.values()), max(int(s[-1]) for s in stamps.values()))
+        if stamps
+        else (0, 0)
+    )
+    videos, notes = _video_keys(files, span, t0)
+    notes += _pairing_notes(state + action, stamps)
     if not state:
         notes.append("no JointState topic for the state: name the state topics in mapping.state")
     if not action:
@@ -51,6 +58,7 @@ def describe(root: Path, **settings) -> Listing:
     subtasks = index.metadata.get("task_info", {}).get("subtasks")
     if subtasks:
         notes.append(f"task_info.subtasks is kept with each episode, not as instructions: {subtasks[:80]}")
+    mapping = _template(files, index, state, action)
     return Listing(
         "mcap",
         len(episodes),
@@ -68,31 +76,45 @@ def _timing(stamps: np.ndarray, t0: int) -> dict:
     return {"rate_hz": rate, "span_s": ((stamps[0] - t0) / NS, (stamps[-1] - t0) / NS), "count": len(stamps)}
 
 
-def _topic_keys(
-    files: EpisodeFiles, index: BagIndex, mode: str
-) -> tuple[list[KeyInfo], dict[str, np.ndarray]]:
-    """A key per numeric field of each topic (JointState: ``position``, with its names), per image topic
-    and per text topic; and every topic's stamps."""
+def _read_all(files: EpisodeFiles, mode: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """Every topic's stamps (sorted int64 ns) and first message."""
     first: dict[str, object] = {}
-    stamps: dict[str, list[int]] = {t: [] for t in index.types}
+    stamps: dict[str, list[int]] = {}
     for bag in files.bags:
         with open(bag, "rb") as f:
             for _, channel, msg, ros in make_reader(f).iter_decoded_messages():
                 first.setdefault(channel.topic, ros)
-                stamps[channel.topic].append(stamp_of(msg.log_time, ros, mode))
-    arrays = {t: np.sort(np.asarray(s, dtype=np.int64)) for t, s in stamps.items() if s}
-    t0 = min((int(s[0]) for s in arrays.values()), default=0)
+                stamps.setdefault(channel.topic, []).append(stamp_of(msg.log_time, ros, mode))
+    return {t: np.sort(np.asarray(s, dtype=np.int64)) for t, s in stamps.items()}, first
+
+
+def _topic_keys(index: BagIndex, stamps: dict, first: dict, t0: int) -> list[KeyInfo]:
+    """A key per numeric field of each topic (JointState: ``position``, with its names), per image topic
+    and per text field."""
     keys = []
     for topic, ty in sorted(index.types.items()):
-        if topic not in arrays:
+        if topic not in stamps:
             keys.append(KeyInfo(topic, "other", ty, count=0, detail="no messages"))
             continue
-        timing = _timing(arrays[topic], t0)
+        timing = _timing(stamps[topic], t0)
         if ty in IMAGE_TYPES:
             keys.append(KeyInfo(topic, "camera", ty, **timing))
         else:
             keys += _field_keys(topic, ty, first[topic], timing)
-    return keys, arrays
+    return keys
+
+
+def _pairing_notes(topics: list[str], stamps: dict[str, np.ndarray]) -> list[str]:
+    """How the template's topics meet its time base (the largest lag), or why they cannot."""
+    if len(topics) < 2:
+        return []
+    others = [Series(t, stamps[t], np.zeros((len(stamps[t]), 1))) for t in topics[1:]]
+    try:
+        _, _, lag = pair_onto(stamps[topics[0]], others, "auto")
+    except TopicError as exc:
+        return [f"pairing onto the time base {topics[0]}: {exc}"]
+    worst = max(lag, key=lag.get)
+    return [f"topics meet the time base {topics[0]} within {lag[worst] * 1e3:.1f} ms (largest: {worst})"]
 
 
 def _field_keys(topic: str, ty: str, msg: object, timing: dict) -> list[KeyInfo]:
@@ -128,7 +150,7 @@ def _record_keys(index: BagIndex) -> list[KeyInfo]:
     ]
 
 
-def _video_keys(files: EpisodeFiles, span: tuple[int, int]) -> tuple[list[KeyInfo], list[str]]:
+def _video_keys(files: EpisodeFiles, span: tuple[int, int], t0: int) -> tuple[list[KeyInfo], list[str]]:
     keys, notes = [], []
     for video in files.videos():
         try:
@@ -138,7 +160,7 @@ def _video_keys(files: EpisodeFiles, span: tuple[int, int]) -> tuple[list[KeyInf
             continue
         try:
             stamps, how = frame_stamps(probe, video, None, span)
-            timing = _timing(stamps, span[0])
+            timing = _timing(stamps, t0)
         except ValueError as exc:
             timing, how = {"count": len(probe.pts)}, "no start time"
             notes.append(f"video {video.name}: {exc}")
