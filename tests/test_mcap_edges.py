@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from tests import mcap_rig as rig
-from tests.helpers import write_bag
+from tests.helpers import DEPS, T0, ros_header, write_bag
 from trajshard.schemas.episode import EpisodeError
 from trajshard.sources import open_source
+from trajshard.sources.mcap_describe import describe
 from trajshard.sources.mcap_mapped import McapSettings
 from trajshard.sources.mcap_topics import Series, TopicError, pair_onto, short_names
 
@@ -115,3 +116,33 @@ def test_pairing_rules():
     with pytest.raises(ValueError, match="sync"):
         McapSettings.of({"sync": "sometimes"})
     assert short_names(["/robot/a/js", "/robot/b/js"]) == {"/robot/a/js": "a", "/robot/b/js": "b"}
+
+
+GRIPPER = "std_msgs/Header header\nfloat64 width\nfloat64[] forces\nstring mode" + DEPS
+
+
+def test_numeric_fields_of_other_message_types(tmp_path):
+    from mcap_ros2.writer import Writer
+
+    with open(tmp_path / "ep_a.mcap", "wb") as f:
+        w = Writer(f)
+        g = w.register_msgdef("my_msgs/msg/Gripper", GRIPPER)
+        for k in range(20):
+            stamp = T0 + k * 20_000_000
+            msg = {"header": ros_header(stamp), "width": 0.5 * k, "forces": [k, -k], "mode": "open"}
+            w.write_message("/gripper", g, msg, log_time=stamp)
+        w.finish()
+    mapping = {"state": ["/gripper:width", "/gripper:forces"], "instruction": "grip"}
+    ep = load(tmp_path, mapping=mapping)
+    k = np.arange(20)
+    np.testing.assert_array_equal(ep.streams["proprio"].values, np.stack([0.5 * k, k, -k], axis=1))
+    assert ep.streams["proprio"].names == ("/gripper:width", "/gripper:forces[0]", "/gripper:forces[1]")
+    default = load(tmp_path, mapping={"state": ["/gripper"], "instruction": "grip"})  # the one array
+    np.testing.assert_array_equal(default.streams["proprio"].values, np.stack([k, -k], axis=1))
+    with pytest.raises(EpisodeError, match="not numeric"):
+        load(tmp_path, mapping={"state": ["/gripper:mode"], "instruction": "grip"})
+    header = load(tmp_path, mapping={"state": ["/gripper:header.stamp"], "instruction": "grip"})
+    assert header.streams["proprio"].values.shape == (20, 2)  # sec, nanosec: a sub-message's numbers
+    keys = {k.key: k for k in describe(tmp_path).keys}
+    assert keys["/gripper:width"].shape == (1,) and keys["/gripper:forces"].shape == (2,)
+    assert keys["/gripper:mode"].kind == "text" and "/gripper:header" not in keys

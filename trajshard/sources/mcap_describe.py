@@ -22,6 +22,7 @@ from trajshard.sources.mcap_topics import (
     TopicError,
     field_numbers,
     guess_topics,
+    message_fields,
     pair_onto,
     stamp_of,
 )
@@ -118,7 +119,8 @@ def _pairing_notes(topics: list[str], stamps: dict[str, np.ndarray]) -> list[str
 
 
 def _field_keys(topic: str, ty: str, msg: object, timing: dict) -> list[KeyInfo]:
-    fields = ["position", "velocity", "effort"] if ty == JOINT_STATE else list(vars(msg))
+    fields = ["position", "velocity", "effort"] if ty == JOINT_STATE else list(message_fields(msg))
+    fields = [f for f in fields if f != "header"]  # its stamp is the topic's time, listed as such
     out = []
     for name in fields:
         value = getattr(msg, name)

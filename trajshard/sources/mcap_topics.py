@@ -46,14 +46,21 @@ class Series:
     names: tuple[str, ...] = ()
 
 
+def message_fields(msg: object) -> dict[str, object]:
+    """A decoded message's fields in declaration order (mcap_ros2's classes keep them in ``__slots__``)."""
+    slots = getattr(type(msg), "__slots__", None)
+    if slots:
+        return {k: getattr(msg, k) for k in slots}
+    return dict(vars(msg))
+
+
 def default_field(type_name: str, msg: object) -> str:
     """The field read when a part names none: JointState ``position``, else the one numeric array."""
     if type_name == JOINT_STATE:
         return "position"
-    arrays = [
-        k for k, v in vars(msg).items() if isinstance(v, list | tuple) and v and isinstance(v[0], Number)
-    ]
-    arrays = arrays or [k for k, v in vars(msg).items() if isinstance(v, Number) and not isinstance(v, bool)]
+    fields = message_fields(msg)
+    arrays = [k for k, v in fields.items() if isinstance(v, list | tuple) and v and isinstance(v[0], Number)]
+    arrays = arrays or [k for k, v in fields.items() if isinstance(v, Number) and not isinstance(v, bool)]
     if len(arrays) == 1:
         return arrays[0]
     raise TopicError(f"a {type_name} message has numeric fields {arrays}: name one (topic:field)")
@@ -77,7 +84,8 @@ def _flatten(value: object, field: str) -> list[float]:
     if isinstance(value, list | tuple):
         return [x for v in value for x in _flatten(v, field)]
     if isinstance(value, SimpleNamespace):
-        return [x for v in vars(value).values() for x in _flatten(v, field) if not isinstance(v, str)]
+        fields = message_fields(value).values()
+        return [x for v in fields if not isinstance(v, str) for x in _flatten(v, field)]
     raise TopicError(f"field {field!r} is a {type(value).__name__}, not numbers")
 
 
