@@ -52,6 +52,10 @@ def test_a_video_linked_from_outside_is_refused(tmp_path):
     with pytest.raises(EpisodeError) as err:
         load(src)
     assert err.value.where == f"ep_a/{rig.CAMERAS[0]}.mp4" and "outside the source" in err.value.message
+    (src / "ep_a.mcap").unlink()
+    os.symlink(outside / "ep_a.mcap", src / "ep_a.mcap")  # the bag itself
+    with pytest.raises(EpisodeError, match="outside the source"):
+        open_source(src, "mcap").load("ep_a")
 
 
 def test_a_whole_second_creation_time_is_not_a_start(tmp_path):

@@ -31,6 +31,7 @@ from trajshard.schemas.episode import (
     check_by_loading,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources.contain import contained, regular_file
 from trajshard.sources.mapping import Mapping, parse_mapping
 from trajshard.sources.mcap_bag import iter_images
 from trajshard.sources.mcap_describe import describe
@@ -72,6 +73,8 @@ class McapSource:
 
     def load(self, episode_id: str) -> Episode:
         files = self._files(episode_id)
+        for bag in files.bags:  # a link out of the source, a FIFO: refused before it is opened
+            regular_file(contained(self.base, bag, episode_id, files.label), episode_id)
         try:
             if self.mapping.empty:
                 return load_legacy(episode_id, files.bags[0], self.options)
