@@ -79,6 +79,15 @@ def test_a_whole_second_creation_time_is_not_a_start(tmp_path):
     assert "whole seconds only" in err.value.message and err.value.where.endswith(path.name)
 
 
+def test_a_timestamps_file_off_the_bags_clock_is_refused(tmp_path):
+    folder = rig.write_rig(tmp_path, "ep_a", seconds=0.5, starts=("pts", "stamps"))
+    stamps = folder / f"{rig.CAMERAS[1]}.timestamps.npy"
+    np.save(stamps, np.arange(rig.n_frames(0.5), dtype=np.int64) * 33_000_000)  # from 0, not stamps
+    with pytest.raises(EpisodeError, match="not on the bag's clock") as err:
+        load(tmp_path)
+    assert err.value.where == f"ep_a/{rig.CAMERAS[1]}.mp4"
+
+
 def test_a_mapped_camera_an_episode_lacks_quarantines_it(tmp_path):
     folder = rig.write_rig(tmp_path, "ep_a", seconds=0.5)
     (folder / f"{rig.CAMERAS[1]}.mp4").unlink()

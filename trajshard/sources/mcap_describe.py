@@ -60,6 +60,8 @@ def describe(root: Path, **settings) -> Listing:
     if subtasks:
         notes.append(f"task_info.subtasks is kept with each episode, not as instructions: {subtasks[:80]}")
     mapping = _template(files, index, state, action)
+    if "instruction" not in mapping:
+        notes.append("no metadata field reads like a task: set mapping.instruction")
     return Listing(
         "mcap",
         len(episodes),

@@ -114,6 +114,11 @@ def frame_stamps(
         stamps = read_stamps(stamps_path)
         if len(stamps) != len(probe.pts):
             raise ValueError(f"{stamps_path.name} has {len(stamps)} stamps for {len(probe.pts)} frames")
+        if len(stamps) and not (span[0] - NEAR_NS <= stamps[0] <= span[1] + NEAR_NS):
+            raise ValueError(
+                f"{stamps_path.name} starts {(stamps[0] - span[0]) / NS:.1f} s from the bag's first stamp: "
+                "not on the bag's clock (absolute stamps expected, ns or s)"
+            )
         return stamps, stamps_path.name
     if start is not None:
         return start + rel, "the given start"
