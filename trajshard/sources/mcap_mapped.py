@@ -77,7 +77,7 @@ def load_mapped(files: EpisodeFiles, root: Path, mapping: Mapping, settings: Mca
         cams = _camera_topics(mapping, index, files)
         wanted = _wanted(state_parts + action_parts, base, cams, index.types)
         series, stamps = read_series(files.bags, wanted, settings.stamp)
-        t0 = int(stamps[base][0])
+        t0 = int(stamps[base].min())  # the episode clock's zero: the time base's first message
         kept, idx, lag = pair_onto(
             np.sort(stamps[base]),
             [series[k] for k in _series_keys(state_parts + action_parts)],
@@ -183,7 +183,7 @@ def _cameras(files, root, cams, stamps, t0: int, starts: dict[str, int]) -> dict
     stamps given by the config or the bag, by camera or video name)."""
     eid, label = files.episode_id, files.label
     out = {}
-    span = (min(int(s[0]) for s in stamps.values()), max(int(s[-1]) for s in stamps.values()))
+    span = (min(int(s.min()) for s in stamps.values()), max(int(s.max()) for s in stamps.values()))
     for cam, value in cams.items():
         if value in stamps:  # an image topic of the bag
             st = stamps[value]
