@@ -409,7 +409,8 @@ def index(out: str, wids: bool, energon: bool | None, verify: bool) -> None:
         )
         if not energon:
             click.echo(
-                "megatron-energon is not installed: skipping .nv-meta (pip install megatron-energon)",
+                "megatron-energon is not installed: skipping .nv-meta (install torch==2.13.0 first, then "
+                "pip install 'trajshard[energon]')",
                 err=True,
             )
     try:
