@@ -46,9 +46,11 @@ PASS1_BATCH = 32  # most episodes per pass-1 task (low-dimensional reads: a few 
 
 class Executor(Protocol):
     """Runs tasks ``fn(context, unit)``; hands each result to ``on_result(index, result)`` as it arrives.
-    ``ahead``: keep a task queued behind each running one (pass 2's long tasks)."""
+    ``ahead``: keep a task queued behind each running one (pass 2's long tasks). ``where``: where the
+    tasks run, for the job's first line."""
 
     workers: int
+    where: str
 
     def running(self) -> AbstractContextManager: ...
 
@@ -61,6 +63,7 @@ class SerialExecutor:
     """Every task in this process, one after another, in order."""
 
     workers = 1
+    where = "serially in this process (--workers 0, no Ray)"
 
     def running(self) -> AbstractContextManager:
         return nullcontext()
@@ -97,6 +100,7 @@ def run_job(
     laps = Laps()
     spec, source = SourceSpec.of(source_path, cfg.source, cfg.align.fps)
     store, state = Store(out), JobState(Store(out))
+    store.probe()  # an object store that does not answer fails here, in one line (StorageError)
     with OutLock(store):
         ids, rejected = checked_plan(source)
         if not ids and not rejected:
@@ -109,6 +113,7 @@ def run_job(
             return finished_report(store, laps.total())
         n_input = len(ids) + len(rejected)
         ids, left_out = select_ids(ids, cfg.filter)
+        log.info("%s", start_line(spec, store, n_input, len(rejected), len(left_out), executor.where))
         show = sys.stderr.isatty() if progress is None else progress
         laps.lap("plan")
         with executor.running():
@@ -136,6 +141,14 @@ def run_job(
         state.clear()
     laps.lap("commit")
     return replace(report, seconds=laps.total(), phases=laps.phases)
+
+
+def start_line(spec: SourceSpec, store: Store, n_input: int, rejected: int, left_out: int, where: str) -> str:
+    """The job's first line, printed before Ray starts: what it read, what it found, where it runs."""
+    found = f"{n_input} episodes found"
+    if rejected or left_out:
+        found += f" ({rejected} rejected by their id, {left_out} left out by the filters)"
+    return f"ingest {redact(spec.path)} ({spec.format}) -> {redact(store.location)}: {found}; running {where}"
 
 
 def source_notes(source) -> list[str]:
@@ -210,7 +223,10 @@ def run_pass1(executor: Executor, ctx: TaskContext, ids: list[str], show: bool) 
 
     def arrived(i: int, result: list) -> None:
         merger.add(i, result)
-        bar.update(len(result), 0, sum(isinstance(r, Problem) for r in result))
+        bad = sum(isinstance(r, Problem) for r in result)
+        bar.update(
+            len(result), 0, bad, f"task {i + 1}/{len(batches)}: {_span_text(batches[i])}, {bad} quarantined"
+        )
 
     executor.map(pass1_batch, ctx, batches, arrived)
     bar.close()
@@ -309,11 +325,34 @@ def run_pass2(
     def arrived(i: int, result: GroupResult) -> None:
         state.record(todo[i], result)
         results[todo[i].index] = result
-        bar.update(plan.finishes(todo[i]), result.frames_written, len(result.quarantined))
+        bar.update(
+            plan.finishes(todo[i]),
+            result.frames_written,
+            len(result.quarantined),
+            _group_text(todo[i], result),
+        )
 
     executor.map(pass2_group, ctx, todo, arrived, ahead=True)
     bar.close()
     return [results[g.index] for g in plan.groups]
+
+
+def _span_text(episodes: list[str] | tuple[str, ...]) -> str:
+    return (
+        f"episode {episodes[0]}"
+        if len(episodes) == 1
+        else f"{len(episodes)} episodes {episodes[0]}..{episodes[-1]}"
+    )
+
+
+def _group_text(g: Group, r: GroupResult) -> str:
+    """A finished pass-2 group, for its -v line."""
+    what = _span_text(g.episodes) + (f" ticks {g.span[0]}-{g.span[1]}" if g.span else "")
+    samples = sum(p.samples for p in r.parts)
+    return (
+        f"group {g.index} ({g.split}): {what}: {samples} samples in {len(r.parts)} parts, "
+        f"{r.frames_written} frames, {len(r.quarantined)} quarantined"
+    )
 
 
 def settle_spans(groups: list[Group], results: list[GroupResult]) -> list[tuple[Group, GroupResult]]:
