@@ -165,7 +165,9 @@ class _RequiredWithHint(click.Option):
 def ingest(
     source, out, config_path, progress, cameras, keep_episodes, exclude_episodes, resume, **flags
 ) -> None:
-    """Ingest SOURCE into OUT (shards + meta). Both may be object-store URIs (s3://bucket/prefix)."""
+    """Ingest SOURCE into OUT (shards + meta).
+
+    OUT, and a raw-layout SOURCE, may be object-store URIs (s3://bucket/prefix): docs/operations.md."""
     from trajshard.pipelines.ingest import IngestError, run_ingest
     from trajshard.storage import StorageError
 
@@ -201,6 +203,8 @@ def ingest(
         f"{report.episodes_input} (see {report.out}/meta/quarantine.jsonl)"
         + (f"; filtered out {report.episodes_filtered}" if report.episodes_filtered else "")
     )
+    if report.shard_note:
+        click.echo(f"note: {report.shard_note}")
 
 
 @main.command()
@@ -519,6 +523,8 @@ def demo(out: str, episodes: int, seconds: float, workers: int | None) -> None:
         f"[2/4] ingested: {report.samples} samples, {report.shards} shards, "
         f"{report.episodes_quarantined} quarantined, {report.seconds:.1f}s -> {dataset}"
     )
+    if report.shard_note:
+        click.echo(f"      note: {report.shard_note}")
     v = validate_output(dataset)
     if not v.ok:
         click.echo(f"[3/4] validation FAILED:\n{format_problems(v.problems)}")

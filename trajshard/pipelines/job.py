@@ -29,7 +29,7 @@ from trajshard.pipelines.embodiment import embodiment_problems
 from trajshard.pipelines.facts import GroupResult, IngestError, IngestReport, part_names
 from trajshard.pipelines.filters import select_ids
 from trajshard.pipelines.merge import Pass1Merger, Pass1Summary
-from trajshard.pipelines.plan import Group, group_steps, plan_groups, span_length
+from trajshard.pipelines.plan import Group, group_steps, plan_groups, shard_note, span_length
 from trajshard.pipelines.progress import Progress
 from trajshard.pipelines.shards import clean_temporaries
 from trajshard.pipelines.tasks import TaskContext, pass1_batch, pass2_group, sample_chunks
@@ -80,6 +80,7 @@ class Pass2Plan:
     groups: list[Group]
     steps_of: dict[str, int]  # steps of each source episode, over its parts
     done: dict[int, GroupResult] = field(default_factory=dict)  # finished by an interrupted run
+    task_steps: int = 0  # steps a group holds (the config's, or automatic): for the shard note
 
     def finishes(self, g: Group) -> int:
         """Episodes a group finishes: a span, its episode's last one."""
@@ -140,7 +141,10 @@ def run_job(
         report = commit(store, ctx, outcome, state.before_promotion)
         state.clear()
     laps.lap("commit")
-    return replace(report, seconds=laps.total(), phases=laps.phases)
+    nbytes = sum(p.bytes for _, r in outcome.groups for p in r.parts)
+    total = sum(plan.steps_of.values())
+    note = shard_note(cfg.output, plan.task_steps, plan.groups, report.shards, nbytes, total)
+    return replace(report, seconds=laps.total(), phases=laps.phases, shard_note=note)
 
 
 def start_line(spec: SourceSpec, store: Store, n_input: int, rejected: int, left_out: int, where: str) -> str:
@@ -306,7 +310,7 @@ def plan_pass2(ctx: TaskContext, pass1: Pass1Summary, state: JobState, resume: b
     except ValueError as exc:
         raise IngestError(str(exc)) from exc
     clean_temporaries(state.store, keep=part_names(done.values()))
-    return Pass2Plan(groups, steps_of, done)
+    return Pass2Plan(groups, steps_of, done, task_steps)
 
 
 def run_pass2(
