@@ -78,6 +78,15 @@ class _RequiredWithHint(click.Option):
             raise
 
 
+_mapping_option = click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    show_default="the config's mapping, else none",
+    help="Source mapping file (TOML or JSON): which keys make state, action, cameras, instruction.",
+)
+
+
 @main.command()
 @click.argument("source")
 @click.argument("out")
@@ -89,6 +98,7 @@ class _RequiredWithHint(click.Option):
     show_default="none",
     help="TOML job config.",
 )
+@_mapping_option
 @_flag("fps", "Target clock rate in Hz.")
 @_flag("source_fps", "Step rate of step-indexed sources (RLDS, HDF5).", absent="--fps")
 @_flag("image_size", "Square image side in pixels.")
@@ -219,6 +229,7 @@ def ingest(
     show_default="none",
     help="TOML job config: check a source with the settings the ingest will use.",
 )
+@_mapping_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--strict", is_flag=True, help="Exit 1 on findings too (data that is consistent but degraded).")
 @click.option(
@@ -228,7 +239,13 @@ def ingest(
     help="Decode and deep-check only this share of samples (checksums, counts, order: always all).",
 )
 def validate(
-    path: str, fmt: str | None, config_path: str | None, as_json: bool, strict: bool, sample_rate: float
+    path: str,
+    fmt: str | None,
+    config_path: str | None,
+    mapping: str | None,
+    as_json: bool,
+    strict: bool,
+    sample_rate: float,
 ) -> None:
     """Validate an output dataset or a raw source. Exit 0 fit, 1 problems found, 2 could not run."""
     from trajshard.reports.validation import validate_output
@@ -246,7 +263,10 @@ def validate(
         if is_trajshard_output(path):
             kind, report = "dataset", validate_output(path, sample_rate)
         else:
-            kind, report = "source", validate_source(path, cfg=load_config(config_path, format=fmt))
+            kind, report = (
+                "source",
+                validate_source(path, cfg=load_config(config_path, format=fmt, mapping=mapping)),
+            )
     except Exception as exc:  # noqa: BLE001 - exit 2: the check itself could not run
         click.echo(f"validate: could not run: {exc}", err=True)
         sys.exit(2)
@@ -393,10 +413,25 @@ def histogram(
     help="Write a contact sheet PNG.",
 )
 @click.option("--columns", type=int, default=8, help="Frames per camera in the contact sheet.")
-def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
-    """One episode read back from the shards: a text summary and a contact sheet."""
+@click.option(
+    "--rerun",
+    "rrd",
+    type=click.Path(dir_okay=False),
+    default=None,
+    show_default="none",
+    help="Write a Rerun recording (.rrd) of the episode; needs the rerun extra.",
+)
+def inspect(out: str, episode: str, png: str | None, columns: int, rrd: str | None) -> None:
+    """One episode read back from the shards: a text summary, a contact sheet, a Rerun recording."""
     from trajshard.reports.episode import load_episode, summary
 
+    if rrd:
+        from trajshard.reports.rerun_view import MissingExtra, rerun_module
+
+        try:
+            rerun_module()
+        except MissingExtra as exc:  # before any shard is read
+            raise click.ClickException(str(exc)) from exc
     try:
         ep = load_episode(out, episode)
     except KeyError as exc:
@@ -405,10 +440,15 @@ def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
         raise click.ClickException(f"cannot read {out}: {exc}") from exc
     click.echo(summary(ep))
     if png:
-        from trajshard.reports.plots import contact_sheet_png
+        from trajshard.reports.sheet import contact_sheet_png
 
         contact_sheet_png(ep, png, columns)
         click.echo(f"wrote {png}", err=True)
+    if rrd:
+        from trajshard.reports.rerun_view import write_rrd
+
+        write_rrd(ep, rrd)
+        click.echo(f"wrote {rrd} (open it with: rerun {rrd})", err=True)
 
 
 @main.command()
@@ -422,6 +462,7 @@ def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
     show_default="none",
     help="TOML job config: the source settings the ingest will use (a source).",
 )
+@_mapping_option
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def episodes(path: str, split: str | None, config_path: str | None, as_json: bool, **flags) -> None:
     """The episode ids of a dataset (samples, split, instruction), or those a source's reader plans.

@@ -23,6 +23,7 @@ from trajshard.pipelines.filters import FilterConfig
 from trajshard.pipelines.frames import ImageConfig
 from trajshard.pipelines.plan import OutputConfig
 from trajshard.sources import SourceConfig
+from trajshard.sources.mapping import load_mapping_file
 from trajshard.tokenizers import TokenizerConfig
 
 
@@ -156,4 +157,6 @@ def load_config(path: str | Path | None = None, **overrides: object) -> JobConfi
         if unknown:
             raise ValueError(f"{path}: unknown config keys {unknown}; known: {sorted(FLAGS)}")
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("mapping"), str):  # a mapping kept in its own file (--mapping FILE)
+        values["mapping"] = load_mapping_file(values["mapping"])
     return JobConfig.from_flags(**values)

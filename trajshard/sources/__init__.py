@@ -18,6 +18,7 @@ from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import EPISODE_ID_RE
 from trajshard.sources.hdf5 import HDF5Source
 from trajshard.sources.lerobot import LeRobotSource
+from trajshard.sources.mapping import mapping_problems, parse_mapping
 from trajshard.sources.mcap_ros2 import McapSource
 from trajshard.sources.raw import RawSource
 from trajshard.sources.remote import StagedRawSource
@@ -34,6 +35,7 @@ SOURCES = {
 }
 FORMATS = ("auto", *SOURCES)
 STEP_INDEXED = {"rlds", "hdf5"}
+MAPPED = {"lerobot"}  # the formats whose reader takes a source mapping (sources/mapping.py)
 STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg", "mcap-image"}
 
 
@@ -44,7 +46,7 @@ class SourceConfig:
     format: str = "auto"
     source_fps: float | None = None  # step rate of step-indexed sources (RLDS, HDF5); None: the clock's
     mcap: dict[str, object] = field(default_factory=dict)  # state_topic, action_topic, cameras, stamp
-    mapping: dict[str, object] = field(default_factory=dict)  # LeRobot: state, action columns; cameras
+    mapping: dict[str, object] = field(default_factory=dict)  # the source mapping (sources/mapping.py)
 
     CHOICES = {"format": FORMATS}
 
@@ -54,7 +56,7 @@ class SourceConfig:
             out.append(f"format must be one of {FORMATS}, got {self.format!r}")
         if self.source_fps is not None and not self.source_fps > 0:
             out.append(f"source_fps must be positive, got {self.source_fps}")
-        return out + mapping_problems(self.mapping)
+        return out + (mapping_problems(self.mapping) if self.mapping else [])
 
 
 @dataclass(frozen=True)
@@ -78,30 +80,6 @@ class SourceSpec:
 
     def open(self):
         return open_source(self.path, self.format, self.step_rate, self.mcap, self.mapping)
-
-
-MAPPING_KEYS = {"state": list, "action": list, "cameras": dict}
-
-
-def mapping_problems(mapping: object) -> list[str]:
-    """What is wrong with a job config's ``mapping``: ``state`` and ``action`` lists of column names,
-    ``cameras`` a table of output name -> video feature."""
-    if not isinstance(mapping, dict):
-        return [f"mapping must be a table, got {mapping!r}"]
-    out = [f"mapping.{k} is not one of {sorted(MAPPING_KEYS)}" for k in mapping if k not in MAPPING_KEYS]
-    for key, kind in MAPPING_KEYS.items():
-        value = mapping.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, kind) or not value:
-            out.append(
-                f"mapping.{key} must be a non-empty {'list' if kind is list else 'table'}, got {value!r}"
-            )
-        elif kind is dict and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            out.append(f"mapping.cameras maps output names to video features (strings), got {value!r}")
-        elif kind is list and not all(isinstance(v, str) for v in value):
-            out.append(f"mapping.{key} lists column names (strings), got {value!r}")
-    return out
 
 
 def is_trajshard_output(path: str | os.PathLike) -> bool:
@@ -168,14 +146,15 @@ def open_source(
         fmt = detect_format(path)
     if fmt not in SOURCES:
         raise ValueError(f"unknown source format {fmt!r}; known: {sorted(SOURCES)}")
-    if mapping and fmt != "lerobot":
+    parsed = parse_mapping(mapping or {})
+    if not parsed.empty and fmt not in MAPPED:
         raise ValueError(
-            f"mapping is read by the LeRobot reader; a {fmt} source takes its own settings (docs/formats.md)"
+            f"a {fmt} source does not take a mapping (the formats that do: {sorted(MAPPED)}); see docs/formats.md"
         )
     if fmt in STEP_INDEXED:
-        return SOURCES[fmt](path, step_rate)
+        return SOURCES[fmt](path, step_rate, parsed) if fmt in MAPPED else SOURCES[fmt](path, step_rate)
     if fmt == "lerobot":
-        return LeRobotSource(path, mapping)
+        return LeRobotSource(path, parsed)
     return SOURCES[fmt](path, mcap) if fmt == "mcap" else SOURCES[fmt](path)
 
 
