@@ -141,10 +141,15 @@ def run_job(
         report = commit(store, ctx, outcome, state.before_promotion)
         state.clear()
     laps.lap("commit")
+    note = job_shard_note(cfg, plan, outcome, report.shards)
+    return replace(report, seconds=laps.total(), phases=laps.phases, shard_note=note)
+
+
+def job_shard_note(cfg: JobConfig, plan: Pass2Plan, outcome: Outcome, shards: int) -> str:
+    """plan.shard_note for this job: its tasks, the bytes it wrote and the steps of its episodes."""
     nbytes = sum(p.bytes for _, r in outcome.groups for p in r.parts)
     total = sum(plan.steps_of.values())
-    note = shard_note(cfg.output, plan.task_steps, plan.groups, report.shards, nbytes, total)
-    return replace(report, seconds=laps.total(), phases=laps.phases, shard_note=note)
+    return shard_note(cfg.output, plan.task_steps, plan.groups, shards, nbytes, total)
 
 
 def start_line(spec: SourceSpec, store: Store, n_input: int, rejected: int, left_out: int, where: str) -> str:
