@@ -41,7 +41,7 @@ def test_verbose_ingest_logs_a_line_per_finished_task(synthetic_raw, tmp_path):
     groups = sorted(int(line.split(" group ")[1].split()[0]) for line in pass2)
     assert len(groups) >= 2 and groups == list(range(len(groups)))  # every pass-2 task, once
     assert (
-        pass2[-1].endswith("(8/8 episodes)") and "ep_000" in pass2[0] and " samples in 1 parts, " in pass2[0]
+        pass2[-1].endswith("(8/8 episodes)") and "ep_000" in pass2[0] and " samples in 1 part, " in pass2[0]
     )
     assert any("pass 1: statistics: task 1/" in line for line in tasks)
 

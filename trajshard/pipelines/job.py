@@ -359,7 +359,7 @@ def _group_text(g: Group, r: GroupResult) -> str:
     what = _span_text(g.episodes) + (f" ticks {g.span[0]}-{g.span[1]}" if g.span else "")
     samples = sum(p.samples for p in r.parts)
     return (
-        f"group {g.index} ({g.split}): {what}: {samples} samples in {len(r.parts)} parts, "
+        f"group {g.index} ({g.split}): {what}: {samples} samples in {len(r.parts)} part{'' if len(r.parts) == 1 else 's'}, "
         f"{r.frames_written} frames, {len(r.quarantined)} quarantined"
     )
 
