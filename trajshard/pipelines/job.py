@@ -357,9 +357,9 @@ def _span_text(episodes: list[str] | tuple[str, ...]) -> str:
 def _group_text(g: Group, r: GroupResult) -> str:
     """A finished pass-2 group, for its -v line."""
     what = _span_text(g.episodes) + (f" ticks {g.span[0]}-{g.span[1]}" if g.span else "")
-    samples = sum(p.samples for p in r.parts)
+    samples, parts = sum(p.samples for p in r.parts), len(r.parts)
     return (
-        f"group {g.index} ({g.split}): {what}: {samples} samples in {len(r.parts)} part{'' if len(r.parts) == 1 else 's'}, "
+        f"group {g.index} ({g.split}): {what}: {samples} samples in {parts} part{'' if parts == 1 else 's'}, "
         f"{r.frames_written} frames, {len(r.quarantined)} quarantined"
     )
 
