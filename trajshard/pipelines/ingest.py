@@ -49,6 +49,15 @@ class RayExecutor:
     def __init__(self, run: RunConfig) -> None:
         self.run = run
         self.workers = run.workers or 1
+        address = run.address or os.environ.get("RAY_ADDRESS")
+        tasks = f"{run.workers} tasks at once" if run.workers else "a task per CPU"
+        self.where = (
+            f"on the Ray cluster at {address}, {tasks}"
+            if address
+            else (
+                f"on an embedded local Ray, {run.workers or os.cpu_count()} tasks at once (Ray starts first)"
+            )
+        )
 
     @contextmanager
     def running(self) -> Iterator[RayExecutor]:
