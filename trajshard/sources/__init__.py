@@ -35,7 +35,7 @@ SOURCES = {
 }
 FORMATS = ("auto", *SOURCES)
 STEP_INDEXED = {"rlds", "hdf5"}
-MAPPED = {"lerobot", "mcap"}  # the formats whose reader takes a source mapping (sources/mapping.py)
+MAPPED = {"lerobot", "mcap", "hdf5"}  # the formats whose reader takes a source mapping (sources/mapping.py)
 STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg", "mcap-image"}
 
 

@@ -1,15 +1,20 @@
-"""Reader for robot-learning HDF5 files: the robomimic layout and the ALOHA / ACT layout.
+"""Reader for robot-learning HDF5 files: the robomimic layout, demo groups at the root, and ALOHA / ACT.
 
 - robomimic: one file, ``data/demo_N/{actions, states, obs/*}``; proprio is the low-dimensional
   ``obs`` keys concatenated in name order (or ``states`` when there is no ``obs``), every
   ``obs/<name>_image`` [T, H, W, 3] is a camera; the instruction is the task (``env`` attribute).
+- demo groups at the root (``demo_N/{action, observation/*}``, no ``data`` group): the same, with
+  the observations under ``obs``, ``observation`` or ``observations`` and ``action`` or ``actions``.
 - ALOHA / ACT: one file per episode (``episode_N.hdf5``, SOURCE may be their directory), with
   ``/observations/qpos``, ``/action`` and ``/observations/images/<camera>`` [T, H, W, 3] (or
   JPEG bytes when the file's ``compress`` attribute is set); the instruction is the file's
   ``instruction`` attribute, else the directory name.
 
-Both are step-indexed: step i is at ``i / step_rate`` (``source_fps``, default the target fps).
-Images are read one frame at a time from the file; nothing is held for the whole episode.
+A mapping (sources/mapping.py) names the group holding the demos (``episodes``), the datasets of
+the state, action and cameras (paths relative to the demo group), the ``obs`` keys left out of the
+default state (``exclude``) and the instruction. An empty mapping is the defaults above.
+Every layout is step-indexed: step i is at ``i / step_rate`` (``source_fps``, default the target
+fps). Images are read one frame at a time from the file; nothing is held for the whole episode.
 """
 
 from __future__ import annotations
@@ -35,23 +40,32 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources import arrays
+from trajshard.sources.arrays import MAX_ARRAY_BYTES, array_frame, check_array, check_frames
 from trajshard.sources.contain import contained, inside
+from trajshard.sources.lerobot import instruction_file, label_segments
+from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
 from trajshard.sources.video import StoredJpeg
+
+__all__ = ["MAX_ARRAY_BYTES", "HDF5Source"]
+OBS_GROUPS = ("obs", "observation", "observations")
+STATE_DATASETS = ("states", "state", "qpos", "proprio")
+TEXT_ATTRS = ("instruction", "language_instruction", "task", "language")
 
 
 def _attr_text(v: object) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
-MAX_ARRAY_BYTES = 512 << 20  # a state or action array read whole (docs/robustness.md)
-
-
 class HDF5Source:
     format = "hdf5"
 
-    def __init__(self, root: str | os.PathLike, step_rate: float = 10.0) -> None:
+    def __init__(
+        self, root: str | os.PathLike, step_rate: float = 10.0, mapping: Mapping | dict | None = None
+    ) -> None:
         self.root = Path(root).resolve()
         self.step_rate = float(step_rate)
+        self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
         self.notes: list[str] = []
         if self.root.is_file():
             self.files = [self.root]
@@ -68,31 +82,33 @@ class HDF5Source:
                 continue
             try:
                 with h5py.File(f, "r") as h:
-                    if "data" in h:
-                        ids += [
-                            f"{f.stem}-{k}" if len(self.files) > 1 else k
-                            for k in sorted(h["data"], key=_demo_order)
-                        ]
-                    elif "observations" in h:
-                        ids.append(f.stem)
-                    else:
-                        rejected.append(
-                            Problem(
-                                f.stem, f.name, "neither robomimic (data/demo_N) nor ALOHA (/observations)"
-                            )
-                        )
+                    found = demo_groups(h, self.mapping)
             except OSError as exc:
                 rejected.append(Problem(f.stem, f.name, f"not a readable HDF5 file: {exc}"))
+                continue
+            except KeyError as exc:
+                rejected.append(Problem(f.stem, f.name, f"mapping.episodes: {exc}"))
+                continue
+            if found is None:
+                ids.append(f.stem)
+            elif found[1]:
+                ids += [self._id(f, name) for name in found[1]]
+            else:
+                rejected.append(Problem(f.stem, f.name, NO_LAYOUT))
         return ids, rejected
 
+    def _id(self, f: Path, demo: str) -> str:
+        return f"{f.stem}-{demo}" if len(self.files) > 1 else demo
+
     def _locate(self, episode_id: str) -> tuple[Path, str | None]:
-        """(file, robomimic demo name or None for an ALOHA episode file)."""
-        for f in self.files:
+        """(file, demo group name, or None for an ALOHA episode file); the longest stem wins."""
+        for f in sorted(self.files, key=lambda p: -len(p.stem)):
             if f.stem == episode_id:
                 return f, None
-            prefix = f"{f.stem}-" if len(self.files) > 1 else ""
-            if episode_id.startswith(prefix) and episode_id[len(prefix) :].startswith("demo"):
-                return f, episode_id[len(prefix) :]
+            if len(self.files) == 1:
+                return f, episode_id
+            if episode_id.startswith(f"{f.stem}-"):
+                return f, episode_id[len(f.stem) + 1 :]
         raise EpisodeError(episode_id, "hdf5", "no such episode")
 
     def load(self, episode_id: str) -> Episode:
@@ -101,71 +117,117 @@ class HDF5Source:
             contained(self.root, f, episode_id)
         try:
             with h5py.File(f, "r") as h:
-                return self._robomimic(episode_id, f, h, demo) if demo else self._aloha(episode_id, f, h)
+                return self._load(episode_id, f, h, demo)
         except OSError as exc:
             raise EpisodeError(episode_id, f.name, f"not a readable HDF5 file: {exc}") from exc
         except KeyError as exc:
             raise EpisodeError(episode_id, f.name, f"missing dataset {exc}") from exc
+        except MappingError as exc:
+            raise EpisodeError(episode_id, f.name, str(exc)) from exc
 
     def check(self, episode_id: str) -> list[Problem]:
         return check_by_loading(self, episode_id)
 
-    def _robomimic(self, eid: str, f: Path, h: h5py.File, demo: str) -> Episode:
-        g = h["data"][demo]
-        actions = _array(eid, f, g["actions"])
-        obs = g.get("obs")
-        obs_keys = {k: _dataset(eid, f, obs[k]) for k in obs} if obs is not None else {}
-        low = sorted(k for k, d in obs_keys.items() if d.ndim == 2)
-        images = sorted(k for k, d in obs_keys.items() if d.ndim == 4)
-        state = (
-            np.concatenate([_array(eid, f, obs[k]) for k in low], 1) if low else _array(eid, f, g["states"])
-        )
-        env = _attr_text(h["data"].attrs.get("env", "")) or _env_name(h["data"].attrs.get("env_args"))
-        cams = {k.removesuffix("_image"): (f"data/{demo}/obs/{k}", obs[k].shape) for k in images}
-        return self._episode(eid, f, state, actions, cams, env, "robomimic")
+    def _load(self, eid: str, f: Path, h: h5py.File, demo: str | None) -> Episode:
+        found = demo_groups(h, self.mapping)
+        if found is None:
+            return self._read(eid, f, h, "", "aloha")
+        if demo is None:
+            raise EpisodeError(eid, f.name, "holds demo groups, not one ALOHA episode")
+        where = f"{found[0]}/{demo}" if found[0] else demo
+        if not isinstance(h.get(where), h5py.Group):
+            raise EpisodeError(eid, f"{f.name}:/{where}", "is not a demo group")
+        return self._read(eid, f, h, where, "robomimic" if found[0] == "data" else "hdf5")
 
-    def _aloha(self, eid: str, f: Path, h: h5py.File) -> Episode:
-        state = _array(eid, f, h["observations/qpos"])
-        actions = _array(eid, f, h["action"])
-        cams = {}
-        for k, d in h["observations"].get("images", {}).items():
-            cams[k] = (f"observations/images/{k}", _dataset(eid, f, d).shape)
-        text = _attr_text(h.attrs.get("instruction", "")) or f.parent.name.replace("_", " ")
+    def _read(self, eid: str, f: Path, h: h5py.File, where: str, kind: str) -> Episode:
+        """The episode of the group ``where`` ("" for the file's root) of one file."""
+        g = h[where] if where else h
+        obs = _obs_keys(eid, f, g, self.mapping.exclude) if kind != "aloha" else {}
+        state, snames = self._parts(eid, f, g, self.mapping.state, lambda: _default_state(g, kind, obs))
+        action, anames = self._parts(eid, f, g, self.mapping.action, lambda: _default_action(eid, f, g))
+        cams = self._cameras(eid, f, g, kind, obs)
+        t = np.arange(len(state)) / self.step_rate
+        segments = self._instruction(eid, f, h, g, kind, t)
+        embodiment = "aloha" if kind == "aloha" else kind
+        compressed = kind == "aloha" and bool(h.attrs.get("compress", False))
         return self._episode(
-            eid, f, state, actions, cams, text, "aloha", bool(h.attrs.get("compress", False))
+            eid, f, (state, snames), (action, anames), cams, segments, embodiment, compressed
         )
 
-    def _episode(self, eid, f, state, actions, cams, text, embodiment, compressed=False) -> Episode:
+    def _parts(self, eid, f, g, parts: tuple[Part, ...], default) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The mapping's parts side by side (with their names), else the layout's default (no names:
+        today's outputs keep their bytes)."""
+        if not parts:
+            blocks = [_array(eid, f, d) for d in default()]
+            return np.concatenate([b[:, None] if b.ndim == 1 else b for b in blocks], 1), ()
+
+        def read(part: Part):
+            if g.get(part.key, getlink=True) is None:
+                raise EpisodeError(
+                    eid,
+                    f"{f.name}:{g.name}",
+                    f"the mapping names {part.key!r}, which the group does not hold",
+                )
+            return _array(eid, f, g[part.key]), ()
+
+        return concat_parts(parts, read, f"{f.name}:{g.name}")
+
+    def _cameras(self, eid, f, g, kind: str, obs: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """Output name -> (dataset path in the file, shape): the mapping's, else the layout's."""
+        base = g.name.strip("/")
+        path = (lambda k: f"{base}/{k}") if base else (lambda k: k)
+        if self.mapping.cameras:
+            out = {}
+            for name, key in self.mapping.cameras.items():
+                d = _dataset(eid, f, g[key])
+                if not (d.ndim == 2 and d.dtype == np.uint8):  # else padded JPEG bytes
+                    check_frames(eid, f"{f.name}:{d.name}", d.shape, d.dtype)
+                out[name] = (path(key), d.shape)
+            return out
+        if kind == "aloha":
+            images = g["observations"].get("images", {})
+            return {k: (f"observations/images/{k}", _dataset(eid, f, d).shape) for k, d in images.items()}
+        return {arrays.camera_name(k): (path(k), d.shape) for k, d in sorted(obs.items()) if d.ndim == 4}
+
+    def _instruction(self, eid, f, h, g, kind: str, t: np.ndarray) -> tuple[Segment, ...]:
+        chosen = self.mapping.instruction
+        if chosen is None or chosen.kind == "constant":
+            text = chosen.value if chosen else _default_text(f, h, g, kind)
+        elif chosen.kind == "attribute":
+            text = _attribute(eid, f, g, chosen.value)
+        elif chosen.kind == "file":
+            text = instruction_file(self.root if self.root.is_dir() else self.root.parent, chosen.value, eid)
+        elif chosen.kind == "column":
+            labels = arrays.labels_text(np.asarray(_dataset(eid, f, g[chosen.value])))
+            if len(labels) != len(t):
+                raise EpisodeError(eid, f.name, f"{chosen.value}: {len(labels)} labels for {len(t)} steps")
+            return label_segments(labels, t)
+        else:
+            raise EpisodeError(eid, "mapping", f"instruction from a {chosen.kind} is not in an HDF5 file")
+        return (Segment(float("-inf"), float("inf"), text),)
+
+    def _episode(self, eid, f, state, actions, cams, segments, embodiment, compressed=False) -> Episode:
+        (state, snames), (actions, anames) = state, actions
         n = len(state)
         if len(actions) != n:
             raise EpisodeError(eid, f.name, f"{len(actions)} actions for {n} states")
         t = np.arange(n) / self.step_rate
         streams = {
-            "proprio": Stream("proprio", t, state, (), f.name),
-            "action": Stream("action", t, actions, (), f.name),
+            "proprio": Stream("proprio", t, state, snames, f.name),
+            "action": Stream("action", t, actions, anames, f.name),
         }
         cameras = {}
         for name, (path, shape) in cams.items():
             if shape[0] != n:
                 raise EpisodeError(eid, f.name, f"camera {name!r}: {shape[0]} images for {n} steps")
-            h, w = (shape[1], shape[2]) if len(shape) == 4 else self._jpeg_size(f, path)
+            jpeg = compressed or len(shape) == 2
+            h, w = self._jpeg_size(f, path) if jpeg else (shape[1], shape[2])
+            codec = "hdf5-jpeg" if jpeg else "hdf5-array"
             cameras[name] = Camera(
-                name,
-                f"{f}#{path}",
-                t,
-                np.arange(n, dtype=np.int64),
-                int(w),
-                int(h),
-                "hdf5-jpeg" if compressed else "hdf5-array",
+                name, f"{f}#{path}", t, np.arange(n, dtype=np.int64), int(w), int(h), codec
             )
         ep = Episode(
-            eid,
-            (Segment(float("-inf"), float("inf"), text),),
-            streams,
-            cameras,
-            embodiment=embodiment,
-            source=str(f),
-            instruction_file=f.name,
+            eid, segments, streams, cameras, embodiment=embodiment, source=str(f), instruction_file=f.name
         )
         return ensure_valid(ep)
 
@@ -182,9 +244,95 @@ class HDF5Source:
                     raw = bytes(d[i])
                     yield StoredJpeg(raw[: raw.rfind(b"\xff\xd9") + 2] if b"\xff\xd9" in raw else raw, i)
                     continue
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(d[i], dtype=np.uint8), format="rgb24")
-                frame.pts = i
-                yield frame
+                yield array_frame(d[i], i)
+
+
+NO_LAYOUT = (
+    "neither robomimic (data/demo_N), ALOHA (/observations) nor demo groups at the root (demo_N/action); "
+    "name the group holding the demos with mapping.episodes"
+)
+
+
+def demo_groups(h: h5py.File, mapping: Mapping) -> tuple[str, list[str]] | None:
+    """Where a file's demos are: (the group holding them, "" for the root; their names in demo order),
+    or None for an ALOHA file (one episode, the file's root). ``mapping.episodes`` names the group;
+    else ``data``, else ``/observations`` (ALOHA), else the root's groups that hold an action."""
+    if mapping.episodes:
+        where = mapping.episodes.strip("/")
+        g = h[where] if where else h
+        if not isinstance(g, h5py.Group):
+            raise KeyError(f"{mapping.episodes!r} is not a group")
+        return where, _members(g)
+    if "data" in h:
+        return "data", _members(h["data"])
+    if "observations" in h:
+        return None
+    return "", [k for k in _members(h) if isinstance(h.get(k), h5py.Group) and _action_key(h[k])]
+
+
+def _members(g: h5py.Group) -> list[str]:
+    """A group's members in demo order, datasets stored in it left out (a link is kept: reading it
+    quarantines the episode with the reason)."""
+    hard = lambda k: isinstance(g.get(k, getlink=True), h5py.HardLink)  # noqa: E731
+    return sorted((k for k in g if not (hard(k) and isinstance(g[k], h5py.Dataset))), key=_demo_order)
+
+
+def _action_key(g: h5py.Group) -> str | None:
+    return next((k for k in ("actions", "action") if g.get(k, getlink=True) is not None), None)
+
+
+def _obs_keys(eid: str, f: Path, g: h5py.Group, exclude: tuple[str, ...]) -> dict[str, h5py.Dataset]:
+    """The observation datasets of a demo (``obs/<key>`` -> dataset), the excluded ones never opened."""
+    name = next((k for k in OBS_GROUPS if isinstance(g.get(k), h5py.Group)), None)
+    if name is None:
+        return {}
+    keep = [k for k in g[name] if k not in exclude and f"{name}/{k}" not in exclude]
+    return {f"{name}/{k}": _dataset(eid, f, g[name][k]) for k in keep}
+
+
+def _default_state(g: h5py.Group, kind: str, obs: dict[str, h5py.Dataset]) -> list:
+    """The datasets concatenated into the default state: ALOHA's ``observations/qpos``; the 2-D
+    observation keys in name order; else ``states`` (the simulator state)."""
+    if kind == "aloha":
+        return [g["observations/qpos"]]
+    low = [d for k, d in sorted(obs.items()) if d.ndim == 2]
+    return low or [g[next((k for k in STATE_DATASETS if g.get(k, getlink=True) is not None), "states")]]
+
+
+def _default_action(eid: str, f: Path, g: h5py.Group) -> list:
+    key = _action_key(g)
+    if key is None:
+        raise EpisodeError(eid, f"{f.name}:{g.name}", "no action dataset (actions or action); map it")
+    return [g[key]]
+
+
+def _default_text(f: Path, h: h5py.File, g: h5py.Group, kind: str) -> str:
+    """ALOHA: the file's ``instruction``, else the directory name. Demo groups: the group holding
+    them's ``env`` (robomimic's task), else an instruction attribute, else the file's name."""
+    if kind == "aloha":
+        return _attr_text(h.attrs.get("instruction", "")) or f.parent.name.replace("_", " ")
+    parent = g.parent
+    env = _attr_text(parent.attrs.get("env", "")) or _env_name(parent.attrs.get("env_args"))
+    if env:
+        return env
+    for obj in (g, parent, h):
+        text = next((_attr_text(obj.attrs[a]) for a in TEXT_ATTRS if a in obj.attrs), "")
+        if text:
+            return text
+    return f.stem.replace("_", " ")
+
+
+def _attribute(eid: str, f: Path, g: h5py.Group, name: str) -> str:
+    """The attribute ``name`` of the demo group or, when it has none, of the nearest group above."""
+    obj = g
+    while True:
+        if name in obj.attrs:
+            return _attr_text(obj.attrs[name])
+        if obj.name == "/":
+            raise EpisodeError(
+                eid, f.name, f"no attribute {name!r} on {g.name} or above (mapping.instruction)"
+            )
+        obj = obj.parent
 
 
 def _dataset(eid: str, f: Path, obj) -> h5py.Dataset:
@@ -205,14 +353,9 @@ def _dataset(eid: str, f: Path, obj) -> h5py.Dataset:
 def _array(eid: str, f: Path, obj) -> np.ndarray:
     """A low-dimensional dataset read whole, as float32, after its declared size is checked."""
     d = _dataset(eid, f, obj)
-    nbytes = int(np.prod(d.shape, dtype=np.float64)) * 4
-    if nbytes > MAX_ARRAY_BYTES:
-        raise EpisodeError(
-            eid,
-            f"{f.name}:{d.name}",
-            f"declares {list(d.shape)} values ({nbytes / 2**20:.0f} MiB as float32), "
-            f"more than the {MAX_ARRAY_BYTES >> 20} MiB a state or action array may take",
-        )
+    check_array(eid, f"{f.name}:{d.name}", d.shape)
+    if d.dtype.kind not in "biuf":
+        raise EpisodeError(eid, f"{f.name}:{d.name}", f"is {d.dtype}, not numbers")
     return np.asarray(d, dtype=np.float32)
 
 
@@ -224,5 +367,5 @@ def _demo_order(name: str) -> tuple[int, str]:
 def _env_name(env_args: object) -> str:
     try:
         return str(json.loads(_attr_text(env_args)).get("env_name", ""))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):
         return ""
