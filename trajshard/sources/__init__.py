@@ -20,6 +20,7 @@ from trajshard.sources.hdf5 import HDF5Source
 from trajshard.sources.lerobot import LeRobotSource
 from trajshard.sources.mapping import mapping_problems, parse_mapping
 from trajshard.sources.mcap_ros2 import McapSource
+from trajshard.sources.npz import NpzSource
 from trajshard.sources.raw import RawSource
 from trajshard.sources.remote import StagedRawSource
 from trajshard.sources.rlds import RLDSSource
@@ -32,11 +33,12 @@ SOURCES = {
     "rlds": RLDSSource,
     "hdf5": HDF5Source,
     "mcap": McapSource,
+    "npz": NpzSource,
 }
 FORMATS = ("auto", *SOURCES)
-STEP_INDEXED = {"rlds", "hdf5"}
-MAPPED = {"lerobot", "mcap", "hdf5"}  # the formats whose reader takes a source mapping (sources/mapping.py)
-STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg", "mcap-image"}
+STEP_INDEXED = {"rlds", "hdf5", "npz"}
+MAPPED = {"lerobot", "mcap", "hdf5", "npz"}  # the formats whose reader takes a source mapping (sources/mapping.py)
+STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg", "mcap-image", "npz-array", "npz-files"}
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,22 @@ def detect_format(path: str | os.PathLike) -> str:
                 return "raw"
         except OSError:  # an unreadable entry says nothing about the format; the reader reports it
             continue
+    if _has_npz_folder(root):
+        return "npz"
     raise ValueError(
         f"{path}: cannot tell its format (no <episode>/episode.json, no meta/info.json); pass --format"
     )
+
+
+def _has_npz_folder(root: Path) -> bool:
+    """Whether one of the first 1000 entries is a folder holding an .npz (an npz episode folder)."""
+    for child in sorted(root.iterdir())[:1000]:
+        try:
+            if child.is_dir() and any(p.suffix == ".npz" for p in child.iterdir()):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def open_source(

@@ -98,6 +98,13 @@ def array_frame(pixels: np.ndarray, pts: int) -> av.VideoFrame:
     return frame
 
 
+def natural_key(path) -> tuple[int, str]:
+    """Name order with the number in a name read as a number (``2.jpg`` before ``10.jpg``)."""
+    name = getattr(path, "name", str(path))
+    digits = "".join(c for c in name if c.isdigit())
+    return (int(digits) if digits else -1, name)
+
+
 def labels_text(values: np.ndarray) -> list[str]:
     """Per-step labels (bytes or str) as text."""
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
