@@ -25,6 +25,7 @@ from trajshard.sources.raw import RawSource
 from trajshard.sources.remote import StagedRawSource
 from trajshard.sources.rlds import RLDSSource
 from trajshard.sources.video import decode_frames
+from trajshard.sources.zarr_buffer import ZarrSource
 from trajshard.storage import is_remote, local_path, redact
 
 SOURCES = {
@@ -34,11 +35,20 @@ SOURCES = {
     "hdf5": HDF5Source,
     "mcap": McapSource,
     "npz": NpzSource,
+    "zarr": ZarrSource,
 }
 FORMATS = ("auto", *SOURCES)
-STEP_INDEXED = {"rlds", "hdf5", "npz"}
-MAPPED = {"lerobot", "mcap", "hdf5", "npz"}  # the formats whose reader takes a source mapping (sources/mapping.py)
-STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg", "mcap-image", "npz-array", "npz-files"}
+STEP_INDEXED = {"rlds", "hdf5", "npz", "zarr"}
+MAPPED = {"lerobot", "mcap", "hdf5", "npz", "zarr"}  # the formats whose reader takes a source mapping
+STORED_IMAGES = {
+    "jpeg-sequence",
+    "hdf5-array",
+    "hdf5-jpeg",
+    "mcap-image",
+    "npz-array",
+    "npz-files",
+    "zarr-array",
+}
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,11 @@ def detect_format(path: str | os.PathLike) -> str:
         raise ValueError(f"{path}: not a directory, an .hdf5 or an .mcap file")
     if is_trajshard_output(root):
         raise ValueError(f"{path}: this is a trajshard output, not a source")
+    if root.suffix == ".zarr" or (
+        any((root / m).is_file() for m in (".zgroup", "zarr.json"))
+        and (root / "meta" / "episode_ends").exists()
+    ):
+        return "zarr"
     if (root / "meta" / "info.json").is_file():
         return "lerobot"
     if (root / "features.json").is_file() and any(".tfrecord-" in p.name for p in root.iterdir()):
@@ -124,7 +139,8 @@ def detect_format(path: str | os.PathLike) -> str:
     if _has_npz_folder(root):
         return "npz"
     raise ValueError(
-        f"{path}: cannot tell its format (no <episode>/episode.json, no meta/info.json); pass --format"
+        f"{path}: cannot tell its format (no <episode>/episode.json, no meta/info.json, no <episode>/*.npz, "
+        "no Zarr store); pass --format"
     )
 
 

@@ -1,0 +1,99 @@
+"""The Zarr replay buffer diffusion_policy writes (``data/{action, state, img}`` + ``meta/episode_ends``,
+Zarr format 2), read through a mapping: one episode's rows at a time, nothing outside the store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from tests.layouts import SIDE, check_output, frames, ingest, quarantined, values
+from trajshard.schemas.episode import EpisodeError
+from trajshard.sources import detect_format, open_source
+
+LENGTHS = (19, 26, 13, 22)
+MAPPING = {
+    "state": ["state"],
+    "action": ["action"],
+    "cameras": {"top": "img"},
+    "instruction": "push the T into place",
+}
+
+
+def write_replay_buffer(root, lengths=LENGTHS, extra: dict | None = None, chunk: int = 4) -> dict[str, dict]:
+    """A replay buffer of ``lengths`` episodes plus two broken entries in meta/episode_ends: an
+    episode of no rows, and one that ends 5 rows past the data. Returns each good episode's arrays."""
+    n = sum(lengths)
+    state, action, img = values(n, 5, 1, np.float32), values(n, 2, 2, np.float32), frames(n, 3)
+    g = zarr.open_group(str(root), mode="w", zarr_format=2)
+    data, meta = g.create_group("data"), g.create_group("meta")
+    for key, arr, chunks in (
+        ("state", state, (64, 5)),
+        ("action", action, (64, 2)),
+        ("img", img, (chunk, SIDE, SIDE, 3)),
+    ):
+        data.create_array(key, shape=arr.shape, dtype=arr.dtype, chunks=chunks)[:] = arr
+    data.create_array("keypoint", shape=(n, 9, 2), dtype=np.float32, chunks=(64, 9, 2))[:] = 0
+    for key, arr in (extra or {}).items():
+        data.create_array(key, shape=arr.shape, dtype=arr.dtype, chunks=arr.shape)[:] = arr
+    ends = np.cumsum(lengths)
+    ends = np.concatenate([ends[:2], ends[1:2], ends[2:], [n + 5]])  # episode 2 has no rows; the last is cut
+    meta.create_array("episode_ends", shape=ends.shape, dtype=np.int64, chunks=ends.shape)[:] = ends
+    expected, start = {}, 0
+    for i, stop in enumerate(ends[:-1]):
+        if stop > start:
+            expected[f"episode_{i:06d}"] = {
+                "state": state[start:stop],
+                "action": action[start:stop],
+                "img": img[start:stop],
+            }
+        start = stop
+    return expected
+
+
+def test_replay_buffer_ingests_through_a_mapping(tmp_path):
+    src = tmp_path / "pusht_replay.zarr"
+    expected = write_replay_buffer(src)
+    assert detect_format(src) == "zarr"
+    out = tmp_path / "out"
+    ingest(src, out, "zarr", MAPPING)
+    check_output(out, expected, {"top": "img"}, len(LENGTHS) + 2)
+    bad = quarantined(out)
+    assert (
+        bad["episode_000002"]["file"] == "meta/episode_ends" and "no rows" in bad["episode_000002"]["reason"]
+    )
+    assert (
+        bad["episode_000005"]["file"] == "data/state" and "ends at row 85" in bad["episode_000005"]["reason"]
+    )
+
+
+def test_defaults_and_an_ambiguous_state(tmp_path):
+    src = tmp_path / "buffer.zarr"
+    write_replay_buffer(src)
+    source = open_source(src, "auto", 10.0)
+    ep = source.load("episode_000001")
+    assert list(ep.cameras) == ["img"] and ep.streams["proprio"].values.shape == (26, 5)
+    assert ep.instructions[0].text == "buffer" and ep.embodiment == "zarr"
+    n = sum(LENGTHS)
+    other = tmp_path / "real.zarr"
+    write_replay_buffer(other, extra={"robot_eef_pose": values(n, 6, 4), "robot_joint": values(n, 7, 5)})
+    del zarr.open_group(str(other), mode="a")["data/state"]
+    with pytest.raises(
+        ValueError, match=r"other candidates \['robot_eef_pose', 'robot_joint'\].*mapping.state"
+    ):
+        open_source(other, "zarr", 10.0)
+    mapped = open_source(other, "zarr", 10.0, mapping={"state": ["robot_joint", "robot_eef_pose[0:3]"]})
+    assert mapped.load("episode_000000").streams["proprio"].values.shape == (19, 10)
+
+
+def test_a_chunk_linked_out_of_the_store_is_refused(tmp_path):
+    src = tmp_path / "buffer.zarr"
+    write_replay_buffer(src)
+    chunk = src / "data" / "state" / "0.0"
+    outside = tmp_path / "outside_chunk"
+    outside.write_bytes(chunk.read_bytes())
+    chunk.unlink()
+    chunk.symlink_to(outside)
+    with pytest.raises(EpisodeError, match="outside the source") as err:
+        open_source(src, "zarr", 10.0).load("episode_000000")
+    assert err.value.problem.field == "data/state/0.0"
