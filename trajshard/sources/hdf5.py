@@ -20,7 +20,6 @@ fps). Images are read one frame at a time from the file; nothing is held for the
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,20 +40,24 @@ from trajshard.schemas.episode import (
 )
 from trajshard.schemas.problems import Problem
 from trajshard.sources import arrays
-from trajshard.sources.arrays import MAX_ARRAY_BYTES, array_frame, check_array, check_frames
+from trajshard.sources.arrays import MAX_ARRAY_BYTES, array_frame, check_frames
 from trajshard.sources.contain import contained, inside
+from trajshard.sources.hdf5_layout import (
+    NO_LAYOUT,
+    array,
+    attribute,
+    dataset,
+    default_action,
+    default_state,
+    default_text,
+    demo_groups,
+    obs_keys,
+)
 from trajshard.sources.lerobot import instruction_file, label_segments
 from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
 from trajshard.sources.video import StoredJpeg
 
 __all__ = ["MAX_ARRAY_BYTES", "HDF5Source"]
-OBS_GROUPS = ("obs", "observation", "observations")
-STATE_DATASETS = ("states", "state", "qpos", "proprio")
-TEXT_ATTRS = ("instruction", "language_instruction", "task", "language")
-
-
-def _attr_text(v: object) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
 class HDF5Source:
@@ -142,9 +145,9 @@ class HDF5Source:
     def _read(self, eid: str, f: Path, h: h5py.File, where: str, kind: str) -> Episode:
         """The episode of the group ``where`` ("" for the file's root) of one file."""
         g = h[where] if where else h
-        obs = _obs_keys(eid, f, g, self.mapping.exclude) if kind != "aloha" else {}
-        state, snames = self._parts(eid, f, g, self.mapping.state, lambda: _default_state(g, kind, obs))
-        action, anames = self._parts(eid, f, g, self.mapping.action, lambda: _default_action(eid, f, g))
+        obs = obs_keys(eid, f, g, self.mapping.exclude) if kind != "aloha" else {}
+        state, snames = self._parts(eid, f, g, self.mapping.state, lambda: default_state(g, kind, obs))
+        action, anames = self._parts(eid, f, g, self.mapping.action, lambda: default_action(eid, f, g))
         cams = self._cameras(eid, f, g, kind, obs)
         t = np.arange(len(state)) / self.step_rate
         segments = self._instruction(eid, f, h, g, kind, t)
@@ -158,7 +161,7 @@ class HDF5Source:
         """The mapping's parts side by side (with their names), else the layout's default (no names:
         today's outputs keep their bytes)."""
         if not parts:
-            blocks = [_array(eid, f, d) for d in default()]
+            blocks = [array(eid, f, d) for d in default()]
             return np.concatenate([b[:, None] if b.ndim == 1 else b for b in blocks], 1), ()
 
         def read(part: Part):
@@ -168,7 +171,7 @@ class HDF5Source:
                     f"{f.name}:{g.name}",
                     f"the mapping names {part.key!r}, which the group does not hold",
                 )
-            return _array(eid, f, g[part.key]), ()
+            return array(eid, f, g[part.key]), ()
 
         return concat_parts(parts, read, f"{f.name}:{g.name}")
 
@@ -179,26 +182,26 @@ class HDF5Source:
         if self.mapping.cameras:
             out = {}
             for name, key in self.mapping.cameras.items():
-                d = _dataset(eid, f, g[key])
+                d = dataset(eid, f, g[key])
                 if not (d.ndim == 2 and d.dtype == np.uint8):  # else padded JPEG bytes
                     check_frames(eid, f"{f.name}:{d.name}", d.shape, d.dtype)
                 out[name] = (path(key), d.shape)
             return out
         if kind == "aloha":
             images = g["observations"].get("images", {})
-            return {k: (f"observations/images/{k}", _dataset(eid, f, d).shape) for k, d in images.items()}
+            return {k: (f"observations/images/{k}", dataset(eid, f, d).shape) for k, d in images.items()}
         return {arrays.camera_name(k): (path(k), d.shape) for k, d in sorted(obs.items()) if d.ndim == 4}
 
     def _instruction(self, eid, f, h, g, kind: str, t: np.ndarray) -> tuple[Segment, ...]:
         chosen = self.mapping.instruction
         if chosen is None or chosen.kind == "constant":
-            text = chosen.value if chosen else _default_text(f, h, g, kind)
+            text = chosen.value if chosen else default_text(f, h, g, kind)
         elif chosen.kind == "attribute":
-            text = _attribute(eid, f, g, chosen.value)
+            text = attribute(eid, f, g, chosen.value)
         elif chosen.kind == "file":
             text = instruction_file(self.root if self.root.is_dir() else self.root.parent, chosen.value, eid)
         elif chosen.kind == "column":
-            labels = arrays.labels_text(np.asarray(_dataset(eid, f, g[chosen.value])))
+            labels = arrays.labels_text(np.asarray(dataset(eid, f, g[chosen.value])))
             if len(labels) != len(t):
                 raise EpisodeError(eid, f.name, f"{chosen.value}: {len(labels)} labels for {len(t)} steps")
             return label_segments(labels, t)
@@ -238,134 +241,10 @@ class HDF5Source:
     def frames(self, camera: Camera, start_pts: int | None = None) -> Iterator[av.VideoFrame]:
         file, path = camera.path.split("#", 1)
         with h5py.File(file, "r") as h:
-            d = _dataset(camera.name, Path(file), h[path])
+            d = dataset(camera.name, Path(file), h[path])
             for i in range(start_pts or 0, d.shape[0]):
                 if camera.codec == "hdf5-jpeg":  # padded JPEG bytes: cut at the end-of-image marker
                     raw = bytes(d[i])
                     yield StoredJpeg(raw[: raw.rfind(b"\xff\xd9") + 2] if b"\xff\xd9" in raw else raw, i)
                     continue
                 yield array_frame(d[i], i)
-
-
-NO_LAYOUT = (
-    "neither robomimic (data/demo_N), ALOHA (/observations) nor demo groups at the root (demo_N/action); "
-    "name the group holding the demos with mapping.episodes"
-)
-
-
-def demo_groups(h: h5py.File, mapping: Mapping) -> tuple[str, list[str]] | None:
-    """Where a file's demos are: (the group holding them, "" for the root; their names in demo order),
-    or None for an ALOHA file (one episode, the file's root). ``mapping.episodes`` names the group;
-    else ``data``, else ``/observations`` (ALOHA), else the root's groups that hold an action."""
-    if mapping.episodes:
-        where = mapping.episodes.strip("/")
-        g = h[where] if where else h
-        if not isinstance(g, h5py.Group):
-            raise KeyError(f"{mapping.episodes!r} is not a group")
-        return where, _members(g)
-    if "data" in h:
-        return "data", _members(h["data"])
-    if "observations" in h:
-        return None
-    return "", [k for k in _members(h) if isinstance(h.get(k), h5py.Group) and _action_key(h[k])]
-
-
-def _members(g: h5py.Group) -> list[str]:
-    """A group's members in demo order, datasets stored in it left out (a link is kept: reading it
-    quarantines the episode with the reason)."""
-    hard = lambda k: isinstance(g.get(k, getlink=True), h5py.HardLink)  # noqa: E731
-    return sorted((k for k in g if not (hard(k) and isinstance(g[k], h5py.Dataset))), key=_demo_order)
-
-
-def _action_key(g: h5py.Group) -> str | None:
-    return next((k for k in ("actions", "action") if g.get(k, getlink=True) is not None), None)
-
-
-def _obs_keys(eid: str, f: Path, g: h5py.Group, exclude: tuple[str, ...]) -> dict[str, h5py.Dataset]:
-    """The observation datasets of a demo (``obs/<key>`` -> dataset), the excluded ones never opened."""
-    name = next((k for k in OBS_GROUPS if isinstance(g.get(k), h5py.Group)), None)
-    if name is None:
-        return {}
-    keep = [k for k in g[name] if k not in exclude and f"{name}/{k}" not in exclude]
-    return {f"{name}/{k}": _dataset(eid, f, g[name][k]) for k in keep}
-
-
-def _default_state(g: h5py.Group, kind: str, obs: dict[str, h5py.Dataset]) -> list:
-    """The datasets concatenated into the default state: ALOHA's ``observations/qpos``; the 2-D
-    observation keys in name order; else ``states`` (the simulator state)."""
-    if kind == "aloha":
-        return [g["observations/qpos"]]
-    low = [d for k, d in sorted(obs.items()) if d.ndim == 2]
-    return low or [g[next((k for k in STATE_DATASETS if g.get(k, getlink=True) is not None), "states")]]
-
-
-def _default_action(eid: str, f: Path, g: h5py.Group) -> list:
-    key = _action_key(g)
-    if key is None:
-        raise EpisodeError(eid, f"{f.name}:{g.name}", "no action dataset (actions or action); map it")
-    return [g[key]]
-
-
-def _default_text(f: Path, h: h5py.File, g: h5py.Group, kind: str) -> str:
-    """ALOHA: the file's ``instruction``, else the directory name. Demo groups: the group holding
-    them's ``env`` (robomimic's task), else an instruction attribute, else the file's name."""
-    if kind == "aloha":
-        return _attr_text(h.attrs.get("instruction", "")) or f.parent.name.replace("_", " ")
-    parent = g.parent
-    env = _attr_text(parent.attrs.get("env", "")) or _env_name(parent.attrs.get("env_args"))
-    if env:
-        return env
-    for obj in (g, parent, h):
-        text = next((_attr_text(obj.attrs[a]) for a in TEXT_ATTRS if a in obj.attrs), "")
-        if text:
-            return text
-    return f.stem.replace("_", " ")
-
-
-def _attribute(eid: str, f: Path, g: h5py.Group, name: str) -> str:
-    """The attribute ``name`` of the demo group or, when it has none, of the nearest group above."""
-    obj = g
-    while True:
-        if name in obj.attrs:
-            return _attr_text(obj.attrs[name])
-        if obj.name == "/":
-            raise EpisodeError(
-                eid, f.name, f"no attribute {name!r} on {g.name} or above (mapping.instruction)"
-            )
-        obj = obj.parent
-
-
-def _dataset(eid: str, f: Path, obj) -> h5py.Dataset:
-    """An HDF5 dataset whose bytes lie in ``f`` itself: not reached through an external link, not
-    virtual (mapped from other files), not in external raw storage."""
-    where = f"{f.name}:{getattr(obj, 'name', '?')}"
-    if not isinstance(obj, h5py.Dataset):
-        raise EpisodeError(eid, where, "is a group where a dataset is expected")
-    if Path(obj.file.filename).resolve() != f.resolve():
-        raise EpisodeError(
-            eid, where, f"is an external link into {obj.file.filename}: outside the source file"
-        )
-    if obj.is_virtual or obj.external:
-        raise EpisodeError(eid, where, "is stored outside the file (virtual or external storage): refused")
-    return obj
-
-
-def _array(eid: str, f: Path, obj) -> np.ndarray:
-    """A low-dimensional dataset read whole, as float32, after its declared size is checked."""
-    d = _dataset(eid, f, obj)
-    check_array(eid, f"{f.name}:{d.name}", d.shape)
-    if d.dtype.kind not in "biuf":
-        raise EpisodeError(eid, f"{f.name}:{d.name}", f"is {d.dtype}, not numbers")
-    return np.asarray(d, dtype=np.float32)
-
-
-def _demo_order(name: str) -> tuple[int, str]:
-    digits = "".join(c for c in name if c.isdigit())
-    return (int(digits) if digits else -1, name)
-
-
-def _env_name(env_args: object) -> str:
-    try:
-        return str(json.loads(_attr_text(env_args)).get("env_name", ""))
-    except (ValueError, TypeError, AttributeError):
-        return ""
