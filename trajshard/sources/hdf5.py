@@ -40,11 +40,15 @@ from trajshard.schemas.episode import (
 )
 from trajshard.schemas.problems import Problem
 from trajshard.sources import arrays
+from trajshard.sources.array_listing import array_info, template, text_info
 from trajshard.sources.arrays import MAX_ARRAY_BYTES, array_frame, check_frames
 from trajshard.sources.contain import contained, inside
 from trajshard.sources.hdf5_layout import (
     NO_LAYOUT,
+    OBS_GROUPS,
+    TEXT_ATTRS,
     array,
+    attr_text,
     attribute,
     dataset,
     default_action,
@@ -54,10 +58,11 @@ from trajshard.sources.hdf5_layout import (
     obs_keys,
 )
 from trajshard.sources.lerobot import instruction_file, label_segments
+from trajshard.sources.listing import KeyInfo, Listing
 from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
 from trajshard.sources.video import StoredJpeg
 
-__all__ = ["MAX_ARRAY_BYTES", "HDF5Source"]
+__all__ = ["MAX_ARRAY_BYTES", "HDF5Source", "describe"]
 
 
 class HDF5Source:
@@ -248,3 +253,58 @@ class HDF5Source:
                     yield StoredJpeg(raw[: raw.rfind(b"\xff\xd9") + 2] if b"\xff\xd9" in raw else raw, i)
                     continue
                 yield array_frame(d[i], i)
+
+
+def describe(root: Path, source_fps: float | None = None, **_: object) -> Listing:
+    """Every dataset of the first demo (or ALOHA file), its string attributes and those of the groups
+    above it, and a mapping template: the robot's ``obs`` keys as the state (an object's pose left
+    out), ``action(s)``, the image datasets as cameras, the task attribute as the instruction."""
+    src = HDF5Source(root, source_fps or 10.0)
+    ids, rejected = src.plan()
+    notes = [f"{len(ids)} episodes in {len(src.files)} file(s), {len(rejected)} rejected"]
+    notes += [f"{p.where}: {p.field}: {p.message}" for p in rejected[:3]]
+    settings = {"source_fps": float(source_fps)} if source_fps else {}
+    if not ids:
+        return Listing("hdf5", 0, "", (), {}, settings, tuple(notes))
+    f, demo = src._locate(ids[0])
+    with h5py.File(f, "r") as h:
+        found = demo_groups(h, src.mapping)
+        where = "" if found is None else (f"{found[0]}/{demo}" if found[0] else str(demo))
+        g = h[where] if where else h
+        keys = _dataset_keys(g, source_fps) + _attribute_keys(g)
+    obs = [k.key for k in keys if k.kind == "numeric" and k.key.split("/")[0] in OBS_GROUPS]
+    mapping, more = template(keys, obs if found is not None and obs else None)
+    if found is not None and found[0] != "data":
+        mapping = {"episodes": found[0] or "/", **mapping}
+    texts = {k.key: k for k in keys if k.kind == "text"}
+    chosen = next((a for a in ("env", *TEXT_ATTRS) if a in texts and "attribute" in texts[a].detail), None)
+    if chosen:
+        mapping["instruction"] = {"attribute": chosen}
+    else:
+        more.append("no instruction attribute: set mapping.instruction (the default is the file's name)")
+    return Listing("hdf5", len(ids), ids[0], tuple(keys), mapping, settings, tuple(notes + more))
+
+
+def _dataset_keys(g: h5py.Group, rate: float | None, limit: int = 1000) -> list[KeyInfo]:
+    """Each dataset under ``g`` (hard links only: nothing outside the file is opened), by path."""
+    found: list[h5py.Dataset] = []
+    g.visititems(lambda _, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
+    out = []
+    for d in found[:limit]:
+        key = d.name[len(g.name) :].lstrip("/")
+        jpeg = d.ndim == 2 and d.dtype == np.uint8 and d.shape[0] > 0 and bytes(d[0, :2]) == b"\xff\xd8"
+        out.append(array_info(key, d.shape, d.dtype, rate, jpeg=jpeg))
+    return out
+
+
+def _attribute_keys(g: h5py.Group) -> list[KeyInfo]:
+    """The string attributes of the demo group and of every group above it (nearest first)."""
+    out, seen, obj = [], set(), g
+    while True:
+        for name, value in obj.attrs.items():
+            if isinstance(value, str | bytes) and name not in seen:
+                seen.add(name)
+                out.append(text_info(name, attr_text(value), f"attribute of {obj.name}"))
+        if obj.name == "/":
+            return out
+        obj = obj.parent

@@ -45,7 +45,8 @@ def demo_groups(h: h5py.File, mapping: Mapping) -> tuple[str, list[str]] | None:
         return "data", members(h["data"])
     if "observations" in h:
         return None
-    return "", [k for k in members(h) if isinstance(h.get(k), h5py.Group) and action_key(h[k])]
+    hard = [k for k in members(h) if isinstance(h.get(k, getlink=True), h5py.HardLink)]
+    return "", [k for k in hard if isinstance(h[k], h5py.Group) and action_key(h[k])]
 
 
 def members(g: h5py.Group) -> list[str]:

@@ -42,8 +42,10 @@ from trajshard.schemas.episode import (
 )
 from trajshard.schemas.problems import Problem
 from trajshard.sources import arrays
+from trajshard.sources.array_listing import array_info, template, text_info
 from trajshard.sources.contain import contained, inside, regular_file
 from trajshard.sources.lerobot import instruction_file, label_segments
+from trajshard.sources.listing import KeyInfo, Listing
 from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
 from trajshard.sources.video import StoredJpeg
 
@@ -332,3 +334,46 @@ def _image_files(eid: str, folder: Path, key: str) -> list[Path]:
         if f.stat().st_size > arrays.MAX_FRAME_BYTES:
             raise EpisodeError(eid, f"{key}/{f.name}", f"larger than {arrays.MAX_FRAME_BYTES >> 20} MiB")
     return files
+
+
+def describe(root: Path, source_fps: float | None = None, **_: object) -> Listing:
+    """Every array of the first episode's npz (from its npy headers), its image folders and meta.json
+    fields, and a mapping template: ``state`` (or the robot's arrays, never an object's), ``action``,
+    the image arrays and folders as cameras, meta.json's instruction field."""
+    src = NpzSource(root, source_fps or 10.0)
+    ids, rejected = src.plan()
+    notes = [f"{len(ids)} episode folders, {len(rejected)} rejected"]
+    notes += [f"{p.where}: {p.message}" for p in rejected[:3]]
+    if not ids:
+        return Listing("npz", 0, "", (), {}, {}, tuple(notes))
+    folder = contained(src.root, src.root / ids[0], ids[0])
+    path, meta = _npz_file(folder, ids[0]), _meta(folder, ids[0])
+    fps = meta.get("fps") if isinstance(meta.get("fps"), int | float) else source_fps
+    with zipfile.ZipFile(path) as z:
+        heads = {
+            n.removesuffix(".npy"): _header(ids[0], path, z, n) for n in z.namelist() if n.endswith(".npy")
+        }
+    keys = [array_info(k, h.shape, h.dtype, fps, path.name) for k, h in sorted(heads.items())]
+    keys += _folder_keys(ids[0], folder, fps)
+    keys += [text_info(k, v, META) for k, v in meta.items() if isinstance(v, str)]
+    mapping, more = template(keys)
+    chosen = next((k.key for k in keys if k.kind == "text"), None)
+    if chosen:
+        mapping["instruction"] = {"attribute": chosen}
+    else:
+        more.append(f"no instruction field in {META}: set mapping.instruction")
+    settings = {"source_fps": float(source_fps)} if source_fps and "fps" not in meta else {}
+    return Listing("npz", len(ids), ids[0], tuple(keys), mapping, settings, tuple(notes + more))
+
+
+def _folder_keys(eid: str, folder: Path, fps: float | None) -> list[KeyInfo]:
+    """A camera row per image folder of the episode (its first file's size, its file count)."""
+    out = []
+    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = _image_files(eid, folder, d.name)
+        if files:
+            with Image.open(files[0]) as img:
+                w, h, fmt = img.size[0], img.size[1], str(img.format or "image").lower()
+            span = (0.0, (len(files) - 1) / fps) if fps else None
+            out.append(KeyInfo(d.name, "camera", fmt, (h, w, 3), fps, span, len(files), (), "image files"))
+    return out

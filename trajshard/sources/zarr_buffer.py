@@ -42,7 +42,9 @@ from trajshard.schemas.episode import (
 )
 from trajshard.schemas.problems import Problem
 from trajshard.sources import arrays
+from trajshard.sources.array_listing import array_info, template, text_info
 from trajshard.sources.contain import inside
+from trajshard.sources.listing import KeyInfo, Listing
 from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
 
 MAX_EPISODES = 10_000_000
@@ -114,16 +116,7 @@ class ZarrSource:
             )
 
     def plan(self) -> tuple[list[str], list[Problem]]:
-        ids, rejected = [], []
-        for i, (a, b) in enumerate(zip([0, *self.ends[:-1]], self.ends, strict=True)):
-            eid = f"episode_{i:06d}"
-            if b < a:
-                rejected.append(Problem(eid, "meta/episode_ends", f"ends at row {b}, before its start {a}"))
-            elif b == a:
-                rejected.append(Problem(eid, "meta/episode_ends", "has no rows"))
-            else:
-                ids.append(eid)
-        return ids, rejected
+        return plan_ends(self.ends)
 
     def check(self, episode_id: str) -> list[Problem]:
         return check_by_loading(self, episode_id)
@@ -244,6 +237,20 @@ class ZarrSource:
             i = stop
 
 
+def plan_ends(ends: np.ndarray) -> tuple[list[str], list[Problem]]:
+    """Episode ids of meta/episode_ends; an episode of no rows, or ending before it starts, rejected."""
+    ids, rejected = [], []
+    for i, (a, b) in enumerate(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True)):
+        eid = f"episode_{i:06d}"
+        if b < a:
+            rejected.append(Problem(eid, "meta/episode_ends", f"ends at row {b}, before its start {a}"))
+        elif b == a:
+            rejected.append(Problem(eid, "meta/episode_ends", "has no rows"))
+        else:
+            ids.append(eid)
+    return ids, rejected
+
+
 def data_arrays(root: Path, group: zarr.Group) -> dict[str, zarr.Array]:
     """The arrays of ``data/`` (metadata only: nothing of their chunks is read)."""
     data = group.get("data")
@@ -307,3 +314,44 @@ def default_cameras(found: dict[str, zarr.Array], exclude: tuple[str, ...]) -> d
         if k not in exclude and a.dtype == np.uint8 and (arrays.is_image(a.shape, a.dtype) or a.ndim == 3):
             out[arrays.camera_name(k)] = k
     return out
+
+
+def describe(root: Path, source_fps: float | None = None, **_: object) -> Listing:
+    """Every array of ``data/`` (its rows in the first episode, its chunks), the root's text attributes,
+    and a mapping template: ``state`` (or the robot's vector arrays, never an object's), ``action``,
+    the image arrays as cameras."""
+    root = Path(root).resolve()
+    group = open_store(root)
+    found, ends = data_arrays(root, group), episode_ends(root, group)
+    ids, rejected = plan_ends(ends)
+    first = int(ids[0].removeprefix("episode_")) if ids else 0
+    a, b = (int(ends[first - 1]) if first else 0), (int(ends[first]) if ids else 0)
+    keys = [
+        array_info(
+            k,
+            (b - a, *arr.shape[1:]),
+            arr.dtype,
+            source_fps,
+            f"{arr.shape[0]} rows in all, chunks {list(arr.chunks)}",
+        )
+        for k, arr in found.items()
+    ]
+    keys += [
+        text_info(k, v, "attribute of the root group") for k, v in group.attrs.items() if isinstance(v, str)
+    ]
+    keys.append(KeyInfo("meta/episode_ends", "metadata", str(ends.dtype), (), None, None, len(ends)))
+    mapping, notes = template(keys)
+    chosen = next((k.key for k in keys if k.kind == "text"), None)
+    mapping["instruction"] = {"attribute": chosen} if chosen else store_name(root)
+    notes = [f"{len(ids)} episodes, {len(rejected)} rejected (meta/episode_ends)", *notes]
+    rows = min((arr.shape[0] for arr in found.values()), default=0)
+    if int((ends > rows).sum()):
+        notes.append(
+            f"{int((ends > rows).sum())} episode(s) end past the {rows} rows of data/ (they are quarantined)"
+        )
+    if any(k.kind == "time" for k in keys):
+        notes.append(
+            'a time array is there: time_base = "<it>" reads the recorded times instead of i / source_fps'
+        )
+    settings = {"source_fps": float(source_fps)} if source_fps else {}
+    return Listing("zarr", len(ids), ids[0] if ids else "", tuple(keys), mapping, settings, tuple(notes))
