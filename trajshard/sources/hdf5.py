@@ -228,6 +228,10 @@ class HDF5Source:
         for name, (path, shape) in cams.items():
             if shape[0] != n:
                 raise EpisodeError(eid, f.name, f"camera {name!r}: {shape[0]} images for {n} steps")
+            if arrays.declared_bytes(shape[1:], 1) > arrays.MAX_FRAME_BYTES:  # read one frame at a time
+                raise EpisodeError(
+                    eid, f"{f.name}:{path}", f"declares frames of {list(shape[1:])}: too large"
+                )
             jpeg = compressed or len(shape) == 2
             h, w = self._jpeg_size(f, path) if jpeg else (shape[1], shape[2])
             codec = "hdf5-jpeg" if jpeg else "hdf5-array"
