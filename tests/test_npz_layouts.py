@@ -97,3 +97,16 @@ def test_npy_headers_are_checked_before_reading(tmp_path):
     (tmp_path / "src" / "linked").symlink_to(outside)
     ids, rejected = open_source(tmp_path / "src", "npz", 5.0).plan()
     assert ids == ["e"] and [p.where for p in rejected] == ["linked"]
+
+
+def test_an_image_folder_linked_out_of_the_episode_is_refused(tmp_path):
+    src = tmp_path / "src"
+    write_npz_folders(src)
+    outside = tmp_path / "elsewhere"
+    (src / "ep_000" / "front").rename(outside)
+    (src / "ep_000" / "front").symlink_to(outside)
+    with pytest.raises(EpisodeError, match="outside the source") as err:
+        open_source(src, "npz", 10.0, mapping=MAPPING).load("ep_000")
+    assert err.value.problem.field == "front"
+    with pytest.raises(EpisodeError, match="outside the source"):
+        open_source(src, "npz", 10.0).load("ep_000")  # the default cameras: the folder is not listed

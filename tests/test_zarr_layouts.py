@@ -97,3 +97,16 @@ def test_a_chunk_linked_out_of_the_store_is_refused(tmp_path):
     with pytest.raises(EpisodeError, match="outside the source") as err:
         open_source(src, "zarr", 10.0).load("episode_000000")
     assert err.value.problem.field == "data/state/0.0"
+
+
+def test_declared_chunks_are_bounded_before_reading(tmp_path):
+    src = tmp_path / "huge.zarr"
+    g = zarr.open_group(str(src), mode="w", zarr_format=2)
+    g.create_group("data").create_array(
+        "state", shape=(1_000_000, 1000), dtype=np.float32, chunks=(1_000_000, 1000)
+    )
+    g["data"].create_array("action", shape=(1_000_000, 2), dtype=np.float32, chunks=(1000, 2))
+    g.create_group("meta").create_array("episode_ends", shape=(1,), dtype=np.int64)[:] = [10]
+    with pytest.raises(EpisodeError, match="declares chunks .* 3814 MiB, more than 512 MiB") as err:
+        open_source(src, "zarr", 10.0).load("episode_000000")
+    assert err.value.problem.field == "data/state"

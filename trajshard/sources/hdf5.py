@@ -150,7 +150,8 @@ class HDF5Source:
     def _read(self, eid: str, f: Path, h: h5py.File, where: str, kind: str) -> Episode:
         """The episode of the group ``where`` ("" for the file's root) of one file."""
         g = h[where] if where else h
-        obs = obs_keys(eid, f, g, self.mapping.exclude) if kind != "aloha" else {}
+        mapped = self.mapping.state and self.mapping.cameras  # then no observation key is opened unnamed
+        obs = obs_keys(eid, f, g, self.mapping.exclude) if kind != "aloha" and not mapped else {}
         state, snames = self._parts(eid, f, g, self.mapping.state, lambda: default_state(g, kind, obs))
         action, anames = self._parts(eid, f, g, self.mapping.action, lambda: default_action(eid, f, g))
         cams = self._cameras(eid, f, g, kind, obs)

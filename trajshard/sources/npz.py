@@ -167,6 +167,7 @@ class NpzSource:
             if arrays.is_image(h.shape, h.dtype) and k not in skip
         }
         for d in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in skip):
+            contained(self.root, d, folder.name, d.name)  # listed only once known to be inside
             if any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()):
                 out.setdefault(d.name, d.name)
         return out

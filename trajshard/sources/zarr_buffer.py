@@ -183,7 +183,7 @@ class ZarrSource:
             raise EpisodeError(eid, f"data/{key}", f"is {arr.dtype}, not numbers")
         try:
             return np.asarray(arr[a:b])
-        except StoreRefused:
+        except (StoreRefused, OSError):  # OSError: a read that may succeed again (Attempts retries it)
             raise
         except Exception as exc:  # a codec's error on a damaged chunk: the episode's fault, named
             raise EpisodeError(eid, f"data/{key}", f"rows {a}:{b} cannot be read: {exc}") from exc
