@@ -18,7 +18,7 @@ INSTRUCTION_WORDS = ("task", "instruction", "language", "prompt", "goal", "env")
 
 def kind_of(shape: tuple[int, ...], dtype: np.dtype, jpeg: bool = False) -> str:
     dtype = np.dtype(dtype)
-    if jpeg or (dtype == np.uint8 and (len(shape) == 3 or arrays.is_image(shape, dtype))):
+    if jpeg or arrays.is_gray(shape, dtype) or arrays.is_image(shape, dtype):
         return "camera"
     if arrays.is_numeric(shape, dtype):
         return "numeric"

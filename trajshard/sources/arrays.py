@@ -58,6 +58,11 @@ def is_image(shape: tuple[int, ...], dtype: np.dtype) -> bool:
     return np.dtype(dtype) == np.uint8 and len(shape) == 4 and shape[3] == 3
 
 
+def is_gray(shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """uint8 [T, H, W] with H, W at least 8: grayscale images (not a small table of bytes)."""
+    return np.dtype(dtype) == np.uint8 and len(shape) == 3 and min(shape[1:]) >= 8
+
+
 def is_numeric(shape: tuple[int, ...], dtype: np.dtype) -> bool:
     """One number or one vector per step, of a numeric type: a state or action candidate."""
     return np.dtype(dtype).kind in "biuf" and len(shape) in (1, 2)

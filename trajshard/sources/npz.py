@@ -189,8 +189,11 @@ class NpzSource:
         files = _image_files(eid, folder, key)
         if len(files) != n:
             raise EpisodeError(eid, key, f"camera {name!r}: {len(files)} image files for {n} steps")
-        with Image.open(files[0]) as img:
-            w, h = img.size
+        try:
+            with Image.open(files[0]) as img:
+                w, h = img.size
+        except OSError as exc:  # PIL's "cannot identify image file" is an OSError
+            raise EpisodeError(eid, f"{key}/{files[0].name}", f"not an image: {exc}") from exc
         return Camera(name, str(folder / key), t, np.arange(n, dtype=np.int64), w, h, "npz-files")
 
     def _instruction(self, eid, folder, path, z, heads, meta: dict, t) -> tuple[Segment, ...]:

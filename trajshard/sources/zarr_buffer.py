@@ -311,7 +311,7 @@ def default_cameras(found: dict[str, zarr.Array], exclude: tuple[str, ...]) -> d
     """Every uint8 [N, H, W, 3] or [N, H, W] array, named without ``_image``."""
     out = {}
     for k, a in found.items():
-        if k not in exclude and a.dtype == np.uint8 and (arrays.is_image(a.shape, a.dtype) or a.ndim == 3):
+        if k not in exclude and (arrays.is_image(a.shape, a.dtype) or arrays.is_gray(a.shape, a.dtype)):
             out[arrays.camera_name(k)] = k
     return out
 
