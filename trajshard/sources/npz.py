@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,7 @@ class NpzSource:
         try:
             with zipfile.ZipFile(path) as z:
                 return self._episode(episode_id, folder, path, z, meta)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
             raise EpisodeError(episode_id, path.name, f"not a readable npz file: {exc}") from exc
         except EpisodeError:
             raise
@@ -228,17 +229,26 @@ class NpzSource:
             return
         file, key = camera.path.rsplit("#", 1)
         path = Path(file)
-        with zipfile.ZipFile(path) as z:
-            h = _header(camera.name, path, z, f"{key}.npy")
-            arrays.check_frames(camera.name, f"{path.name}:{key}", h.shape, h.dtype)
-            size = int(np.prod(h.shape[1:]))
-            with z.open(f"{key}.npy") as f:
-                f.seek(h.offset + start * size)
-                for i in range(start, h.shape[0]):
-                    data = f.read(size)
-                    if len(data) != size:
-                        raise EpisodeError(path.parent.name, f"{path.name}:{key}", f"frame {i} is cut short")
-                    yield arrays.array_frame(np.frombuffer(data, np.uint8).reshape(h.shape[1:]), i)
+        try:
+            yield from _array_frames(camera, path, key, start)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # a damaged member
+            raise EpisodeError(path.parent.name, f"{path.name}:{key}", f"cannot be read: {exc}") from exc
+
+
+def _array_frames(camera: Camera, path: Path, key: str, start: int) -> Iterator[av.VideoFrame]:
+    """An image array's frames from ``start`` on, streamed from its npz member one at a time."""
+    eid, where = path.parent.name, f"{path.name}:{key}"
+    with zipfile.ZipFile(path) as z:
+        h = _header(eid, path, z, f"{key}.npy")
+        arrays.check_frames(eid, where, h.shape, h.dtype)
+        size = int(np.prod(h.shape[1:]))
+        with z.open(f"{key}.npy") as f:
+            f.seek(h.offset + start * size)
+            for i in range(start, h.shape[0]):
+                data = f.read(size)
+                if len(data) != size:
+                    raise EpisodeError(eid, where, f"frame {i} is cut short")
+                yield arrays.array_frame(np.frombuffer(data, np.uint8).reshape(h.shape[1:]), i)
 
 
 def _npz_file(folder: Path, eid: str) -> Path:

@@ -51,6 +51,10 @@ MAX_EPISODES = 10_000_000
 TEXT_ATTRS = ("instruction", "language_instruction", "task")
 
 
+class LayoutError(ValueError):
+    """A store that is not a replay buffer, or whose defaults need a mapping; the message says which."""
+
+
 class StoreRefused(Exception):
     """A key of the store that is a link out of SOURCE, or not a regular file."""
 
@@ -100,10 +104,7 @@ class ZarrSource:
         self.step_rate = float(step_rate)
         self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
         self.notes: list[str] = []
-        group = open_store(self.root)
-        self.attrs = dict(group.attrs)
-        self.arrays = data_arrays(self.root, group)
-        self.ends = episode_ends(self.root, group)
+        self.attrs, self.arrays, self.ends = read_layout(self.root)
         self.state_parts, self.action_parts = self.mapping.state, self.mapping.action
         self.state_parts = self.state_parts or (Part(default_state(self.root, self.arrays, self.mapping)),)
         self.action_parts = self.action_parts or (Part(default_action(self.root, self.arrays)),)
@@ -232,9 +233,27 @@ class ZarrSource:
         i = start_pts or 0
         while i < n:
             stop = min(n, ((a + i) // step + 1) * step - a)  # the end of the chunk holding row a + i
-            for j, pixels in enumerate(np.asarray(arr[a + i : a + stop]), i):
+            try:
+                block = np.asarray(arr[a + i : a + stop])
+            except (StoreRefused, OSError):
+                raise
+            except Exception as exc:  # a codec's error on a damaged chunk, named (pass 2 quarantines)
+                raise EpisodeError(Path(root).name, f"data/{key}", f"rows {a + i}:{a + stop}: {exc}") from exc
+            for j, pixels in enumerate(block, i):
                 yield arrays.array_frame(pixels, j)
             i = stop
+
+
+def read_layout(root: Path) -> tuple[dict, dict[str, zarr.Array], np.ndarray]:
+    """The root's attributes, the arrays of data/ and meta/episode_ends; ValueError naming the store
+    when its metadata cannot be read (a damaged .zarray or zarr.json is every episode's)."""
+    group = open_store(root)
+    try:
+        return dict(group.attrs), data_arrays(root, group), episode_ends(root, group)
+    except LayoutError:
+        raise
+    except (StoreRefused, ValueError, KeyError, TypeError, RuntimeError) as exc:  # RuntimeError: blosc's
+        raise ValueError(f"{root}: not a readable Zarr store: {exc}") from exc
 
 
 def plan_ends(ends: np.ndarray) -> tuple[list[str], list[Problem]]:
@@ -255,7 +274,7 @@ def data_arrays(root: Path, group: zarr.Group) -> dict[str, zarr.Array]:
     """The arrays of ``data/`` (metadata only: nothing of their chunks is read)."""
     data = group.get("data")
     if not isinstance(data, zarr.Group):
-        raise ValueError(
+        raise LayoutError(
             f"{root}: no data/ group (a replay buffer holds data/<key> arrays and meta/episode_ends)"
         )
     return {name: arr for name, arr in sorted(data.arrays()) if arr.ndim >= 1}
@@ -265,9 +284,9 @@ def episode_ends(root: Path, group: zarr.Group) -> np.ndarray:
     meta = group.get("meta")
     ends = meta.get("episode_ends") if isinstance(meta, zarr.Group) else None
     if not isinstance(ends, zarr.Array) or ends.ndim != 1 or ends.dtype.kind not in "iu":
-        raise ValueError(f"{root}: no meta/episode_ends (one integer per episode: the row after its last)")
+        raise LayoutError(f"{root}: no meta/episode_ends (one integer per episode: the row after its last)")
     if ends.shape[0] > MAX_EPISODES:
-        raise ValueError(
+        raise LayoutError(
             f"{root}: meta/episode_ends declares {ends.shape[0]} episodes, more than {MAX_EPISODES}"
         )
     return np.asarray(ends[:], dtype=np.int64)
@@ -285,7 +304,7 @@ def vector_keys(found: dict[str, zarr.Array]) -> list[str]:
 def default_action(root: Path, found: dict[str, zarr.Array]) -> str:
     key = arrays.first_present(set(found), arrays.ACTION_KEYS)
     if key is None:
-        raise ValueError(
+        raise LayoutError(
             f"{root}: no data/action array; name the action with mapping.action ({sorted(found)})"
         )
     return key
@@ -300,7 +319,7 @@ def default_state(root: Path, found: dict[str, zarr.Array], mapping: Mapping) ->
     skip = {*arrays.ACTION_KEYS, "timestamp", "timestamps", mapping.time_base, *mapping.exclude}
     cands = [k for k in vector_keys(found) if k not in skip]
     if len(cands) != 1:
-        raise ValueError(
+        raise LayoutError(
             f"{root}: no data/state array, and {'no' if not cands else len(cands)} other candidates {cands}: "
             'name the state with mapping.state (e.g. state = ["robot_eef_pose", "robot_joint"])'
         )
@@ -321,8 +340,7 @@ def describe(root: Path, source_fps: float | None = None, **_: object) -> Listin
     and a mapping template: ``state`` (or the robot's vector arrays, never an object's), ``action``,
     the image arrays as cameras."""
     root = Path(root).resolve()
-    group = open_store(root)
-    found, ends = data_arrays(root, group), episode_ends(root, group)
+    attrs, found, ends = read_layout(root)
     ids, rejected = plan_ends(ends)
     first = int(ids[0].removeprefix("episode_")) if ids else 0
     a, b = (int(ends[first - 1]) if first else 0), (int(ends[first]) if ids else 0)
@@ -336,9 +354,7 @@ def describe(root: Path, source_fps: float | None = None, **_: object) -> Listin
         )
         for k, arr in found.items()
     ]
-    keys += [
-        text_info(k, v, "attribute of the root group") for k, v in group.attrs.items() if isinstance(v, str)
-    ]
+    keys += [text_info(k, v, "attribute of the root group") for k, v in attrs.items() if isinstance(v, str)]
     keys.append(KeyInfo("meta/episode_ends", "metadata", str(ends.dtype), (), None, None, len(ends)))
     mapping, notes = template(keys)
     chosen = next((k.key for k in keys if k.kind == "text"), None)
