@@ -3,12 +3,19 @@ template that ingests each layout's fixture unedited (the robot's keys as the st
 
 from __future__ import annotations
 
-import numpy as np
+import hashlib
 
+import numpy as np
+import pytest
+
+from tests.helpers import shared_data
 from tests.layouts import check_output, ingest, samples_by_episode
+from tests.test_hdf5 import write_aloha
 from tests.test_hdf5_layouts import write_robomimic_with_object, write_root_level
 from tests.test_npz_layouts import write_npz_folders
 from tests.test_zarr_layouts import write_replay_buffer
+from trajshard.config import JobConfig
+from trajshard.pipelines.ingest import run_ingest
 from trajshard.sources import hdf5, npz, zarr_buffer
 from trajshard.sources.mapping import mapping_problems
 
@@ -91,3 +98,27 @@ def test_zarr_template_ingests(tmp_path):
     }
     ingest(src, tmp_path / "out", "zarr", listing.mapping)
     check_output(tmp_path / "out", expected, {"img": "img"}, 6)
+
+
+def shard_hashes(out) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "shards").iterdir())}
+
+
+@pytest.mark.parametrize("which", ["aloha", "lift"])
+def test_hdf5_template_gives_the_default_shards(tmp_path, which):
+    """ALOHA files (raw and JPEG images) and the real robosuite lift: the template, unedited, writes
+    the shards the reader's defaults write, byte for byte."""
+    if which == "aloha":
+        src, fps = tmp_path / "aloha", 50
+        write_aloha(src, compress=False, name="episode_0")
+        write_aloha(src, compress=True, name="episode_1")
+    else:
+        src, fps = shared_data("robosuite_hdf5") / "lift.hdf5", 20
+    mapping = hdf5.describe(src, source_fps=fps).mapping
+    assert mapping["state"] == (["observations/qpos"] if which == "aloha" else ["states"])
+    outs = []
+    for m in ({}, mapping):
+        outs.append(tmp_path / f"out{len(outs)}")
+        cfg = JobConfig.from_flags(workers=0, fps=fps, image_size=224, mapping=m)
+        run_ingest(str(src), str(outs[-1]), cfg, progress=False)
+    assert shard_hashes(outs[0]) == shard_hashes(outs[1])
