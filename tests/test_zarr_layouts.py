@@ -20,11 +20,14 @@ MAPPING = {
 }
 
 
-def write_replay_buffer(root, lengths=LENGTHS, extra: dict | None = None, chunk: int = 4) -> dict[str, dict]:
+def write_replay_buffer(
+    root, lengths=LENGTHS, extra: dict | None = None, chunk: int = 4, img_dtype=np.uint8
+) -> dict[str, dict]:
     """A replay buffer of ``lengths`` episodes plus two broken entries in meta/episode_ends: an
     episode of no rows, and one that ends 5 rows past the data. Returns each good episode's arrays."""
     n = sum(lengths)
     state, action, img = values(n, 5, 1, np.float32), values(n, 2, 2, np.float32), frames(n, 3)
+    img = img.astype(img_dtype)  # Push-T stores float32 0-255 values
     g = zarr.open_group(str(root), mode="w", zarr_format=2)
     data, meta = g.create_group("data"), g.create_group("meta")
     for key, arr, chunks in (
@@ -110,3 +113,14 @@ def test_declared_chunks_are_bounded_before_reading(tmp_path):
     with pytest.raises(EpisodeError, match="declares chunks .* 3814 MiB, more than 512 MiB") as err:
         open_source(src, "zarr", 10.0).load("episode_000000")
     assert err.value.problem.field == "data/state"
+
+
+def test_float_images_as_push_t_stores_them(tmp_path):
+    """diffusion_policy's Push-T buffer keeps ``img`` as float32 0-255: mapped as a camera, it is read
+    as those values (not a default camera: only uint8 arrays are taken without asking)."""
+    src = tmp_path / "pusht_cchi_v7_replay.zarr"
+    expected = write_replay_buffer(src, img_dtype=np.float32)
+    assert open_source(src, "zarr", 10.0).cameras == {}
+    out = tmp_path / "out"
+    ingest(src, out, "zarr", MAPPING)
+    check_output(out, expected, {"top": "img"}, len(LENGTHS) + 2)

@@ -41,13 +41,19 @@ def check_array(eid: str, where: str, shape: tuple[int, ...]) -> None:
 
 
 def check_frames(eid: str, where: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """EpisodeError unless ``shape`` is images a camera can show: uint8 [T, H, W, 3] or [T, H, W]
-    (grayscale), each frame at most MAX_FRAME_BYTES."""
-    if np.dtype(dtype) != np.uint8 or len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 3):
+    """EpisodeError unless ``shape`` is images a camera can show: [T, H, W, 3] or [T, H, W] (grayscale)
+    of uint8, or of floats holding 0-255 values (diffusion_policy's Push-T ``img``), each frame at most
+    MAX_FRAME_BYTES."""
+    dtype = np.dtype(dtype)
+    if (
+        (dtype != np.uint8 and dtype.kind != "f")
+        or len(shape) not in (3, 4)
+        or (len(shape) == 4 and shape[3] != 3)
+    ):
         raise EpisodeError(
-            eid, where, f"is {np.dtype(dtype)} {list(shape)}, not images (uint8 [T, H, W, 3] or [T, H, W])"
+            eid, where, f"is {dtype} {list(shape)}, not images (uint8 or float [T, H, W, 3] or [T, H, W])"
         )
-    if declared_bytes(shape[1:], 1) > MAX_FRAME_BYTES:
+    if declared_bytes(shape[1:], dtype.itemsize) > MAX_FRAME_BYTES:
         raise EpisodeError(
             eid, where, f"declares frames of {list(shape[1:])}: more than {MAX_FRAME_BYTES >> 20} MiB each"
         )
@@ -94,7 +100,11 @@ def first_present(names: list[str] | set[str], wanted: tuple[str, ...]) -> str |
 
 
 def array_frame(pixels: np.ndarray, pts: int) -> av.VideoFrame:
-    """A stored image (uint8 [H, W, 3], or [H, W] grayscale) as a frame the render stage takes."""
+    """A stored image (uint8 [H, W, 3], or [H, W] grayscale; floats are 0-255 values, rounded) as a
+    frame the render stage takes."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype.kind == "f":
+        pixels = np.clip(np.rint(np.nan_to_num(pixels)), 0, 255)
     pixels = np.asarray(pixels, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)

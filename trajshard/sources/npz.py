@@ -241,14 +241,14 @@ def _array_frames(camera: Camera, path: Path, key: str, start: int) -> Iterator[
     with zipfile.ZipFile(path) as z:
         h = _header(eid, path, z, f"{key}.npy")
         arrays.check_frames(eid, where, h.shape, h.dtype)
-        size = int(np.prod(h.shape[1:]))
+        size = arrays.declared_bytes(h.shape[1:], h.dtype.itemsize)
         with z.open(f"{key}.npy") as f:
             f.seek(h.offset + start * size)
             for i in range(start, h.shape[0]):
                 data = f.read(size)
                 if len(data) != size:
                     raise EpisodeError(eid, where, f"frame {i} is cut short")
-                yield arrays.array_frame(np.frombuffer(data, np.uint8).reshape(h.shape[1:]), i)
+                yield arrays.array_frame(np.frombuffer(data, h.dtype).reshape(h.shape[1:]), i)
 
 
 def _npz_file(folder: Path, eid: str) -> Path:
