@@ -115,3 +115,12 @@ def test_mapping_errors_name_the_episode_file_and_key(tmp_path):
         open_source(src, "hdf5", 10.0, mapping={"instruction": {"attribute": "nope"}}).load("demo_0")
     wrong = open_source(src, "hdf5", 10.0, mapping={"episodes": "missing"})
     assert wrong.plan()[1][0].message.startswith("mapping.episodes")
+
+
+def test_per_step_instructions_from_a_string_dataset(tmp_path):
+    src = tmp_path / "pick.hdf5"
+    write_root_level(src)
+    with h5py.File(src, "a") as h:
+        h["demo_0/language"] = np.array([b"reach"] * 8 + [b"grasp"] * 12)
+    ep = open_source(src, "hdf5", 10.0, mapping={"instruction": {"column": "language"}}).load("demo_0")
+    assert [(s.text, s.start) for s in ep.instructions] == [("reach", float("-inf")), ("grasp", 0.8)]

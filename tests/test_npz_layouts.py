@@ -110,3 +110,13 @@ def test_an_image_folder_linked_out_of_the_episode_is_refused(tmp_path):
     assert err.value.problem.field == "front"
     with pytest.raises(EpisodeError, match="outside the source"):
         open_source(src, "npz", 10.0).load("ep_000")  # the default cameras: the folder is not listed
+
+
+def test_recorded_times_through_time_base(tmp_path):
+    folder = tmp_path / "src" / "e"
+    folder.mkdir(parents=True)
+    stamps = 1_700_000_000_000_000_000 + np.arange(6, dtype=np.int64) * 50_000_000  # ns, 20 Hz
+    np.savez(folder / "trajectory.npz", state=values(6, 2, 0), action=values(6, 2, 1), stamp_ns=stamps)
+    (folder / "meta.json").write_text(json.dumps({"instruction": "wave"}))
+    ep = open_source(tmp_path / "src", "npz", 5.0, mapping={"time_base": "stamp_ns"}).load("e")
+    assert np.allclose(ep.streams["proprio"].timestamps, np.arange(6) * 0.05)

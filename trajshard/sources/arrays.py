@@ -113,6 +113,15 @@ def array_frame(pixels: np.ndarray, pts: int) -> av.VideoFrame:
     return frame
 
 
+def seconds(raw: np.ndarray) -> np.ndarray:
+    """Recorded times as float64 seconds since the first: integers are nanoseconds (subtracted as
+    integers, so epoch nanoseconds stay exact), floats seconds."""
+    if raw.dtype.kind in "iu":
+        return (raw.astype(np.int64) - np.int64(raw[0])) / 1e9
+    t = raw.astype(np.float64)
+    return t - t[0]
+
+
 def natural_key(path) -> tuple[int, str]:
     """Name order with the number in a name read as a number (``2.jpg`` before ``10.jpg``)."""
     name = getattr(path, "name", str(path))

@@ -150,8 +150,7 @@ class NpzSource:
                 raise EpisodeError(
                     eid, path.name, f"{self.mapping.time_base}: {len(raw)} times for {n} steps"
                 )
-            t = raw.astype(np.float64) / (1e9 if raw.dtype.kind in "iu" else 1.0)
-            return t - t[0]
+            return arrays.seconds(raw)
         fps = meta.get("fps", self.step_rate)
         if not isinstance(fps, int | float) or isinstance(fps, bool) or not fps > 0:
             raise EpisodeError(eid, META, f"fps must be a positive number, got {fps!r}")

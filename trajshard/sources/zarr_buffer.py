@@ -193,8 +193,7 @@ class ZarrSource:
         if not self.mapping.time_base:
             return np.arange(b - a) / self.step_rate
         raw = self._read(eid, self.mapping.time_base, a, b).reshape(b - a, -1)[:, 0]
-        t = raw.astype(np.float64) / (1e9 if raw.dtype.kind in "iu" else 1.0)
-        return t - t[0]
+        return arrays.seconds(raw)
 
     def _camera(self, eid: str, name: str, key: str, a: int, b: int, t: np.ndarray) -> Camera:
         arr = self._checked(eid, key, b)
