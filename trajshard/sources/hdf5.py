@@ -150,18 +150,15 @@ class HDF5Source:
     def _read(self, eid: str, f: Path, h: h5py.File, where: str, kind: str) -> Episode:
         """The episode of the group ``where`` ("" for the file's root) of one file."""
         g = h[where] if where else h
-        mapped = self.mapping.state and self.mapping.cameras  # then no observation key is opened unnamed
+        mapped = bool(self.mapping.state and self.mapping.cameras)  # then no obs key is opened unnamed
         obs = obs_keys(eid, f, g, self.mapping.exclude) if kind != "aloha" and not mapped else {}
         state, snames = self._parts(eid, f, g, self.mapping.state, lambda: default_state(g, kind, obs))
         action, anames = self._parts(eid, f, g, self.mapping.action, lambda: default_action(eid, f, g))
         cams = self._cameras(eid, f, g, kind, obs)
         t = np.arange(len(state)) / self.step_rate
         segments = self._instruction(eid, f, h, g, kind, t)
-        embodiment = "aloha" if kind == "aloha" else kind
         compressed = kind == "aloha" and bool(h.attrs.get("compress", False))
-        return self._episode(
-            eid, f, (state, snames), (action, anames), cams, segments, embodiment, compressed
-        )
+        return self._episode(eid, f, (state, snames), (action, anames), cams, segments, kind, compressed)
 
     def _parts(self, eid, f, g, parts: tuple[Part, ...], default) -> tuple[np.ndarray, tuple[str, ...]]:
         """The mapping's parts side by side (with their names), else the layout's default (no names:
@@ -171,13 +168,7 @@ class HDF5Source:
             return np.concatenate([b[:, None] if b.ndim == 1 else b for b in blocks], 1), ()
 
         def read(part: Part):
-            if g.get(part.key, getlink=True) is None:
-                raise EpisodeError(
-                    eid,
-                    f"{f.name}:{g.name}",
-                    f"the mapping names {part.key!r}, which the group does not hold",
-                )
-            return array(eid, f, g[part.key]), ()
+            return array(eid, f, _named(eid, f, g, part.key)), ()
 
         return concat_parts(parts, read, f"{f.name}:{g.name}")
 
@@ -188,7 +179,7 @@ class HDF5Source:
         if self.mapping.cameras:
             out = {}
             for name, key in self.mapping.cameras.items():
-                d = dataset(eid, f, g[key])
+                d = dataset(eid, f, _named(eid, f, g, key))
                 if not (d.ndim == 2 and d.dtype == np.uint8):  # else padded JPEG bytes
                     check_frames(eid, f"{f.name}:{d.name}", d.shape, d.dtype)
                 out[name] = (path(key), d.shape)
@@ -258,6 +249,16 @@ class HDF5Source:
                     yield StoredJpeg(raw[: raw.rfind(b"\xff\xd9") + 2] if b"\xff\xd9" in raw else raw, i)
                     continue
                 yield array_frame(d[i], i)
+
+
+def _named(eid: str, f: Path, g: h5py.Group, key: str):
+    """The object at ``key`` (relative to the demo group) that the mapping names; EpisodeError when
+    the group does not hold it."""
+    if g.get(key, getlink=True) is None:
+        raise EpisodeError(
+            eid, f"{f.name}:{g.name}", f"the mapping names {key!r}, which the group does not hold"
+        )
+    return g[key]
 
 
 def describe(root: Path, source_fps: float | None = None, **_: object) -> Listing:
