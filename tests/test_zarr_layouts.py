@@ -21,14 +21,14 @@ MAPPING = {
 
 
 def write_replay_buffer(
-    root, lengths=LENGTHS, extra: dict | None = None, chunk: int = 4, img_dtype=np.uint8
+    root, lengths=LENGTHS, extra: dict | None = None, chunk: int = 4, img_dtype=np.uint8, zarr_format: int = 2
 ) -> dict[str, dict]:
     """A replay buffer of ``lengths`` episodes plus two broken entries in meta/episode_ends: an
     episode of no rows, and one that ends 5 rows past the data. Returns each good episode's arrays."""
     n = sum(lengths)
     state, action, img = values(n, 5, 1, np.float32), values(n, 2, 2, np.float32), frames(n, 3)
     img = img.astype(img_dtype)  # Push-T stores float32 0-255 values
-    g = zarr.open_group(str(root), mode="w", zarr_format=2)
+    g = zarr.open_group(str(root), mode="w", zarr_format=zarr_format)
     data, meta = g.create_group("data"), g.create_group("meta")
     for key, arr, chunks in (
         ("state", state, (64, 5)),
@@ -124,3 +124,15 @@ def test_float_images_as_push_t_stores_them(tmp_path):
     out = tmp_path / "out"
     ingest(src, out, "zarr", MAPPING)
     check_output(out, expected, {"top": "img"}, len(LENGTHS) + 2)
+
+
+def test_zarr_format_3_store_without_the_suffix(tmp_path):
+    src = tmp_path / "buffer_v3"
+    expected = write_replay_buffer(src, zarr_format=3)
+    assert (src / "zarr.json").is_file() and detect_format(src) == "zarr"
+    source = open_source(src, "auto", 10.0)
+    ep = source.load("episode_000003")
+    got = np.stack([f.to_ndarray(format="rgb24") for f in source.frames(ep.cameras["img"], 2)])
+    assert np.array_equal(got, expected["episode_000003"]["img"][2:])  # stored pixels, from frame 2 on
+    assert np.array_equal(ep.streams["proprio"].values, expected["episode_000003"]["state"])
+    assert ep.cameras["img"].path.endswith("#img#45") and ep.instructions[0].text == "buffer v3"
