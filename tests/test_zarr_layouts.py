@@ -3,6 +3,8 @@ Zarr format 2), read through a mapping: one episode's rows at a time, nothing ou
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import zarr
@@ -136,3 +138,14 @@ def test_zarr_format_3_store_without_the_suffix(tmp_path):
     assert np.array_equal(got, expected["episode_000003"]["img"][2:])  # stored pixels, from frame 2 on
     assert np.array_equal(ep.streams["proprio"].values, expected["episode_000003"]["state"])
     assert ep.cameras["img"].path.endswith("#img#45") and ep.instructions[0].text == "buffer v3"
+
+
+def test_a_fifo_chunk_is_refused_not_waited_on(tmp_path):
+    src = tmp_path / "buffer.zarr"
+    write_replay_buffer(src)
+    chunk = src / "data" / "action" / "0.0"
+    chunk.unlink()
+    os.mkfifo(chunk)
+    with pytest.raises(EpisodeError, match="not a regular file") as err:
+        open_source(src, "zarr", 10.0).load("episode_000000")
+    assert err.value.problem.field == "data/action/0.0"
