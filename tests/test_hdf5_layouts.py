@@ -3,6 +3,8 @@ file whose object-pose ``obs`` key is left out of the state."""
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -124,3 +126,11 @@ def test_per_step_instructions_from_a_string_dataset(tmp_path):
         h["demo_0/language"] = np.array([b"reach"] * 8 + [b"grasp"] * 12)
     ep = open_source(src, "hdf5", 10.0, mapping={"instruction": {"column": "language"}}).load("demo_0")
     assert [(s.text, s.start) for s in ep.instructions] == [("reach", float("-inf")), ("grasp", 0.8)]
+
+
+def test_a_fifo_named_hdf5_is_rejected_not_opened(tmp_path):
+    write_root_level(tmp_path / "pick.hdf5")
+    os.mkfifo(tmp_path / "stuck.hdf5")
+    ids, rejected = open_source(tmp_path, "hdf5", 10.0).plan()
+    assert len(ids) == 4 and [(p.where, p.field) for p in rejected] == [("stuck", "stuck.hdf5")]
+    assert "not a regular file" in rejected[0].message

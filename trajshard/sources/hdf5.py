@@ -42,7 +42,7 @@ from trajshard.schemas.problems import Problem
 from trajshard.sources import arrays
 from trajshard.sources.array_listing import array_info, template, text_info
 from trajshard.sources.arrays import MAX_ARRAY_BYTES, array_frame, check_frames
-from trajshard.sources.contain import contained, inside
+from trajshard.sources.contain import contained, inside, regular_file
 from trajshard.sources.hdf5_layout import (
     NO_LAYOUT,
     OBS_GROUPS,
@@ -89,8 +89,11 @@ class HDF5Source:
                 rejected.append(Problem(f.stem, f.name, "is a link to a place outside the source"))
                 continue
             try:
-                with h5py.File(f, "r") as h:
+                with h5py.File(regular_file(f, f.stem), "r") as h:
                     found = demo_groups(h, self.mapping)
+            except EpisodeError as exc:  # a FIFO or a device named .hdf5: never opened
+                rejected.append(exc.problem)
+                continue
             except OSError as exc:
                 rejected.append(Problem(f.stem, f.name, f"not a readable HDF5 file: {exc}"))
                 continue
@@ -123,6 +126,7 @@ class HDF5Source:
         f, demo = self._locate(episode_id)
         if f != self.root:
             contained(self.root, f, episode_id)
+        regular_file(f, episode_id)
         try:
             with h5py.File(f, "r") as h:
                 return self._load(episode_id, f, h, demo)
