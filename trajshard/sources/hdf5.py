@@ -302,7 +302,15 @@ def _dataset_keys(g: h5py.Group, rate: float | None, limit: int = 1000) -> list[
     out = []
     for d in found[:limit]:
         key = d.name[len(g.name) :].lstrip("/")
-        jpeg = d.ndim == 2 and d.dtype == np.uint8 and d.shape[0] > 0 and bytes(d[0, :2]) == b"\xff\xd8"
+        small = d.chunks is None or arrays.declared_bytes(d.chunks, 1) <= arrays.MAX_CHUNK_BYTES
+        rows = (
+            d.ndim == 2
+            and d.dtype == np.uint8
+            and d.shape[0] > 0
+            and small
+            and not (d.is_virtual or d.external)
+        )
+        jpeg = rows and bytes(d[0, :2]) == b"\xff\xd8"  # reads one chunk: sniffed only when it is small
         out.append(array_info(key, d.shape, d.dtype, rate, jpeg=jpeg))
     return out
 
