@@ -4,11 +4,19 @@ A finding about the data (``EpisodeError``) is final. An OS-level exception may 
 network read, a full temporary disk): it becomes a retryable Problem naming where it was raised, and
 ``Attempts`` grants it ``retries`` more tries before the episode is quarantined. Any other exception
 is deterministic and quarantines the episode at once, with where it was raised.
+
+``Watchdog`` is the per-episode time limit. In a Ray worker (``hard``) an episode past its limit ends
+the worker process (exit status ``EXIT_TIMEOUT``): nothing half-written survives it, and the driver
+runs the task's episodes again one by one, so only this one is quarantined. In the driver (the serial
+executor) it interrupts the main thread with ``EpisodeTimeout`` instead, which quarantines the episode.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -37,6 +45,8 @@ def guarded(
         return Problem(episode_id, exc.where, exc.message)
     except EpisodeFiltered as exc:
         return Filtered(episode_id, "filter", exc.reason)
+    except EpisodeTimeout as exc:
+        return Problem(episode_id, "", str(exc))
     except Exception as exc:  # noqa: BLE001 - an unexpected failure still quarantines, with its cause
         return Problem(episode_id, "", unexpected(exc), retryable=isinstance(exc, TRANSIENT))
 
@@ -77,3 +87,77 @@ def unexpected(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
     return f"unexpected error: {last}{where}"
+
+
+EXIT_TIMEOUT = 86  # exit status of a worker process the watchdog ended
+_hard = False  # whether this process is a worker that may end itself (set by the Ray layer)
+
+
+class EpisodeTimeout(Exception):
+    """An episode ran past the time limit (raised in the main thread of a serial run)."""
+
+
+def end_worker_on_timeout(hard: bool = True) -> None:
+    """Declare this process a task worker: an episode past its limit ends the process."""
+    global _hard
+    _hard = hard
+
+
+class Watchdog:
+    """The time limit of one episode at a time: ``with dog.episode(eid): ...``. Invariant: at most one
+    timer is armed, and it is cancelled when the episode's block ends."""
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+
+    def episode(self, episode_id: str) -> _Armed:
+        return _Armed(self.limit, episode_id)
+
+
+def timeout_message(limit: float) -> str:
+    return f"took more than {limit:g} s (the episode time limit, --episode-timeout)"
+
+
+class _Armed:
+    def __init__(self, limit: float | None, episode_id: str) -> None:
+        self.limit, self.episode_id, self.expired = limit, episode_id, False
+        self.timer: threading.Timer | None = None
+
+    def __enter__(self) -> _Armed:
+        global _active
+        main = threading.current_thread() is threading.main_thread()
+        if self.limit is None or not (_hard or main):
+            return self  # a thread that is neither a worker's nor the main one: no limit enforced
+        if not _hard:
+            signal.signal(signal.SIGALRM, _on_alarm)  # stays: it ignores an alarm no episode armed
+        _active = self
+        self.timer = threading.Timer(self.limit, self._expire, (threading.main_thread().ident,))
+        self.timer.daemon = True
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _active
+        if self.timer is not None:
+            self.timer.cancel()
+            _active = None
+
+    def _expire(self, main_ident: int) -> None:
+        self.expired = True
+        if _hard:  # a worker: end it; the driver isolates the episode (see pipelines/job.py)
+            print(
+                f"trajshard: episode {self.episode_id} {timeout_message(self.limit)}; ending this worker",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(EXIT_TIMEOUT)
+        signal.pthread_kill(main_ident, signal.SIGALRM)  # interrupts a blocking system call too
+
+
+_active: _Armed | None = None  # the episode being watched in this process
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    armed = _active
+    if armed is not None and armed.expired:
+        raise EpisodeTimeout(timeout_message(armed.limit))
