@@ -51,8 +51,12 @@ def _in_worker(fn: Callable, context: TaskContext, unit: object) -> object:
 
 
 @functools.cache
-def _remote():
-    """``_in_worker`` as a Ray remote function (each task named after its ``fn`` by ``map``)."""
+def _remote(fresh: bool = False):
+    """``_in_worker`` as a Ray remote function (each task named after its ``fn`` by ``map``). ``fresh``:
+    an isolating run, already a retry, so not retried again; its worker exits after it (so a thread
+    left running in it ends with it)."""
+    if fresh:
+        return ray.remote(num_cpus=1, max_retries=0, max_calls=1)(_in_worker)
     return ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_in_worker)
 
 
@@ -93,8 +97,6 @@ class RayExecutor:
             opts["memory"] = parse_size(self.run.task_memory)
         if ahead:
             opts["retry_exceptions"] = [ShardWriteError]
-        if fresh:
-            opts["max_calls"] = 1
         ctx_ref = ray.put(context)
         limit = self._queue_depth() if ahead else self.workers
         pending: dict[ray.ObjectRef, int] = {}
@@ -102,7 +104,7 @@ class RayExecutor:
         try:
             while nxt < len(units) or pending:
                 while nxt < len(units) and len(pending) < limit:
-                    pending[_remote().options(**opts).remote(fn, ctx_ref, units[nxt])] = nxt
+                    pending[_remote(fresh).options(**opts).remote(fn, ctx_ref, units[nxt])] = nxt
                     nxt += 1
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
@@ -123,7 +125,9 @@ class RayExecutor:
             limit = self.run.task_memory
             why = f"the limit is {limit} per task" if limit else "no --task-memory: the machine's memory"
             last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            return Lost(f"the worker running it was killed (out of memory? {why}; or a crash): {last}")
+            return Lost(
+                f"the worker running this episode was killed (out of memory? {why}; or a crash): {last}"
+            )
 
     def _queue_depth(self) -> int:
         """Tasks to keep submitted: one more per worker, queued in Ray behind the running one so no

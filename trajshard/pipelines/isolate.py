@@ -47,7 +47,7 @@ class Mapper(Protocol):
 
 def killed(episode_id: str, lost: Lost) -> Problem:
     """The quarantine record of an episode whose run, alone, was killed or overran."""
-    return Problem(episode_id, episode_id, f"the worker running this episode: {lost.cause}")
+    return Problem(episode_id, episode_id, lost.cause)
 
 
 def isolate_pass1(executor: Mapper, ctx: TaskContext, batches: dict[int, list[str]]) -> dict[int, list]:

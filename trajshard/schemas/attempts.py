@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -119,45 +120,97 @@ def timeout_message(limit: float) -> str:
 
 
 class _Armed:
+    """One episode's limit, armed on the process's watchdog thread while its block runs."""
+
     def __init__(self, limit: float | None, episode_id: str) -> None:
         self.limit, self.episode_id, self.expired = limit, episode_id, False
-        self.timer: threading.Timer | None = None
+        self.deadline = 0.0
+        self.dog: _Dog | None = None
 
     def __enter__(self) -> _Armed:
-        global _active
         main = threading.current_thread() is threading.main_thread()
         if self.limit is None or not (_hard or main):
             return self  # a thread that is neither a worker's nor the main one: no limit enforced
         if not _hard:
             signal.signal(signal.SIGALRM, _on_alarm)  # stays: it ignores an alarm no episode armed
-        _active = self
-        self.timer = threading.Timer(self.limit, self._expire, (threading.main_thread().ident,))
-        self.timer.daemon = True
-        self.timer.start()
+        self.dog = _Dog.get()
+        if self.dog is not None:
+            self.deadline = time.monotonic() + self.limit
+            self.dog.arm(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        global _active
-        if self.timer is not None:
-            self.timer.cancel()
-            _active = None
+        global _interrupting
+        if self.dog is not None:
+            self.dog.disarm(self)
+        if _interrupting is self:
+            _interrupting = None  # an alarm still on its way is ignored
 
-    def _expire(self, main_ident: int) -> None:
+    def expire(self) -> None:
+        """Called on the watchdog's thread once the deadline has passed."""
+        global _interrupting
         self.expired = True
-        if _hard:  # a worker: end it; the driver isolates the episode (see pipelines/job.py)
+        if _hard:  # a worker: end it; the driver isolates the episode (see pipelines/isolate.py)
             print(
                 f"trajshard: episode {self.episode_id} {timeout_message(self.limit)}; ending this worker",
                 file=sys.stderr,
                 flush=True,
             )
             os._exit(EXIT_TIMEOUT)
-        signal.pthread_kill(main_ident, signal.SIGALRM)  # interrupts a blocking system call too
+        _interrupting = self
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)  # interrupts a blocking call
 
 
-_active: _Armed | None = None  # the episode being watched in this process
+_interrupting: _Armed | None = None  # the episode an alarm was sent for, while its block runs
+
+
+class _Dog(threading.Thread):
+    """The process's one watchdog thread (started once: a thread per episode would cost a stack each
+    and could fail to start under a tight address-space limit). Invariant: at most one episode armed."""
+
+    _instance: _Dog | None = None
+
+    def __init__(self) -> None:
+        super().__init__(name="trajshard-watchdog", daemon=True)
+        self.cond = threading.Condition()
+        self.armed: _Armed | None = None
+
+    @classmethod
+    def get(cls) -> _Dog | None:
+        """The running watchdog, started on first use; None (no limit, said once) when no thread starts."""
+        if cls._instance is None or not cls._instance.is_alive():
+            dog = cls()
+            try:
+                dog.start()
+            except RuntimeError as exc:
+                print(f"trajshard: no episode time limit: {exc}", file=sys.stderr, flush=True)
+                return None
+            cls._instance = dog
+        return cls._instance
+
+    def arm(self, armed: _Armed) -> None:
+        with self.cond:
+            self.armed = armed
+            self.cond.notify()
+
+    def disarm(self, armed: _Armed) -> None:
+        with self.cond:
+            if self.armed is armed:
+                self.armed = None
+
+    def run(self) -> None:
+        with self.cond:
+            while True:
+                armed = self.armed
+                left = None if armed is None else armed.deadline - time.monotonic()
+                if left is None or left > 0:
+                    self.cond.wait(left)
+                    continue
+                self.armed = None
+                armed.expire()
 
 
 def _on_alarm(signum: int, frame: object) -> None:
-    armed = _active
-    if armed is not None and armed.expired:
+    armed = _interrupting
+    if armed is not None:
         raise EpisodeTimeout(timeout_message(armed.limit))
