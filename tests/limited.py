@@ -3,6 +3,7 @@ and jobs on a real local Ray whose workers each get a memory limit, run in a chi
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -80,19 +81,20 @@ def year_long(ep: Path) -> None:
 
 JOB = textwrap.dedent(
     """
-    import os, resource, sys
+    import json, os, resource, sys
     import ray
     from trajshard.config import JobConfig
     from trajshard.pipelines.ingest import run_ingest
 
     from trajshard.io import parse_size
 
-    MEMORY, MODE = sys.argv[1], sys.argv[2]
+    MEMORY, MODE, FLAGS = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     LIMIT = parse_size(MEMORY)
 
     def limit_worker():  # runs in every Ray worker before its first task
         if MODE == "as":
             resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+        if MODE != "cgroup":
             return
         group = f"/sys/fs/cgroup/memory/trajshard_bounds_{os.getpid()}"
         os.makedirs(group, exist_ok=True)
@@ -103,8 +105,8 @@ JOB = textwrap.dedent(
     env = {"worker_process_setup_hook": limit_worker, "env_vars": {"MALLOC_ARENA_MAX": "2"}}
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 << 20,
              logging_level="ERROR", runtime_env=env)
-    for src, out in zip(sys.argv[3::2], sys.argv[4::2]):
-        cfg = JobConfig.from_flags(workers=2, task_memory=MEMORY, episode_retries=1)
+    for src, out in zip(sys.argv[4::2], sys.argv[5::2]):
+        cfg = JobConfig.from_flags(workers=2, task_memory=MEMORY, episode_retries=1, **FLAGS)
         report = run_ingest(src, out, cfg, progress=False)
         print("RESULT", report.episodes_written, report.episodes_quarantined, flush=True)
     ray.shutdown()
@@ -112,12 +114,15 @@ JOB = textwrap.dedent(
 )
 
 
-def limited_jobs(mode: str, *src_out: Path, limit: str = LIMIT) -> subprocess.CompletedProcess:
+def limited_jobs(
+    mode: str, *src_out: Path, limit: str = LIMIT, **flags: object
+) -> subprocess.CompletedProcess:
     """Ingest each (SOURCE, OUT) on one local Ray of two workers, each limited to 3 GB (``as``: its
-    address space; ``cgroup``: a memory cgroup of its own, which the kernel enforces by killing it)."""
+    address space; ``cgroup``: a memory cgroup of its own, which the kernel enforces by killing it;
+    ``none``: no limit), with config ``flags``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.pop("RAY_ADDRESS", None)
-    args = [sys.executable, "-c", JOB, limit, mode, *map(str, src_out)]
+    args = [sys.executable, "-c", JOB, limit, mode, json.dumps(flags), *map(str, src_out)]
     try:
         return subprocess.run(args, env=env, capture_output=True, text=True, timeout=240)
     finally:
@@ -166,3 +171,23 @@ def hdf5_with_bomb(path: Path) -> None:
         g = h.create_group("data/demo_3")
         g.create_dataset("actions", (150_000_000, 2), "f8", chunks=(1024, 2))
         g.create_dataset("states", (150_000_000, 2), "f8", chunks=(1024, 2))
+
+
+def huge_frames(path: Path, frames: int = 30, side: int = 16000) -> None:
+    """A Matroska MJPEG camera of ``frames`` grey 16000 x 16000 frames over 3 s: a few MB each on
+    disk, probed in milliseconds, about half a second each to decode."""
+    from fractions import Fraction
+
+    import av
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (side, side), 128).save(buf, "JPEG", quality=50)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = side, side, "yuvj420p"
+        stream.time_base = Fraction(1, 10)
+        for i in range(frames):
+            packet = av.Packet(buf.getvalue())
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 10)
+            out.mux(packet)
