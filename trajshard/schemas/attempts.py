@@ -106,7 +106,7 @@ def end_worker_on_timeout(hard: bool = True) -> None:
 
 class Watchdog:
     """The time limit of one episode at a time: ``with dog.episode(eid): ...``. Invariant: at most one
-    timer is armed, and it is cancelled when the episode's block ends."""
+    episode is armed on the process's watchdog thread, and it is disarmed when its block ends."""
 
     def __init__(self, limit: float | None) -> None:
         self.limit = limit
