@@ -158,6 +158,7 @@ _mapping_option = click.option(
 @_flag("task_cpus", "Ray CPUs per task.")
 @_flag("task_memory", "Ray memory reserved per task, e.g. 4GB.", absent="none")
 @_flag("episode_retries", "Retries after an unexpected error in an episode.")
+@_flag("episode_timeout", "Seconds one episode may take in a task before it is quarantined.")
 @_flag(
     "max_quarantine_fraction",
     "Abort when more of the input than this is quarantined (1: never).",

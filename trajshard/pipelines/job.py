@@ -28,11 +28,12 @@ from trajshard.pipelines.commit import Outcome, commit
 from trajshard.pipelines.embodiment import embodiment_problems
 from trajshard.pipelines.facts import GroupResult, IngestError, IngestReport, part_names
 from trajshard.pipelines.filters import select_ids
+from trajshard.pipelines.isolate import Mapper, isolate_pass1, rewrite_pass2
 from trajshard.pipelines.merge import Pass1Merger, Pass1Summary
 from trajshard.pipelines.plan import Group, group_steps, plan_groups, shard_note, span_length
 from trajshard.pipelines.progress import Progress
 from trajshard.pipelines.shards import clean_temporaries
-from trajshard.pipelines.tasks import TaskContext, pass1_batch, pass2_group, sample_chunks
+from trajshard.pipelines.tasks import Lost, TaskContext, pass1_batch, pass2_group, sample_chunks
 from trajshard.reports.summary import reason_kind
 from trajshard.schemas.problems import Filtered, Problem
 from trajshard.sources import SourceSpec, checked_plan
@@ -44,19 +45,14 @@ log = logging.getLogger("trajshard.ingest")
 PASS1_BATCH = 32  # most episodes per pass-1 task (low-dimensional reads: a few ms an episode)
 
 
-class Executor(Protocol):
-    """Runs tasks ``fn(context, unit)``; hands each result to ``on_result(index, result)`` as it arrives.
-    ``ahead``: keep a task queued behind each running one (pass 2's long tasks). ``where``: where the
-    tasks run, for the job's first line."""
+class Executor(Mapper, Protocol):
+    """Runs tasks ``fn(context, unit)`` (see ``isolate.Mapper``) in a Ray or in this process.
+    ``where``: where the tasks run, for the job's first line."""
 
     workers: int
     where: str
 
     def running(self) -> AbstractContextManager: ...
-
-    def map(
-        self, fn: Callable, context: TaskContext, units: list, on_result: Callable, ahead: bool = False
-    ) -> None: ...
 
 
 class SerialExecutor:
@@ -69,9 +65,15 @@ class SerialExecutor:
         return nullcontext()
 
     def map(
-        self, fn: Callable, context: TaskContext, units: list, on_result: Callable, ahead: bool = False
+        self,
+        fn: Callable,
+        context: TaskContext,
+        units: list,
+        on_result: Callable,
+        ahead: bool = False,
+        fresh: bool = False,
     ) -> None:
-        for i, unit in enumerate(units):
+        for i, unit in enumerate(units):  # no task is lost here: a MemoryError is the episode's Problem
             on_result(i, fn(context, unit))
 
 
@@ -230,7 +232,12 @@ def run_pass1(executor: Executor, ctx: TaskContext, ids: list[str], show: bool) 
     merger = Pass1Merger(ids)
     bar = Progress("pass 1: statistics", len(ids), show)
 
-    def arrived(i: int, result: list) -> None:
+    lost: list[int] = []
+
+    def arrived(i: int, result: list | Lost) -> None:
+        if isinstance(result, Lost):
+            lost.append(i)  # its episodes run alone below
+            return
         merger.add(i, result)
         bad = sum(isinstance(r, Problem) for r in result)
         bar.update(
@@ -238,6 +245,8 @@ def run_pass1(executor: Executor, ctx: TaskContext, ids: list[str], show: bool) 
         )
 
     executor.map(pass1_batch, ctx, batches, arrived)
+    for i, result in isolate_pass1(executor, ctx, {i: batches[i] for i in sorted(lost)}).items():
+        arrived(i, result)
     bar.close()
     return merger
 
@@ -331,7 +340,12 @@ def run_pass2(
     done = sum(plan.finishes(plan.groups[i]) for i in plan.done)
     bar = Progress("pass 2: shards", len(plan.steps_of), show, done=done)
 
-    def arrived(i: int, result: GroupResult) -> None:
+    lost: list[Group] = []  # groups whose task died: isolated, then written again
+
+    def arrived(i: int, result: GroupResult | Lost) -> None:
+        if isinstance(result, Lost):
+            lost.append(todo[i])  # isolated below
+            return
         state.record(todo[i], result)
         results[todo[i].index] = result
         bar.update(
@@ -342,6 +356,7 @@ def run_pass2(
         )
 
     executor.map(pass2_group, ctx, todo, arrived, ahead=True)
+    rewrite_pass2(executor, ctx, lost, lambda g, result: arrived(todo.index(g), result))
     bar.close()
     return [results[g.index] for g in plan.groups]
 

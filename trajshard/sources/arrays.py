@@ -12,6 +12,7 @@ import numpy as np
 
 from trajshard.schemas.episode import EpisodeError
 from trajshard.sources.mapping import Part
+from trajshard.sources.tables import episode_budget
 
 MAX_ARRAY_BYTES = 512 << 20  # a state or action array read whole (docs/robustness.md)
 MAX_FRAME_BYTES = 64 << 20  # one image (a 4096 x 4096 RGB frame is 48 MiB)
@@ -29,14 +30,16 @@ def declared_bytes(shape: tuple[int, ...], itemsize: int) -> int:
 
 def check_array(eid: str, where: str, shape: tuple[int, ...]) -> None:
     """EpisodeError when a state or action array of ``shape`` would take more than MAX_ARRAY_BYTES
-    as float32 (its declared size: a tiny file of never-written chunks can declare terabytes)."""
+    as float32, or more than this process's episode budget (sources/tables.py), which can only lower
+    it (its declared size: a tiny file of never-written chunks can declare terabytes)."""
     nbytes = declared_bytes(shape, 4)
-    if nbytes > MAX_ARRAY_BYTES:
+    limit = min(MAX_ARRAY_BYTES, episode_budget())
+    if nbytes > limit:
         raise EpisodeError(
             eid,
             where,
             f"declares {list(shape)} values ({nbytes / 2**20:.0f} MiB as float32), "
-            f"more than the {MAX_ARRAY_BYTES >> 20} MiB a state or action array may take",
+            f"more than the {limit >> 20} MiB a state or action array may take",
         )
 
 
