@@ -43,7 +43,10 @@ def test_group_help_lists_the_episodes_command():
 
 def test_ingest_help_shows_config_defaults():
     out = CliRunner().invoke(main, ["ingest", "--help"], terminal_width=200).output
-    for line in ("--tokenizer [uniform|quantile|fast]", "--format [auto|raw|lerobot|rlds|hdf5|mcap|npz|zarr]"):
+    for line in (
+        "--tokenizer [uniform|quantile|fast]",
+        "--format [auto|raw|lerobot|rlds|hdf5|mcap|npz|zarr]",
+    ):
         assert line in out
     assert "[default: uniform]" in out and "[default: auto]" in out
     assert "--task-steps INTEGER" in out
