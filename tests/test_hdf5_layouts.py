@@ -134,3 +134,14 @@ def test_a_fifo_named_hdf5_is_rejected_not_opened(tmp_path):
     ids, rejected = open_source(tmp_path, "hdf5", 10.0).plan()
     assert len(ids) == 4 and [(p.where, p.field) for p in rejected] == [("stuck", "stuck.hdf5")]
     assert "not a regular file" in rejected[0].message
+
+
+def test_recorded_times_through_time_base(tmp_path):
+    src = tmp_path / "pick.hdf5"
+    write_root_level(src)
+    with h5py.File(src, "a") as h:
+        h["demo_1/observation/stamp"] = 1.7e9 + np.cumsum(np.full(27, 0.04))  # 25 Hz, epoch seconds
+    ep = open_source(src, "hdf5", 10.0, mapping={"time_base": "observation/stamp"}).load("demo_1")
+    assert np.allclose(ep.streams["action"].timestamps, np.arange(27) * 0.04, atol=1e-6)
+    with pytest.raises(EpisodeError, match="observation/stamp"):
+        open_source(src, "hdf5", 10.0, mapping={"time_base": "observation/stamp"}).load("demo_0")

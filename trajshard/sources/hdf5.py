@@ -41,7 +41,7 @@ from trajshard.schemas.episode import (
 from trajshard.schemas.problems import Problem
 from trajshard.sources import arrays
 from trajshard.sources.array_listing import array_info, template, text_info
-from trajshard.sources.arrays import MAX_ARRAY_BYTES, array_frame, check_frames
+from trajshard.sources.arrays import MAX_ARRAY_BYTES, array_frame, check_array, check_frames
 from trajshard.sources.contain import contained, inside, regular_file
 from trajshard.sources.hdf5_layout import (
     NO_LAYOUT,
@@ -159,10 +159,21 @@ class HDF5Source:
         state, snames = self._parts(eid, f, g, self.mapping.state, lambda: default_state(g, kind, obs))
         action, anames = self._parts(eid, f, g, self.mapping.action, lambda: default_action(eid, f, g))
         cams = self._cameras(eid, f, g, kind, obs)
-        t = np.arange(len(state)) / self.step_rate
+        t = self._times(eid, f, g, len(state))
         segments = self._instruction(eid, f, h, g, kind, t)
         compressed = kind == "aloha" and bool(h.attrs.get("compress", False))
-        return self._episode(eid, f, (state, snames), (action, anames), cams, segments, kind, compressed)
+        return self._episode(eid, f, (state, snames), (action, anames), cams, segments, kind, compressed, t)
+
+    def _times(self, eid: str, f: Path, g: h5py.Group, n: int) -> np.ndarray:
+        """Step i at i / step_rate; with ``mapping.time_base``, that dataset's recorded times (float
+        seconds, integer nanoseconds) from the first."""
+        if not self.mapping.time_base:
+            return np.arange(n) / self.step_rate
+        d = dataset(eid, f, _named(eid, f, g, self.mapping.time_base))
+        check_array(eid, f"{f.name}:{d.name}", d.shape)
+        if d.dtype.kind not in "iuf" or len(d) != n:
+            raise EpisodeError(eid, f"{f.name}:{d.name}", f"is not {n} times ({d.dtype} {list(d.shape)})")
+        return arrays.seconds(np.asarray(d).reshape(n, -1)[:, 0])
 
     def _parts(self, eid, f, g, parts: tuple[Part, ...], default) -> tuple[np.ndarray, tuple[str, ...]]:
         """The mapping's parts side by side (with their names), else the layout's default (no names:
@@ -210,12 +221,11 @@ class HDF5Source:
             raise EpisodeError(eid, "mapping", f"instruction from a {chosen.kind} is not in an HDF5 file")
         return (Segment(float("-inf"), float("inf"), text),)
 
-    def _episode(self, eid, f, state, actions, cams, segments, embodiment, compressed=False) -> Episode:
+    def _episode(self, eid, f, state, actions, cams, segments, embodiment, compressed, t) -> Episode:
         (state, snames), (actions, anames) = state, actions
         n = len(state)
         if len(actions) != n:
             raise EpisodeError(eid, f.name, f"{len(actions)} actions for {n} states")
-        t = np.arange(n) / self.step_rate
         streams = {
             "proprio": Stream("proprio", t, state, snames, f.name),
             "action": Stream("action", t, actions, anames, f.name),
