@@ -120,3 +120,9 @@ def test_recorded_times_through_time_base(tmp_path):
     (folder / "meta.json").write_text(json.dumps({"instruction": "wave"}))
     ep = open_source(tmp_path / "src", "npz", 5.0, mapping={"time_base": "stamp_ns"}).load("e")
     assert np.allclose(ep.streams["proprio"].timestamps, np.arange(6) * 0.05)
+
+
+def test_a_mapping_key_of_another_format_is_refused(tmp_path):
+    write_npz_folders(tmp_path / "src")
+    with pytest.raises(ValueError, match="mapping.episodes is for HDF5"):
+        open_source(tmp_path / "src", "npz", 10.0, mapping={"episodes": "/"})

@@ -77,6 +77,8 @@ class NpzSource:
         self.step_rate = float(step_rate)
         self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
         self.notes: list[str] = []
+        if self.mapping.episodes:
+            raise ValueError("mapping.episodes is for HDF5 files; an npz source's episodes are its folders")
         if not self.root.is_dir():
             raise FileNotFoundError(f"{root}: not a directory of episode folders")
 

@@ -105,6 +105,10 @@ class ZarrSource:
         self.step_rate = float(step_rate)
         self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
         self.notes: list[str] = []
+        if self.mapping.episodes:
+            raise ValueError(
+                "mapping.episodes is for HDF5 files; a replay buffer's episodes are meta/episode_ends"
+            )
         self.attrs, self.arrays, self.ends = read_layout(self.root)
         self.state_parts, self.action_parts = self.mapping.state, self.mapping.action
         self.state_parts = self.state_parts or (Part(default_state(self.root, self.arrays, self.mapping)),)
