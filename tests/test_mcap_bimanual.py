@@ -148,3 +148,10 @@ def test_a_video_without_a_start_is_refused_by_name_then_placed_by_the_config(tm
     ep = open_source(tmp_path, "mcap", mcap={"video_offsets": offsets}, mapping=rig.MAPPING).load("ep_a")
     for cam in ("left", "right"):
         np.testing.assert_allclose(ep.cameras[cam].timestamps[:2], [-0.1, -0.067], atol=1e-6)  # PTS in ms
+
+
+def test_a_folder_of_rosbag2_recordings_is_detected_as_mcap(tmp_path):
+    from trajshard.sources import detect_format
+
+    rig.write_rig(tmp_path / "src", "ep_000", seconds=0.3, layout="rosbag2")
+    assert detect_format(tmp_path / "src") == "mcap"

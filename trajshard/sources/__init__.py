@@ -136,19 +136,22 @@ def detect_format(path: str | os.PathLike) -> str:
                 return "raw"
         except OSError:  # an unreadable entry says nothing about the format; the reader reports it
             continue
-    if _has_npz_folder(root):
+    if _has_folder_with(root, ".npz"):
         return "npz"
+    if _has_folder_with(root, ".mcap"):  # rosbag2's layout: <episode>/<episode>_0.mcap + metadata.yaml
+        return "mcap"
     raise ValueError(
         f"{path}: cannot tell its format (no <episode>/episode.json, no meta/info.json, no <episode>/*.npz, "
-        "no Zarr store); pass --format"
+        "no <episode>/*.mcap, no Zarr store); pass --format"
     )
 
 
-def _has_npz_folder(root: Path) -> bool:
-    """Whether one of the first 1000 entries is a folder holding an .npz (an npz episode folder)."""
+def _has_folder_with(root: Path, suffix: str) -> bool:
+    """Whether one of the first 1000 entries is a folder holding a file ending in ``suffix`` (an npz
+    episode folder, a rosbag2 recording)."""
     for child in sorted(root.iterdir())[:1000]:
         try:
-            if child.is_dir() and any(p.suffix == ".npz" for p in child.iterdir()):
+            if child.is_dir() and any(p.suffix == suffix for p in child.iterdir()):
                 return True
         except OSError:
             continue
