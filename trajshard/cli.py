@@ -1,4 +1,4 @@
-"""The ``trajshard`` command line: ingest, validate, doctor, stats, histogram, inspect, report, demo (see docs/cli.md).
+"""The ``trajshard`` command line: describe, ingest, validate, doctor, stats, histogram, inspect, report, demo (see docs/cli.md).
 
 Commands import their heavy modules when they run, so ``trajshard --help`` stays fast.
 """
@@ -51,6 +51,37 @@ _mapping_option = click.option(
     default=None,
     help="Source mapping file (TOML or JSON): which keys make state, action, cameras, instruction.",
 )
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True))
+@_flag("format", "Source format.")
+@_flag("source_fps", "Step rate of step-indexed sources (RLDS, HDF5), for their rates and spans.")
+@click.option(
+    "--write-mapping",
+    "mapping_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the mapping template (TOML) to FILE, for ingest --mapping FILE.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
+def describe(source: str, mapping_out: str | None, as_json: bool, **flags) -> None:
+    """What SOURCE holds (keys, cameras, rates, instruction candidates) and a mapping template.
+
+    The first command to run on an unknown dataset. Exit 0 listed, 1 it cannot be described."""
+    from trajshard.sources.describe import describe_source, listing_json, render_listing, write_mapping
+
+    try:
+        listing = describe_source(source, flags["format"] or "auto", source_fps=flags["source_fps"])
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(listing_json(listing, source) if as_json else render_listing(listing, source), nl=False)
+    if mapping_out:
+        write_mapping(listing, mapping_out, source)
+        click.echo(
+            f"wrote {mapping_out}: edit it, then trajshard ingest {source} OUT --mapping {mapping_out}",
+            err=True,
+        )
 
 
 @main.command()

@@ -61,7 +61,7 @@ def render_listing(listing: Listing, source: str = "") -> str:
     if listing.notes:
         lines += ["", "notes:", *(f"  - {n}" for n in listing.notes)]
     lines += ["", "mapping template (trajshard describe SOURCE --write-mapping FILE writes it):", ""]
-    return "\n".join(lines) + "\n" + mapping_toml(listing, source)
+    return "\n".join(lines) + "\n" + mapping_toml(listing, source, with_notes=False)
 
 
 def _row(k: KeyInfo) -> list[str]:
@@ -89,7 +89,7 @@ def _table(rows: list[list[str]]) -> list[str]:
 # -- the mapping template -------------------------------------------------------------------------
 
 
-def mapping_toml(listing: Listing, source: str = "") -> str:
+def mapping_toml(listing: Listing, source: str = "", with_notes: bool = True) -> str:
     """The template: a comment header (source, use, settings, notes), then ``[mapping]``. Active keys
     only when the format's reader takes a mapping; tomllib reads it back to ``listing.mapping``."""
     active = listing.format in MAPPED
@@ -97,7 +97,8 @@ def mapping_toml(listing: Listing, source: str = "") -> str:
         f"# trajshard mapping for {source or 'SOURCE'} ({listing.format}, {listing.episodes} episodes),",
         "# written by `trajshard describe`. Use: trajshard ingest SOURCE OUT --mapping THIS_FILE",
         '# Keys: state, action (lists of parts "key" or "key[a:b]"), cameras (output name = key),',
-        "# instruction, time_base; see docs/formats.md. As written it ingests like no mapping at all.",
+        "# instruction, time_base; see docs/formats.md. As written it reads the source as its reader",
+        "# does without a mapping, except where a note says it guessed.",
     ]
     settings = [f"#   {k} = {toml_value(v)}" for k, v in listing.settings.items()]
     if listing.format in STEP_INDEXED and "source_fps" not in listing.settings:
@@ -109,6 +110,8 @@ def mapping_toml(listing: Listing, source: str = "") -> str:
             f"# The {listing.format} reader takes no mapping yet: the keys below are its fixed",
             "# choices, for reference; the [mapping] table stays empty.",
         ]
+    if listing.notes and with_notes:
+        lines += ["# Notes:", *(f"#   - {' '.join(n.split())}" for n in listing.notes)]
     lines.append("[mapping]")
     body = [f"{toml_key(k)} = {toml_value(v)}" for k, v in listing.mapping.items()]
     lines += body if active else [f"# {b}" for b in body]
@@ -141,8 +144,8 @@ def toml_value(value: object) -> str:
         if not math.isfinite(value):
             raise ValueError(f"TOML template: {value} is not a finite number")
         return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):  # JSON escapes U+0000-U+001F; TOML also refuses a raw DEL
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -512,7 +512,8 @@ def _video_key(src: LeRobotSource, key: str, shape: tuple[int, ...], ep: Episode
     ).get("video.codec", "")
     files = _files(src, key)
     name = next((n for n, k in src.camera_names.items() if k == key), "")
-    extra = f"output name {name!r}; {files} video file(s)" + (f", declared {declared}" if declared else "")
+    extra = (f"output name {name!r}; " if name else "") + f"{files} video file(s)"
+    extra += f", declared {declared}" if declared else ""
     if ep is not None and name in ep.cameras:
         return camera_key(key, ep.cameras[name], extra)
     why = "no video file at all: left out" if key not in src.cameras else "no video in the example"
@@ -551,8 +552,11 @@ def _template(src: LeRobotSource, columns: list[str], notes: list[str]) -> dict:
             notes.append(
                 f"no {[p.key for p in parts]} column: mapping.{key} guessed as {guess[:1]}; check it"
             )
-    if src.camera_names:
-        out["cameras"] = dict(src.camera_names)
+    wanted = (
+        src._wanted_cameras()
+    )  # a declared camera without files stays in: the reader leaves it out (noted)
+    if wanted:
+        out["cameras"] = wanted
     chosen = src.mapping.instruction
     if chosen is not None:
         out["instruction"] = chosen.value if chosen.kind == "constant" else {chosen.kind: chosen.value}
