@@ -219,9 +219,10 @@ def describe(root: Path, **_: object) -> Listing:
     ]
     if "action" not in ep.streams:
         notes.append("no action table: actions are derived from proprio (--derive-action)")
-    template = {"state": ["proprio"], "cameras": {c: c for c in sorted(counts)}}
+    template: dict[str, object] = {"state": ["proprio"]}
     if "action" in ep.streams:
         template["action"] = ["action"]
+    template["cameras"] = {c: c for c in sorted(counts)}
     return Listing("raw", len(ids), ep.episode_id, tuple(keys), template, {}, tuple(notes))
 
 
