@@ -129,6 +129,13 @@ def describe(source: str, mapping_out: str | None, as_json: bool, **flags) -> No
 @_flag("min_steps", "Leave out episodes with fewer aligned steps (after trims).")
 @_flag("max_steps", "Leave out episodes with more aligned steps (after trims).")
 @_flag("trim_idle", "Trim leading/trailing steps where no state dim moves more than this (state units).")
+@click.option(
+    "--no-images",
+    "no_images",
+    is_flag=True,
+    default=None,
+    help="Accept an output without any camera (state/action-only data); without it such a job fails.",
+)
 @_flag("task_cpus", "Ray CPUs per task.")
 @_flag("task_memory", "Ray memory reserved per task, e.g. 4GB; absent: none.")
 @_flag("episode_retries", "Retries after an unexpected error in an episode.")

@@ -37,6 +37,7 @@ class RunConfig:
     task_memory: str | None = None  # Ray memory each task reserves ("4GB"); None: no reservation
     episode_retries: int = 2  # retries of an episode after an unexpected (possibly transient) exception
     max_quarantine_fraction: float = 1.0  # abort the job when more of the input than this is quarantined
+    no_images: bool = False  # accept an output without any camera (state/action-only data); else it fails
 
     def problems(self) -> list[str]:
         out = []
