@@ -160,3 +160,27 @@ def test_gr00t_template_ingests_unedited_into_the_same_bytes(tmp_path):
         assert (tmp_path / "plain/meta" / name).read_bytes() == (tmp_path / "mapped/meta" / name).read_bytes()
     info = (tmp_path / "mapped/meta/info.json").read_text()
     assert "observation.images.egoview' is declared in meta/info.json but no video file" in info
+
+
+def test_an_openpi_style_dataset_gets_a_guessed_template_that_ingests_unedited(tmp_path):
+    """LeRobot v3 with openpi's names (state, actions, image) and its quirks: without a mapping the
+    reader refuses it; describe guesses state and action from the column names (noted), and the
+    written template ingests every frame."""
+    from tests.lerobot_v3 import FPS
+    from tests.test_lerobot_mapping import LENGTHS, openpi_style
+
+    openpi_style(tmp_path / "src")
+    listing = describe_source(tmp_path / "src")
+    keys = {k.key: k for k in listing.keys}
+    assert listing.mapping["state"] == ["state"] and listing.mapping["action"] == ["actions"]
+    assert listing.mapping["cameras"] == {"image": "image"}
+    assert any("mapping.state guessed as ['state']" in n for n in listing.notes)
+    assert keys["image"].kind == "camera" and keys["image"].count == LENGTHS[0]  # the last frame kept
+    mapping_file = tmp_path / "m.toml"
+    result = CliRunner().invoke(
+        main, ["describe", str(tmp_path / "src"), "--write-mapping", str(mapping_file)]
+    )
+    assert result.exit_code == 0, result.output
+    cfg = load_config(None, mapping=str(mapping_file), workers=0, fps=FPS)
+    report = run_ingest(str(tmp_path / "src"), str(tmp_path / "out"), cfg, progress=False)
+    assert report.samples == sum(LENGTHS) and report.episodes_quarantined == 0

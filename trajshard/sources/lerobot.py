@@ -464,6 +464,12 @@ def describe(root: Path, mapping: dict | None = None, **_: object) -> Listing:
         KeyInfo(c, "other", str(table.schema.field(c).type)) for c in columns if c not in src.info["features"]
     ]
     notes = [_summary_note(src, len(ids)), *skipped_note(reasons, example), *src.notes]
+    notes += [
+        f"{k.key}: {k.count} frames in {example} for {table.num_rows} table rows; the clock ends where the "
+        "shorter ends"
+        for k in keys
+        if k.kind == "camera" and k.count is not None and table is not None and k.count != table.num_rows
+    ]
     short = {k: _files(src, k) for k in src.cameras if not src.version.startswith("v3")}
     notes += [
         f"camera {k!r} has video files for {n} of {len(ids)} episodes; the others are quarantined"
