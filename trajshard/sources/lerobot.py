@@ -452,35 +452,51 @@ INDEX_COLUMNS = ("frame_index", "episode_index", "index")
 def describe(root: Path, mapping: dict | None = None, **_: object) -> Listing:
     """The features of ``meta/info.json`` (dtype, shape, names) with one episode's rows, rate and span,
     its videos probed (codec, size, frames), the instruction candidates, and the mapping that ingests
-    the dataset as the reader does by default (modality.json's slices spelled out)."""
+    the dataset as the reader does by default (modality.json's slices spelled out). When the defaults
+    read no episode, the episode is read through the template's guesses."""
     src = LeRobotSource(root, mapping)
     ids, _rejected = src.plan()
-    ep, reasons = first_loadable(ids, src.load)
-    example = ep.episode_id if ep else (ids[0] if ids else "")
-    table = _example_table(src, example)
+    ep, reasons, table = _example(src, ids)
     columns = table.column_names if table is not None else list(src.info.get("features", {}))
+    notes: list[str] = []
+    template = _template(src, columns, notes)
+    if ep is None and any("guessed" in n for n in notes):
+        src = LeRobotSource(root, template)
+        ep, reasons, table = _example(src, ids)
+    example = ep.episode_id if ep else (ids[0] if ids else "")
     keys = [_feature_key(src, k, table, ep) for k in src.info.get("features", {})]
     keys += [
         KeyInfo(c, "other", str(table.schema.field(c).type)) for c in columns if c not in src.info["features"]
     ]
-    notes = [_summary_note(src, len(ids)), *skipped_note(reasons, example), *src.notes]
-    notes += [
+    notes = [_summary_note(src, len(ids)), *skipped_note(reasons, example), *src.notes, *notes]
+    notes += _count_notes(src, keys, table, example, len(ids))
+    fps = float(src.info.get("fps") or 0)
+    return Listing(
+        "lerobot", len(ids), example, tuple(keys), template, {"fps": fps} if fps else {}, tuple(notes)
+    )
+
+
+def _example(src: LeRobotSource, ids: list[str]):
+    """(the first episode that loads, the reasons of those before it, its table or the first one's)."""
+    ep, reasons = first_loadable(ids, src.load)
+    return ep, reasons, _example_table(src, ep.episode_id if ep else (ids[0] if ids else ""))
+
+
+def _count_notes(src: LeRobotSource, keys: list[KeyInfo], table, example: str, episodes: int) -> list[str]:
+    """A video whose frames are not the table's rows (in the example); a camera whose files some
+    episodes lack (v2: one file per episode)."""
+    out = [
         f"{k.key}: {k.count} frames in {example} for {table.num_rows} table rows; the clock ends where the "
         "shorter ends"
         for k in keys
         if k.kind == "camera" and k.count is not None and table is not None and k.count != table.num_rows
     ]
     short = {k: _files(src, k) for k in src.cameras if not src.version.startswith("v3")}
-    notes += [
-        f"camera {k!r} has video files for {n} of {len(ids)} episodes; the others are quarantined"
+    return out + [
+        f"camera {k!r} has video files for {n} of {episodes} episodes; the others are quarantined"
         for k, n in short.items()
-        if n < len(ids)
+        if n < episodes
     ]
-    template = _template(src, columns, notes)
-    fps = float(src.info.get("fps") or 0)
-    return Listing(
-        "lerobot", len(ids), example, tuple(keys), template, {"fps": fps} if fps else {}, tuple(notes)
-    )
 
 
 def _example_table(src: LeRobotSource, example: str):
