@@ -104,7 +104,9 @@ def commit(
     frames = sum(r.frames_written for _, r in outcome.groups)
     report = IngestReport.of_counts(redact(store.location), info["counts"], frames, 0.0)
     report.warnings = (
-        [f"source: {n}" for n in outcome.notes] + loss_lines(info) + guard_lines(ctx.tokenizer["guards"])
+        [f"source: {n}" for n in outcome.notes]
+        + loss_lines(info, images=True)
+        + guard_lines(ctx.tokenizer["guards"])
     )
     return report
 

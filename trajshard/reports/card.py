@@ -32,7 +32,7 @@ def dataset_card(
         f"- embodiments: {', '.join(e or '(unset)' for e in info['embodiments'])}",
         f"- actions: {info['action_source']}",
         *[f"- note on the source: {n}" for n in info["source"].get("notes", [])],
-        *[f"- left out: {n}" for n in loss_lines(info) if info["cameras"]],  # image-less: bytes as before
+        *[f"- left out: {n}" for n in loss_lines(info)],
         "",
         "Read it with `trajshard.loader.open_dataset`, or with webdataset and handlers that cannot unpickle",
         '(`.decode(wds.imagehandler("rgb8"), npy_json, pre=[], post=[])`, see trajshard\'s',

@@ -89,10 +89,11 @@ def quality_lines(quality: dict) -> list[str]:
     return lines
 
 
-def loss_lines(info: dict) -> list[str]:
-    """What a dataset lost, in words, from info.json (``source.losses``, ``cameras``): for ingest's
-    summary, ``trajshard stats`` and the card. The camera list's and the reader's own notes are in
-    ``source.notes`` already."""
+def loss_lines(info: dict, images: bool = False) -> list[str]:
+    """What a dataset lost, in words, from info.json ``source.losses`` (the camera list's and the
+    readers' own notes are in ``source.notes``): for ingest's summary, ``trajshard stats`` and the
+    card. With ``images``, also a line when it has no camera (ingest and stats; the card's camera
+    line already shows none, and keeps its bytes)."""
     losses = info["source"].get("losses", {})
     lines = []
     if losses.get("ticks_without_frame"):
@@ -101,7 +102,7 @@ def loss_lines(info: dict) -> list[str]:
             f"ticks dropped for lack of a frame within tolerance: {counts} (meta/episodes.parquet; "
             "--on-missing-frame fail quarantines such episodes instead)"
         )
-    if not info["cameras"]:
+    if images and not info["cameras"]:
         lines.append("no images: the written episodes have no camera (ingested with --no-images)")
     return lines
 
@@ -125,7 +126,7 @@ def stats_report(out: str | Path) -> dict[str, object]:
         "action_source": info["action_source"],
         "source_notes": info["source"].get("notes", []),
         "losses": info["source"].get("losses", {}),
-        "loss_lines": loss_lines(info),
+        "loss_lines": loss_lines(info, images=True),
         "stats_hash": stats["hash"],
         "streams": stats["streams"],
         "splits": splits_summary(out),
