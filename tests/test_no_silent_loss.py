@@ -21,6 +21,7 @@ from trajshard.config import JobConfig
 from trajshard.io import read_json
 from trajshard.pipelines.facts import IngestError
 from trajshard.pipelines.ingest import run_ingest
+from trajshard.reports.validation import validate_output
 from trajshard.sources.synthetic import write_synthetic_dataset
 
 
@@ -91,6 +92,7 @@ def test_the_camera_list_counts_what_it_drops_and_quarantines_what_lacks_a_camer
     ]
     card = (tmp_path / "out" / "README.md").read_text()
     assert "cameras left out by the camera list (--camera): wrist (2 episodes)" in card
+    assert validate_output(tmp_path / "out").ok  # source.losses is known to validate
 
 
 def _retimed(raw, tmp_path, times):
@@ -122,6 +124,7 @@ def test_ticks_without_a_frame_are_counted_printed_and_shown(raw, tmp_path):
     assert line in result.output
     assert line in CliRunner().invoke(main, ["stats", str(out)]).output
     assert line in (out / "README.md").read_text()
+    assert validate_output(out).ok
 
 
 def test_a_video_shorter_than_the_streams_is_said_and_counted(raw, tmp_path):
