@@ -75,6 +75,8 @@ def describe(source: str, mapping_out: str | None, as_json: bool, **flags) -> No
         listing = describe_source(source, flags["format"] or "auto", source_fps=flags["source_fps"])
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - a source too broken to list: say so, no traceback
+        raise click.ClickException(f"cannot describe {source}: {type(exc).__name__}: {exc}") from exc
     click.echo(listing_json(listing, source) if as_json else render_listing(listing, source), nl=False)
     if mapping_out:
         write_mapping(listing, mapping_out, source)
