@@ -100,6 +100,7 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)  # what degrades the data, with its fix
     episodes_filtered: int = 0  # left out by the job's filters (written + quarantined + filtered = input)
     already_complete: bool = False  # --resume found this job's dataset finished: nothing was done
+    shard_note: str = ""  # why there are more shards than the size cap needs ('' when there are not)
 
     @classmethod
     def of_counts(cls, out: str, counts: dict, frames: int, seconds: float) -> IngestReport:

@@ -35,7 +35,7 @@ SOURCES = {
 }
 FORMATS = ("auto", *SOURCES)
 STEP_INDEXED = {"rlds", "hdf5"}
-MAPPED = {"lerobot"}  # the formats whose reader takes a source mapping (sources/mapping.py)
+MAPPED = {"lerobot", "mcap"}  # the formats whose reader takes a source mapping (sources/mapping.py)
 STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg", "mcap-image"}
 
 
@@ -155,7 +155,7 @@ def open_source(
         return SOURCES[fmt](path, step_rate, parsed) if fmt in MAPPED else SOURCES[fmt](path, step_rate)
     if fmt == "lerobot":
         return LeRobotSource(path, parsed)
-    return SOURCES[fmt](path, mcap) if fmt == "mcap" else SOURCES[fmt](path)
+    return McapSource(path, mcap, parsed) if fmt == "mcap" else SOURCES[fmt](path)
 
 
 def entry_frames(camera) -> np.ndarray | None:

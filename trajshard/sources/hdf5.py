@@ -36,6 +36,7 @@ from trajshard.schemas.episode import (
 )
 from trajshard.schemas.problems import Problem
 from trajshard.sources.contain import contained, inside
+from trajshard.sources.tables import episode_budget
 from trajshard.sources.video import StoredJpeg
 
 
@@ -206,12 +207,13 @@ def _array(eid: str, f: Path, obj) -> np.ndarray:
     """A low-dimensional dataset read whole, as float32, after its declared size is checked."""
     d = _dataset(eid, f, obj)
     nbytes = int(np.prod(d.shape, dtype=np.float64)) * 4
-    if nbytes > MAX_ARRAY_BYTES:
+    limit = min(MAX_ARRAY_BYTES, episode_budget())  # the episode budget can only lower it
+    if nbytes > limit:
         raise EpisodeError(
             eid,
             f"{f.name}:{d.name}",
             f"declares {list(d.shape)} values ({nbytes / 2**20:.0f} MiB as float32), "
-            f"more than the {MAX_ARRAY_BYTES >> 20} MiB a state or action array may take",
+            f"more than the {limit >> 20} MiB a state or action array may take",
         )
     return np.asarray(d, dtype=np.float32)
 

@@ -39,7 +39,7 @@ from trajshard.sources import lerobot_listing
 from trajshard.sources.contain import contained, from_template
 from trajshard.sources.listing import Listing
 from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
-from trajshard.sources.tables import TableError, read_table
+from trajshard.sources.tables import TableError, check_table_file, read_table
 from trajshard.sources.video import VideoError, probe_video
 
 MAX_META_BYTES = 64 << 20
@@ -124,6 +124,7 @@ class LeRobotSource:
             path = self.root / "meta" / "tasks.parquet"
             if not path.is_file():
                 return {}
+            check_table_file(str(path))  # bounded before it is read, like every table
             t = pq.read_table(path).to_pylist()
             return {int(r["task_index"]): str(r.get("task") or r.get("__index_level_0__") or "") for r in t}
         return {int(r["task_index"]): str(r["task"]) for r in _jsonl(self.root / "meta" / "tasks.jsonl")}
@@ -132,6 +133,7 @@ class LeRobotSource:
         if self.version.startswith("v3"):
             rows = []
             for f in sorted((self.root / "meta" / "episodes").glob("*/*.parquet")):
+                check_table_file(str(f))
                 rows += pq.read_table(f).to_pylist()
         else:
             rows = _jsonl(self.root / "meta" / "episodes.jsonl")
