@@ -100,6 +100,7 @@ _mapping_option = click.option(
     "mapping_out",
     type=click.Path(dir_okay=False),
     default=None,
+    show_default="none: only printed",
     help="Write the mapping template (TOML) to FILE, for ingest --mapping FILE.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
