@@ -1,5 +1,5 @@
-"""The ``trajshard`` command line: ingest, validate, doctor, stats, histogram, inspect, episodes, report,
-demo, index, mix (see docs/cli.md).
+"""The ``trajshard`` command line: describe, ingest, validate, doctor, stats, histogram, inspect, episodes,
+report, demo, index, mix (see docs/cli.md).
 
 Commands import their heavy modules when they run, so ``trajshard --help`` stays fast. Every option has
 help text and its default in ``--help``: the group shows defaults, and an option whose default is None
@@ -88,6 +88,44 @@ _mapping_option = click.option(
 
 
 @main.command()
+@click.argument("source", type=click.Path(exists=True))
+@_flag("format", "Source format.")
+@_flag(
+    "source_fps",
+    "Step rate of step-indexed sources (RLDS, HDF5), for their rates and spans.",
+    absent="none: their rates are not shown",
+)
+@click.option(
+    "--write-mapping",
+    "mapping_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    show_default="none: only printed",
+    help="Write the mapping template (TOML) to FILE, for ingest --mapping FILE.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
+def describe(source: str, mapping_out: str | None, as_json: bool, **flags) -> None:
+    """What SOURCE holds (keys, cameras, rates, instruction candidates) and a mapping template.
+
+    The first command to run on an unknown dataset. Exit 0 listed, 1 it cannot be described."""
+    from trajshard.sources.describe import describe_source, listing_json, render_listing, write_mapping
+
+    try:
+        listing = describe_source(source, flags["format"] or "auto", source_fps=flags["source_fps"])
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - a source too broken to list: say so, no traceback
+        raise click.ClickException(f"cannot describe {source}: {type(exc).__name__}: {exc}") from exc
+    click.echo(listing_json(listing, source) if as_json else render_listing(listing, source), nl=False)
+    if mapping_out:
+        write_mapping(listing, mapping_out, source)
+        click.echo(
+            f"wrote {mapping_out}: edit it, then trajshard ingest {source} OUT --mapping {mapping_out}",
+            err=True,
+        )
+
+
+@main.command()
 @click.argument("source")
 @click.argument("out")
 @_flag("format", "Source format.")
@@ -154,6 +192,13 @@ _mapping_option = click.option(
     "trim_idle",
     "Trim leading/trailing steps where no state dim moves more than this (state units).",
     absent="no trim",
+)
+@click.option(
+    "--no-images",
+    "no_images",
+    is_flag=True,
+    default=None,
+    help="Accept an output without any camera (state/action-only data); without it such a job fails.",
 )
 @_flag("task_cpus", "Ray CPUs per task.")
 @_flag("task_memory", "Ray memory reserved per task, e.g. 4GB.", absent="none")

@@ -39,6 +39,7 @@ class RunConfig:
     episode_retries: int = 2  # retries of an episode after an unexpected (possibly transient) exception
     episode_timeout: float | None = 600.0  # seconds one episode may take in a task; None: no limit
     max_quarantine_fraction: float = 1.0  # abort the job when more of the input than this is quarantined
+    no_images: bool = False  # accept an output without any camera (state/action-only data); else it fails
 
     def problems(self) -> list[str]:
         out = []

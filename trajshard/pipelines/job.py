@@ -127,6 +127,7 @@ def run_job(
                 check_quarantine(cfg, pass1.quarantined, n_input, "after pass 1")
                 laps.lap("pass1")
                 ctx = fit(ctx, pass1)
+                check_images(cfg, pass1, source_notes(source) + pass1.notes)
                 plan = plan_pass2(ctx, pass1, state, resume)
                 state.record_identity(identity)  # beside the plan: a resume compares it before pass 1
                 laps.lap("fit")
@@ -267,6 +268,19 @@ def summarize(
         reasons = [q.message for q in summary.quarantined[:3]]
         raise IngestError(f"no episode of {n_input} could be read; first reasons: {reasons}")
     return summary
+
+
+def check_images(cfg: JobConfig, pass1: Pass1Summary, notes: list[str]) -> None:
+    """IngestError, before pass 2 writes anything, when the output would have no camera at all and
+    the user did not say ``--no-images`` (state/action-only data is legitimate, but never silent)."""
+    if cfg.run.no_images or not pass1.facts or pass1.facts[0].cameras:
+        return
+    why = "; ".join(n for n in notes if "camera" in n)
+    raise IngestError(
+        "the output would have no images: no camera is left in the kept episodes"
+        + (f" ({why})" if why else "")
+        + ". Pass --no-images (no_images = true) if this state/action-only dataset is what you want"
+    )
 
 
 def fit(ctx: TaskContext, pass1: Pass1Summary) -> TaskContext:

@@ -70,18 +70,31 @@ def pass1_batch(ctx: TaskContext, episode_ids: list[str]) -> list[list[EpisodeFa
     reader = ctx.reader(writes=True)
     span_from = 2 * span_length(ctx.cfg.output)
     dog = Watchdog(ctx.cfg.run.episode_timeout)
+    tick = 1.0 / ctx.cfg.align.fps
 
     def facts(eid: str) -> list[EpisodeFacts]:
         with dog.episode(eid):
-            return episode_facts(eid, reader.read(eid), span_from)
+            return episode_facts(eid, reader.read(eid), span_from, tick)
 
-    return [retried(eid, lambda eid=eid: facts(eid), ctx.cfg.run.episode_retries) for eid in episode_ids]
+    out = []
+    for eid in episode_ids:
+        seen = len(getattr(reader.source, "notes", []))
+        result = retried(eid, lambda eid=eid: facts(eid), ctx.cfg.run.episode_retries)
+        new = tuple(str(n) for n in getattr(reader.source, "notes", [])[seen:])
+        # the reader notes a quirk once per task: the driver hears it through the episode that showed it
+        out.append(
+            [replace(f, reader_notes=new) for f in result] if new and isinstance(result, list) else result
+        )
+    return out
 
 
-def episode_facts(episode_id: str, work: EpisodeWork, span_from: int) -> list[EpisodeFacts]:
+def episode_facts(
+    episode_id: str, work: EpisodeWork, span_from: int, tick: float = 0.0
+) -> list[EpisodeFacts]:
     """The facts of each part; where spans may start only when the source episode is long enough to be
     cut (``span_from`` steps), so the driver holds them only for long episodes."""
     ep, parts = work.episode, work.parts
+    early = ended_early(ep, parts[0].frames if parts else {}, tick)
     long = sum(al.steps for al in parts) >= span_from
     names = ep.streams["proprio"].names
     return [
@@ -104,9 +117,23 @@ def episode_facts(episode_id: str, work: EpisodeWork, span_from: int) -> list[Ep
             else (),
             trimmed=work.trimmed,
             cameras_left_out=tuple(sorted(set(ep.cameras) - set(al.frames))),
+            ended_early=early,
         )
         for al in parts
     ]
+
+
+def ended_early(ep, cameras, tick: float) -> tuple[str, float] | None:
+    """(the stream that ends first, seconds before the last one ends) when that is more than a tick: the
+    clock covers only the span every stream covers, so the others' last samples are not written (a
+    video with fewer frames than the table has rows). None otherwise, or with no tick given."""
+    ends = {n: float(s.timestamps[-1]) for n, s in ep.streams.items() if len(s.timestamps)}
+    ends |= {c: float(ep.cameras[c].timestamps[-1]) for c in cameras if len(ep.cameras[c].timestamps)}
+    if not tick or len(ends) < 2:
+        return None
+    first = min(ends, key=lambda n: (ends[n], n))
+    lost = max(ends.values()) - ends[first]
+    return (first, round(lost, 6)) if lost > tick + 1e-9 else None
 
 
 def sample_chunks(ctx: TaskContext, source_episodes: list[str]) -> np.ndarray:

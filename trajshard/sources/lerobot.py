@@ -35,7 +35,9 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources import lerobot_listing
 from trajshard.sources.contain import contained, from_template
+from trajshard.sources.listing import Listing
 from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
 from trajshard.sources.tables import TableError, check_table_file, read_table
 from trajshard.sources.video import VideoError, probe_video
@@ -435,3 +437,11 @@ def modality_mapping(root: Path, notes: list[str]) -> Mapping:
         notes.append(f"meta/modality.json cannot be read as a mapping ({exc}); the default names are used")
         return Mapping()
     return Mapping(state=parts["state"], action=parts["action"], cameras=cams)
+
+
+# -- describe (trajshard describe): the listing is built in sources/lerobot_listing.py ------------
+
+
+def describe(root: Path, mapping: dict | None = None, **_: object) -> Listing:
+    """What the dataset holds and the mapping template that ingests it, read with this reader."""
+    return lerobot_listing.listing(lambda m: LeRobotSource(root, m), mapping, NOT_INSTRUCTIONS)
