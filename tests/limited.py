@@ -64,16 +64,17 @@ def wide_csv(path: Path, columns: int = 100_000, rows: int = 3) -> None:
     path.write_text("\n".join([header] + [line] * rows) + "\n")
 
 
-def year_long(ep: Path) -> None:
-    """No camera, proprio and action every 5 minutes over a year: every check on the file passes,
-    aligning it at 10 Hz makes 315 million ticks (gigabytes)."""
+def long_and_wide(ep: Path) -> None:
+    """No camera, 256-D proprio and action every 5 minutes over 28 hours: every check on the files
+    and the clock's bound (MAX_TICKS) pass, and aligning it at 10 Hz makes 996,001 ticks of 256
+    dimensions (gigabytes)."""
     for f in ep.iterdir():
         if f.suffix in (".mp4", ".webm", ".npy", ".mkv"):
             f.unlink()
-    ep.joinpath("episode.json").write_text('{"instruction": "wait a year"}')
-    ts = np.arange(105_000) * 300.0
+    ep.joinpath("episode.json").write_text('{"instruction": "wait a day"}')
+    ts = np.arange(333) * 300.0
     for stream in ("proprio", "action"):
-        values = pa.array(list(np.zeros((len(ts), 7), np.float32)), pa.list_(pa.float32()))
+        values = pa.array(list(np.zeros((len(ts), 256), np.float32)), pa.list_(pa.float32()))
         pq.write_table(pa.table({"timestamp": ts, stream: values}), ep / f"{stream}.parquet")
 
 

@@ -17,9 +17,9 @@ from tests.limited import (
     good_reference,
     huge_frames,
     limited_jobs,
+    long_and_wide,
     quarantine,
     results,
-    year_long,
 )
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
@@ -27,10 +27,10 @@ from trajshard.pipelines.ingest import run_ingest
 
 @pytest.fixture(scope="module")
 def killer(synthetic_raw, tmp_path_factory) -> Path:
-    """The four good episodes and a year-long one, whose alignment needs gigabytes."""
+    """The four good episodes and a day-long 256-D one, whose alignment needs gigabytes."""
     root = good_copy(synthetic_raw, tmp_path_factory.mktemp("killer") / "raw")
-    shutil.copytree(synthetic_raw / "ep_006", root / "ep_year")
-    year_long(root / "ep_year")
+    shutil.copytree(synthetic_raw / "ep_006", root / "ep_long")
+    long_and_wide(root / "ep_long")
     return root
 
 
@@ -40,7 +40,7 @@ def test_a_worker_the_kernel_kills_takes_only_its_episode(synthetic_raw, killer,
     done = limited_jobs("cgroup", killer, tmp_path / "out", limit="1.5GB")  # kills sooner than 3GB
     assert done.returncode == 0, done.stderr[-3000:]
     assert results(done) == ["4", "1"]
-    record = quarantine(tmp_path / "out")["ep_year"]
+    record = quarantine(tmp_path / "out")["ep_long"]
     assert record["reason"].startswith("the worker running this episode was killed (out of memory? ")
     assert "the limit is 1.5GB per task" in record["reason"]
     assert tree_digest(tmp_path / "out" / "shards") == tree_digest(reference / "shards")
