@@ -153,6 +153,7 @@ class TrajDataset(IterableDataset):
             role=role,
             roles=roles,
             skip=skip,
+            cameras=None if self.standard is None else self.standard.cameras_used(),
         )
         if self.standard is None:
             yield from draws

@@ -238,7 +238,9 @@ _NPY = NpyLoader()
 _RESERVED = frozenset({"key", "images", "meta", "instruction", "dataset"})  # decode_sample's own keys
 
 
-def decode_sample(key: str, members: dict[str, bytes], decode_images: bool = True) -> dict:
+def decode_sample(
+    key: str, members: dict[str, bytes], decode_images: bool = True, cameras: frozenset[str] | None = None
+) -> dict:
     """A raw sample to plain values: images (HWC uint8), arrays (npy), meta and instruction.
 
     Returns ``{"key", "images": {camera: array|bytes}, "<name>": array for each <name>.npy,
@@ -251,7 +253,8 @@ def decode_sample(key: str, members: dict[str, bytes], decode_images: bool = Tru
         stem, _, ext = name.rpartition(".")
         try:
             if name.endswith(IMAGE_SUFFIXES):
-                out["images"][stem] = decode_image(data) if decode_images else data
+                if cameras is None or stem in cameras:  # a camera no one asked for is not decoded
+                    out["images"][stem] = decode_image(data) if decode_images else data
             elif ext == "npy":
                 if stem in _RESERVED:
                     raise LoaderError(f"an array may not be named {stem!r}")

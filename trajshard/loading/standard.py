@@ -268,6 +268,10 @@ class Standardizer:
             vocab,
         )
 
+    def cameras_used(self) -> tuple[frozenset[str], ...]:
+        """Per dataset, the cameras some target role takes: the only images :meth:`apply` reads."""
+        return tuple(frozenset(v.camera_of[r] for r in self.roles if r in v.camera_of) for v in self.views)
+
     # ---- one sample ---------------------------------------------------------------------------------
 
     def apply(self, sample: dict, d: int) -> dict:
