@@ -6,9 +6,10 @@
 - **breakdown**: the loader's own stages, each timed alone in this process on one epoch of the split
   (role 0 of 1, the loader's shuffled order): tar read (``emit``: headers and member bytes), members
   to arrays (``decode_sample`` without images: .npy, meta.json), JPEG decode (the loader's
-  ``decode_image``), batching (``collate``: images to ``[B, C, H, W]``, arrays stacked), and the
+  ``decode_image``), batching (``collate``: images to ``[B, C, H, W]``, arrays stacked), the
   shared memory a DataLoader worker puts each batch's images in (the same copy into shared against
-  private memory). All as microseconds of one core per sample.
+  private memory), and the workers' start and stop at each epoch (an empty 2-worker DataLoader's
+  epoch, spread over the split's samples). All as microseconds of one core per sample.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 import torch
+from torch.utils.data import DataLoader, IterableDataset
 
 from trajshard.loader import collate
 from trajshard.loading.order import role_plan
@@ -104,6 +106,12 @@ def breakdown(out: Path, batch_size: int, repeat: int) -> list[Stage]:
             "a batch's images copied into new shared memory, less the same copy into private memory",
             _shared_memory_extra(images, n, repeat),
         ),
+        Stage(
+            "worker start and stop (workers only)",
+            "an epoch of a DataLoader with 2 workers and nothing to read, 2 cores x its wall time, "
+            "over the split's samples",
+            2 * _worker_start_stop(repeat) / n,
+        ),
     ]
     for s in stages:
         s.micros *= 1e6
@@ -128,6 +136,23 @@ def _shared_memory_extra(images: list[list[np.ndarray]], samples: int, repeat: i
     return max(0.0, _best(fill(True), repeat) - _best(fill(False), repeat))
 
 
+class _Nothing(IterableDataset):
+    def __iter__(self):
+        return iter(())
+
+
+def _worker_start_stop(repeat: int) -> float:
+    """Wall seconds of one epoch of a 2-worker DataLoader that reads nothing: the workers' fork, set-up
+    and exit, which the loader pays at every epoch (its workers are not persistent)."""
+
+    def run() -> int:
+        for _ in DataLoader(_Nothing(), batch_size=None, num_workers=2):
+            pass
+        return 1
+
+    return _best(run, max(3, repeat))
+
+
 def breakdown_lines(stages: list[Stage], limit: float, loader_rates: dict[int, float]) -> list[str]:
     """The breakdown table, against the 2-worker loader's time: 2 cores for 1/rate seconds a sample."""
     w2 = loader_rates.get(2)
@@ -139,12 +164,12 @@ def breakdown_lines(stages: list[Stage], limit: float, loader_rates: dict[int, f
     for s in stages:
         share = f"{s.micros / budget:.0%}" if budget else "-"
         lines.append(f"| {s.name} | {s.how} | {s.micros:,.0f} | {share} |")
-    in_process = sum(s.micros for s in stages[:-1])
+    in_process = sum(s.micros for s in stages if "workers only" not in s.name)
     if budget:
-        rest = budget - in_process - stages[-1].micros
+        rest = budget - sum(s.micros for s in stages)
         lines.append(
-            f"| the rest | worker start and stop each epoch, the main process taking batches, other load | "
-            f"{rest:,.0f} | {rest / budget:.0%} |"
+            f"| the rest | the main process taking batches, the workers' first reads before the first "
+            f"batch, other load on the cores | {rest:,.0f} | {rest / budget:.0%} |"
         )
         lines.append(f"| **2-worker loader** | 2 cores x its seconds per sample | {budget:,.0f} | 100% |")
     lines += [
