@@ -170,7 +170,8 @@ def emit(source: SplitSource, plan: RolePlan, skip: int = 0) -> Iterator[RawSamp
 
 
 # JPEG colour spaces simplejpeg decodes to exactly Pillow's pixels (both are libjpeg-turbo with the
-# accurate DCT and fancy upsampling; tests/test_loader.py compares them): YCbCr to RGB, gray to one channel.
+# accurate DCT and fancy upsampling; tests/test_loader_fast.py compares them): YCbCr to RGB, gray to one
+# channel.
 _SIMPLEJPEG = {"YCbCr": "RGB", "Gray": "Gray"}
 
 
