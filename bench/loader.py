@@ -125,12 +125,17 @@ class Row:
 
 
 def time_loader(out: Path, workers: int, epochs: int, batch_size: int) -> Row:
+    """The fastest of ``epochs`` epochs, each timed whole (its workers' start included): on a shared
+    machine the load comes and goes within a pass, and each epoch is a complete measurement."""
     loader = make_loader(open_dataset(out, batch_size=batch_size, shuffle_buffer=1000, seed=0), workers)
-    n, start = 0, time.perf_counter()
+    best = None
     for _ in range(epochs):
+        n, start = 0, time.perf_counter()
         for batch in loader:
             n += len(batch["key"])
-    return Row("trajshard loader", workers, n, time.perf_counter() - start)
+        row = Row("trajshard loader", workers, n, time.perf_counter() - start)
+        best = row if best is None or row.rate > best.rate else best
+    return best
 
 
 def time_reference(items: list[tuple[Path, float]], workers: int, samples: int, batch_size: int) -> Row:
@@ -172,7 +177,7 @@ def machine() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=4, help="loader epochs per row (default 4)")
+    p.add_argument("--epochs", type=int, default=4, help="loader epochs per pass, each timed (default 4)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeat", type=int, default=2, help="timed passes per row, best reported (default 2)")
     p.add_argument("--reference-samples", type=int, default=512, help="samples per reference row (512)")
@@ -245,7 +250,7 @@ def mixture_section(outs: dict[str, Path], args: argparse.Namespace) -> list[str
         "\n### Mixture of four robots\n",
         "Bridge (5 Hz, 4 cameras), GR00T (10 Hz), G1 (the output above) and robosuite Lift (no camera), "
         "each ingested at 224 px, weights 0.3/0.3/0.2/0.2, `[target]` cameras primary and secondary, "
-        f"padded actions; batch size {args.batch_size}, {args.epochs} epochs per pass, best of "
+        f"padded actions; batch size {args.batch_size}, the fastest of {args.epochs} epochs per pass, best of "
         f"{args.repeat}.\n",
     ]
     return head + loader_mixture.mixture_lines(list(best.values()))
@@ -274,9 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"- machine: {machine()}")
         print(
-            f"- batch size {args.batch_size}; loader: shuffle buffer 1000, {args.epochs} epochs per pass; "
-            f"reference: {args.reference_samples} samples per pass; best of {args.repeat} passes, loader, "
-            "reference and decode limit alternating\n"
+            f"- batch size {args.batch_size}; loader: shuffle buffer 1000, the fastest of {args.epochs} epochs "
+            f"per pass, each timed whole; reference: {args.reference_samples} samples per pass; best of "
+            f"{args.repeat} passes, loader, reference and decode limit alternating\n"
         )
         print("\n".join(table_lines(rows, limit)))
         print(

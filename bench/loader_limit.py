@@ -172,6 +172,11 @@ def breakdown_lines(stages: list[Stage], limit: float, loader_rates: dict[int, f
             f"batch, other load on the cores | {rest:,.0f} | {rest / budget:.0%} |"
         )
         lines.append(f"| **2-worker loader** | 2 cores x its seconds per sample | {budget:,.0f} | 100% |")
+        if rest < 0:
+            lines.append(
+                "\n(The rest is negative: each stage is its best time, taken at other moments than the "
+                "loader's; the other jobs' load moved between them.)"
+            )
     lines += [
         "",
         f"- decode limit: {limit:,.0f} samples/s = {1e6 / limit:,.0f} µs per sample on one core; "
