@@ -336,7 +336,12 @@ def _stack_images(images: list[np.ndarray]) -> torch.Tensor:
     else:
         storage = torch.UntypedStorage._new_shared(len(images) * c * h * w)
         out = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
-    np.stack([a.transpose(2, 0, 1) for a in images], out=out.numpy())
+    dest = out.numpy()
+    for i, a in enumerate(images):
+        if a.size and not any(a.strides):  # one value repeated (a mixture's missing camera): a fill
+            dest[i] = a.flat[0]
+        else:
+            dest[i] = a.transpose(2, 0, 1)
     return out
 
 
