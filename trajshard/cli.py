@@ -336,6 +336,10 @@ def validate(
         click.echo(
             f"PROBLEMS: {kind} {path}: {len(report.problems)} found\n{format_problems(report.problems)}"
         )
+    if getattr(report, "mixture", None) and not as_json:
+        from trajshard.reports.mixture_check import render_mixture
+
+        click.echo(render_mixture(report.mixture))
     sys.exit(0 if report.ok and not (strict and findings) else 1)
 
 

@@ -153,6 +153,7 @@ class TrajDataset(IterableDataset):
             role=role,
             roles=roles,
             skip=skip,
+            cameras=None if self.standard is None else self.standard.cameras_used(),
         )
         if self.standard is None:
             yield from draws
@@ -324,6 +325,26 @@ def _stack(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]
     return torch.from_numpy(out), torch.tensor([a.shape[0] for a in arrays], dtype=torch.int64)
 
 
+def _stack_images(images: list[np.ndarray]) -> torch.Tensor:
+    """HWC uint8 images to one ``[B, C, H, W]`` tensor, each image copied once into place. In a
+    DataLoader worker the tensor is allocated in shared memory (as torch's ``default_collate`` does),
+    so handing it to the main process copies nothing more."""
+    h, w, c = images[0].shape
+    shape = (len(images), c, h, w)
+    if get_worker_info() is None:
+        out = torch.empty(shape, dtype=torch.uint8)
+    else:
+        storage = torch.UntypedStorage._new_shared(len(images) * c * h * w)
+        out = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+    dest = out.numpy()
+    for i, a in enumerate(images):
+        if a.size and not any(a.strides):  # one value repeated (a mixture's missing camera): a fill
+            dest[i] = a.flat[0]
+        else:
+            dest[i] = a.transpose(2, 0, 1)
+    return out
+
+
 def collate(samples: list[dict], ragged: tuple[str, ...] = ()) -> dict:
     """Decoded samples (from the same dataset layout) to one batch dict.
 
@@ -338,9 +359,7 @@ def collate(samples: list[dict], ragged: tuple[str, ...] = ()) -> dict:
     batch["images"] = {}
     for cam, img in first["images"].items():
         if isinstance(img, np.ndarray):
-            batch["images"][cam] = torch.from_numpy(
-                np.stack([s["images"][cam] for s in samples]).transpose(0, 3, 1, 2).copy()
-            )
+            batch["images"][cam] = _stack_images([s["images"][cam] for s in samples])
         else:
             batch["images"][cam] = [s["images"][cam] for s in samples]
     for k, v in first.items():
@@ -439,6 +458,29 @@ def open_mixture(
     )
 
 
+def arrays_inline(item: dict) -> dict:
+    """In a DataLoader worker: an item's top-level tensors (all but images) as numpy arrays, so they
+    travel pickled inside the item's message; a tensor would travel as its own shared-memory file,
+    one file descriptor handed over per tensor per batch. Images stay shared-memory tensors."""
+    for k, v in item.items():
+        if isinstance(v, torch.Tensor):
+            item[k] = v.numpy()
+        elif isinstance(v, list) and v and isinstance(v[0], torch.Tensor):
+            item[k] = [t.numpy() for t in v]
+    return item
+
+
+def arrays_as_tensors(item: dict) -> dict:
+    """In the main process: undo :func:`arrays_inline` (the arrays it made are the only numpy values
+    of an item)."""
+    for k, v in item.items():
+        if isinstance(v, np.ndarray):
+            item[k] = torch.from_numpy(v)
+        elif isinstance(v, list) and v and isinstance(v[0], np.ndarray):
+            item[k] = [torch.from_numpy(a) for a in v]
+    return item
+
+
 class TrajLoader:
     """A ``torch.utils.data.DataLoader`` over a :class:`TrajDataset` that tracks what it handed out.
 
@@ -467,8 +509,14 @@ class TrajLoader:
                 item.pop(_ROLE), item.pop(_COUNT)
                 yield item
             return
-        loader = DataLoader(ds, batch_size=None, num_workers=self.num_workers, **self.dataloader_kwargs)
+        kwargs = dict(self.dataloader_kwargs)
+        lean = not kwargs.get("pin_memory")
+        if lean:  # pinning needs tensors from the worker; else small arrays travel inline
+            kwargs["collate_fn"] = arrays_inline
+        loader = DataLoader(ds, batch_size=None, num_workers=self.num_workers, **kwargs)
         for item in loader:
+            if lean:
+                item = arrays_as_tensors(item)
             local, count = int(item.pop(_ROLE)), int(item.pop(_COUNT))
             ds._advance(local, count)
             yield item

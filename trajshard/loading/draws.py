@@ -27,9 +27,18 @@ class ReadOptions:
 
 
 def read_split(
-    src: SplitSource, opts: ReadOptions, *, seed: int, epoch: int, role: int, roles: int, skip: int
+    src: SplitSource,
+    opts: ReadOptions,
+    *,
+    seed: int,
+    epoch: int,
+    role: int,
+    roles: int,
+    skip: int,
+    cameras: frozenset[str] | None = None,
 ) -> Iterator[dict]:
-    """One role's samples of one split in one epoch, the first ``skip`` left out unread."""
+    """One role's samples of one split in one epoch, the first ``skip`` left out unread; with
+    ``cameras``, only those cameras' images are kept (and decoded)."""
     plan = role_plan(
         src.counts,
         seed=seed,
@@ -40,7 +49,7 @@ def read_split(
         shuffle_shards=opts.shuffle_shards,
     )
     for key, members in emit(src, plan, skip):
-        yield decode_sample(key, members, opts.decode_images)
+        yield decode_sample(key, members, opts.decode_images, cameras)
 
 
 def mixture_draws(
@@ -54,9 +63,10 @@ def mixture_draws(
     role: int,
     roles: int,
     skip: int,
+    cameras: Sequence[frozenset[str] | None] | None = None,
 ) -> Iterator[dict]:
     """One role's draws of a mixture in one epoch, from draw ``skip`` on; each sample gets ``dataset``
-    (its index in ``sources``)."""
+    (its index in ``sources``). ``cameras[d]``: the cameras of dataset ``d`` to keep (None: all)."""
     # One endless stream per role; epoch e is draws [e*L, (e+1)*L). Draw k picks a dataset by weight;
     # each dataset is read as its own endless sequence of epochs (its role range, re-shuffled).
     lo, hi = split_range(samples_per_epoch, roles, role)
@@ -67,19 +77,33 @@ def mixture_draws(
     chunk = 1 << 20
     for a in range(0, start, chunk):
         used += np.bincount(choose(weights, key, a, min(start, a + chunk)), minlength=len(sources))
-    streams = [_endless(sources[d], d, seed, role, roles, int(used[d]), opts) for d in range(len(sources))]
+    keep = list(cameras) if cameras is not None else [None] * len(sources)
+    streams = [
+        _endless(sources[d], d, seed, role, roles, int(used[d]), opts, keep[d]) for d in range(len(sources))
+    ]
     for d in choose(weights, key, start, stop).tolist():
         sample = next(streams[d])
         sample["dataset"] = d
         yield sample
 
 
-def _endless(src: SplitSource, d: int, seed: int, role: int, roles: int, position: int, opts: ReadOptions):
+def _endless(
+    src: SplitSource,
+    d: int,
+    seed: int,
+    role: int,
+    roles: int,
+    position: int,
+    opts: ReadOptions,
+    cameras: frozenset[str] | None,
+):
     lo, hi = split_range(src.samples, roles, role)
     if hi <= lo:
         raise LoaderError(f"{src.root} ({src.split}): {src.samples} samples, fewer than {roles} roles")
     sub_epoch, offset = divmod(position, hi - lo)
     sub_seed = hash_ints(seed, d, 0xD5)
     while True:
-        yield from read_split(src, opts, seed=sub_seed, epoch=sub_epoch, role=role, roles=roles, skip=offset)
+        yield from read_split(
+            src, opts, seed=sub_seed, epoch=sub_epoch, role=role, roles=roles, skip=offset, cameras=cameras
+        )
         sub_epoch, offset = sub_epoch + 1, 0

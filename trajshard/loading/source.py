@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
-from trajshard.io import ShardError, read_json, shard_path, tar_members
+from trajshard.io import ShardError, read_json, shard_path
 from trajshard.loading.order import Piece, RolePlan
+from trajshard.loading.tarscan import shard_members
 from trajshard.schemas.metadata import validate_metadata
 from trajshard.schemas.sample import MAX_IMAGE_PIXELS, SAMPLE_SUFFIXES, load_npy
 
@@ -120,7 +122,7 @@ def read_piece(
 
 def _read_piece(f, path: Path, piece: Piece, skip: np.ndarray, base: int) -> Iterator[RawSample | None]:
     index, key, members, skipping = -1, None, {}, False
-    for info, k, fieldname in tar_members(f, path, SAMPLE_SUFFIXES):
+    for info, k, fieldname in shard_members(f, path, SAMPLE_SUFFIXES):
         if k != key:
             if key is not None and index >= piece.start:
                 yield None if skipping else (key, members)
@@ -167,9 +169,21 @@ def emit(source: SplitSource, plan: RolePlan, skip: int = 0) -> Iterator[RawSamp
         yield held.pop(want)
 
 
+# JPEG colour spaces simplejpeg decodes to exactly Pillow's pixels (both are libjpeg-turbo with the
+# accurate DCT and fancy upsampling; tests/test_loader_fast.py compares them): YCbCr to RGB, gray to one
+# channel.
+_SIMPLEJPEG = {"YCbCr": "RGB", "Gray": "Gray"}
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """JPEG/PNG bytes to uint8 ``[H, W, C]`` (RGB, or one channel kept as ``[H, W, 1]``); an image
-    declaring more than ``MAX_IMAGE_PIXELS`` is refused before it is decoded."""
+    declaring more than ``MAX_IMAGE_PIXELS`` is refused before it is decoded.
+
+    A YCbCr or gray JPEG is decoded by libjpeg-turbo through simplejpeg (no Pillow image object, one
+    copy); anything else, or a JPEG simplejpeg refuses, by Pillow, which then names what is wrong."""
+    arr = _decode_jpeg(data) if data[:2] == b"\xff\xd8" else None
+    if arr is not None:
+        return arr
     with Image.open(io.BytesIO(data)) as im:
         if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:
             raise LoaderError(f"image of {im.size[0]}x{im.size[1]}, more than {MAX_IMAGE_PIXELS} pixels")
@@ -179,10 +193,55 @@ def decode_image(data: bytes) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def _decode_jpeg(data: bytes) -> np.ndarray | None:
+    try:
+        height, width, space, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    if space not in _SIMPLEJPEG:
+        return None
+    if height * width > MAX_IMAGE_PIXELS:
+        raise LoaderError(f"image of {width}x{height}, more than {MAX_IMAGE_PIXELS} pixels")
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace=_SIMPLEJPEG[space])
+    except ValueError:
+        return None
+
+
+class NpyLoader:
+    """``schemas.sample.load_npy`` with each distinct header parsed once (a split's members share a
+    few): the same checks (an unknown header goes through ``load_npy``; a known one must still be
+    followed by exactly its shape's bytes) and the same writable, owned array."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._layouts: dict[bytes, tuple[np.dtype, tuple[int, ...], int, int]] = {}
+        self._limit = limit  # distinct headers remembered; the rest are parsed every time
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        if data[:6] != b"\x93NUMPY" or data[6:8] != b"\x01\x00" or len(data) < 10:
+            return load_npy(data)
+        end = 10 + int.from_bytes(data[8:10], "little")
+        known = self._layouts.get(data[:end])
+        if known is None:
+            arr = load_npy(data)
+            if arr.flags.c_contiguous and len(self._layouts) < self._limit:
+                self._layouts[data[:end]] = (arr.dtype, arr.shape, arr.size, end)
+            return arr
+        dtype, shape, count, start = known
+        if count * dtype.itemsize != len(data) - start:
+            return load_npy(data)  # raises, naming the sizes
+        return np.frombuffer(data, dtype, count, start).reshape(shape).copy()
+
+
+_NPY = NpyLoader()
+
+
 _RESERVED = frozenset({"key", "images", "meta", "instruction", "dataset"})  # decode_sample's own keys
 
 
-def decode_sample(key: str, members: dict[str, bytes], decode_images: bool = True) -> dict:
+def decode_sample(
+    key: str, members: dict[str, bytes], decode_images: bool = True, cameras: frozenset[str] | None = None
+) -> dict:
     """A raw sample to plain values: images (HWC uint8), arrays (npy), meta and instruction.
 
     Returns ``{"key", "images": {camera: array|bytes}, "<name>": array for each <name>.npy,
@@ -195,11 +254,12 @@ def decode_sample(key: str, members: dict[str, bytes], decode_images: bool = Tru
         stem, _, ext = name.rpartition(".")
         try:
             if name.endswith(IMAGE_SUFFIXES):
-                out["images"][stem] = decode_image(data) if decode_images else data
+                if cameras is None or stem in cameras:  # a camera no one asked for is not decoded
+                    out["images"][stem] = decode_image(data) if decode_images else data
             elif ext == "npy":
                 if stem in _RESERVED:
                     raise LoaderError(f"an array may not be named {stem!r}")
-                out[stem] = load_npy(data)
+                out[stem] = _NPY(data)
             elif name == "meta.json":
                 out["meta"] = json.loads(data.decode("utf-8"))
                 if not isinstance(out["meta"], dict):

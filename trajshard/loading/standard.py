@@ -268,6 +268,10 @@ class Standardizer:
             vocab,
         )
 
+    def cameras_used(self) -> tuple[frozenset[str], ...]:
+        """Per dataset, the cameras some target role takes: the only images :meth:`apply` reads."""
+        return tuple(frozenset(v.camera_of[r] for r in self.roles if r in v.camera_of) for v in self.views)
+
     # ---- one sample ---------------------------------------------------------------------------------
 
     def apply(self, sample: dict, d: int) -> dict:
@@ -326,8 +330,8 @@ class Standardizer:
 
     def _blank(self):
         size = self.image_size or 1
-        if self.decode_images:
-            return np.zeros((size, size, 3), dtype=np.uint8)
+        if self.decode_images:  # one zero repeated (all strides 0): the batch fills it, copies nothing
+            return np.broadcast_to(np.zeros((1, 1, 1), dtype=np.uint8), (size, size, 3))
         if self._blank_jpeg is None:
             buf = io.BytesIO()
             Image.new("RGB", (size, size)).save(buf, "JPEG", quality=95)

@@ -1,6 +1,8 @@
 """``trajshard stats OUT``: counts, per-dimension statistics, the alignment report, the quarantine summary.
 
-Reads only ``meta/`` (no shard is opened), so it answers in a moment on any size of dataset.
+Reads only ``meta/`` (no shard is opened), so it answers in a moment on any size of dataset; except
+on a mixed output (``trajshard mix``), whose per-dataset table (reports/mixture_check.py) reads each
+sample's ``meta.json``, actions and tokens, never its images.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from trajshard.io import read_json
+from trajshard.reports.mixture_check import mixture_table, render_mixture
+from trajshard.reports.validation import token_limit
 from trajshard.tokenizers.guards import guard_lines
 
 
@@ -137,6 +141,7 @@ def stats_report(out: str | Path) -> dict[str, object]:
         if (out / "meta" / "roundtrip.json").exists()
         else None,
         "quality": quality_summary(out),
+        "mixture": mixture_table(out, token_limit),
     }
 
 
@@ -224,6 +229,8 @@ def render_stats(rep: dict) -> str:
     if not rep["quarantine"]:
         lines.append("  none")
     lines += render_quality(rep.get("quality"))
+    if rep.get("mixture"):
+        lines += ["", render_mixture(rep["mixture"])]
     return "\n".join(lines)
 
 

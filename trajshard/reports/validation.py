@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from trajshard.io import ShardError, file_digest, read_json, shard_path
+from trajshard.reports.mixture_check import MixtureTally
 from trajshard.schemas.metadata import EPISODES_COLUMNS, validate_metadata, validate_quarantine_line
 from trajshard.schemas.problems import Problem
 from trajshard.schemas.sample import (
@@ -52,6 +53,7 @@ class ValidationReport:
     findings: list[Problem] = field(
         default_factory=list
     )  # the data is consistent but degraded (--strict: exit 1)
+    mixture: list[dict] | None = None  # a `trajshard mix` output: per dataset (reports/mixture_check.py)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +69,7 @@ class ValidationReport:
             "notes": self.notes,
             "problems": [p.to_dict() for p in self.problems],
             "findings": [p.to_dict() for p in self.findings],
+            **({"mixture": self.mixture} if self.mixture is not None else {}),
         }
 
 
@@ -83,6 +86,7 @@ class _Context:
     steps_seen: dict[str, int] = field(default_factory=dict)
     values: dict[str, _Range] = field(default_factory=dict)
     deep: int = 0
+    mixture: MixtureTally | None = None
 
     def sampled(self, key: str) -> bool:
         """Deterministic sample: the same keys are checked on every run at one rate."""
@@ -154,11 +158,18 @@ def validate_output(out: str | Path, sample_rate: float = 1.0) -> ValidationRepo
         written,
         split_of,
     )
+    try:
+        ctx.mixture = MixtureTally.of(out, tokenizer, token_limit)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problems.append(Problem("meta/mixture.json", "", f"cannot be used: {exc}"))
     steps_seen = ctx.steps_seen
     for shard in manifest["shards"]:
         report.shards += 1
         report.samples += _check_shard(out, shard, ctx, problems)
     _check_stats(docs["stats"], ctx, report.samples, problems)
+    if ctx.mixture is not None:
+        problems += ctx.mixture.problems()
+        report.mixture = ctx.mixture.rows()
     _check_splits(out, info, manifest, problems)
     listed = {s["name"] for s in manifest["shards"]}
     for path in sorted((out / "shards").glob("*.tar")):
@@ -238,6 +249,8 @@ def _check_shard(out: Path, shard: dict, ctx: _Context, problems: list[Problem])
             _check_step(f"{name} {key}", eid, step, shard.get("split"), ctx, problems)
             if deep:
                 _check_tokens(f"{name} {key}", members, ctx.tokenizer, ctx.vocab, problems)
+            if ctx.mixture is not None:
+                ctx.mixture.add(f"{name} {key}", members, deep)
     except Exception as exc:  # noqa: BLE001 - a broken tar is a finding, not a crash
         problems.append(Problem(name, "", f"tar cannot be read after {n} samples: {exc}"))
     if n != shard["samples"]:
