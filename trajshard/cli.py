@@ -304,7 +304,9 @@ def inspect(out: str, episode: str, png: str | None, columns: int) -> None:
         raise click.ClickException(str(exc.args[0])) from exc
     except (OSError, ValueError) as exc:  # a shard refused (trajshard.io.ShardError), an unreadable file
         raise click.ClickException(f"cannot read {out}: {exc}") from exc
-    click.echo(summary(ep))
+    from trajshard.io import printable
+
+    click.echo(printable(summary(ep)))  # source text (instructions): no escape sequence reaches the terminal
     if png:
         from trajshard.reports.plots import contact_sheet_png
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tarfile
+import unicodedata
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -191,3 +192,20 @@ def parse_size(text: str | int) -> int:
     base = 1024 if "I" in unit else 1000
     power = "BKMGT".find(unit[:1]) if unit else 0
     return int(float(m[1]) * base ** max(power, 0))
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control and format characters (ESC, BEL, a bidi override) and
+    lone surrogates escaped as ``\\x1b``, ``\\u202e``; newlines and tabs kept. Source text (an
+    instruction) is data: printed raw, ``\\x1b]0;...\\x07`` would retitle the terminal or clear it."""
+    return "".join(
+        c if c in "\n\t" or unicodedata.category(c) not in _UNPRINTABLE else _escape(c) for c in text
+    )
+
+
+_UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn"}
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -35,7 +35,7 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
-from trajshard.sources.contain import contained, inside
+from trajshard.sources.contain import contained, inside, regular_file
 from trajshard.sources.video import StoredJpeg
 
 
@@ -65,6 +65,11 @@ class HDF5Source:
         for f in self.files:
             if f != self.root and not inside(self.root, f):
                 rejected.append(Problem(f.stem, f.name, "is a link to a place outside the source"))
+                continue
+            try:
+                regular_file(f, f.stem)  # a FIFO would block HDF5's open forever
+            except EpisodeError as exc:
+                rejected.append(Problem(f.stem, f.name, exc.message))
                 continue
             try:
                 with h5py.File(f, "r") as h:
@@ -112,6 +117,7 @@ class HDF5Source:
 
     def _robomimic(self, eid: str, f: Path, h: h5py.File, demo: str) -> Episode:
         g = h["data"][demo]
+        _no_external_links(eid, f, g)
         actions = _array(eid, f, g["actions"])
         obs = g.get("obs")
         obs_keys = {k: _dataset(eid, f, obs[k]) for k in obs} if obs is not None else {}
@@ -125,6 +131,7 @@ class HDF5Source:
         return self._episode(eid, f, state, actions, cams, env, "robomimic")
 
     def _aloha(self, eid: str, f: Path, h: h5py.File) -> Episode:
+        _no_external_links(eid, f, h)
         state = _array(eid, f, h["observations/qpos"])
         actions = _array(eid, f, h["action"])
         cams = {}
@@ -200,6 +207,28 @@ def _dataset(eid: str, f: Path, obj) -> h5py.Dataset:
     if obj.is_virtual or obj.external:
         raise EpisodeError(eid, where, "is stored outside the file (virtual or external storage): refused")
     return obj
+
+
+def _no_external_links(eid: str, f: Path, group: h5py.Group) -> None:
+    """Refuse an episode whose group holds an external link anywhere below it, before any is
+    followed: HDF5 opens the link's target file as soon as the link is accessed."""
+    found: list[tuple[str, str]] = []
+
+    def seen(name: str) -> bool | None:  # the link itself (getlink), never what it leads to
+        link = group.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            found.append((name, link.filename))
+            return True  # stop at the first
+        return None
+
+    group.visit_links(seen)
+    if found:
+        name, target = found[0]
+        raise EpisodeError(
+            eid,
+            f"{f.name}:{group.name}/{name}",
+            f"is an external link into {target}: outside the source file",
+        )
 
 
 def _array(eid: str, f: Path, obj) -> np.ndarray:

@@ -38,6 +38,7 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources.contain import inside, regular_file
 from trajshard.sources.video import StoredJpeg, VideoError, probe_video
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
@@ -71,7 +72,22 @@ class McapSource:
             raise FileNotFoundError(f"{root}: no .mcap file")
 
     def plan(self) -> tuple[list[str], list[Problem]]:
-        return [f.stem for f in self.files], []
+        """Every ``.mcap`` file's episode; one linked out of the source, or not a regular file (a
+        FIFO would block the reader forever), is rejected by name and never opened."""
+        ids, rejected = [], []
+        for f in self.files:
+            try:
+                self._contained(f.stem, f)
+            except EpisodeError as exc:
+                rejected.append(exc.problem)
+                continue
+            ids.append(f.stem)
+        return ids, rejected
+
+    def _contained(self, episode_id: str, path: Path) -> Path:
+        if path != self.root and not inside(self.root, path):
+            raise EpisodeError(episode_id, path.name, "is a link to a place outside the source")
+        return regular_file(path, episode_id)
 
     def _file(self, episode_id: str) -> Path:
         for f in self.files:
@@ -99,7 +115,7 @@ class McapSource:
         return int(ros.header.stamp.sec) * 1_000_000_000 + int(ros.header.stamp.nanosec)
 
     def load(self, episode_id: str) -> Episode:
-        path = self._file(episode_id)
+        path = self._contained(episode_id, self._file(episode_id))
         try:
             return self._load(episode_id, path)
         except EpisodeError:
@@ -161,6 +177,7 @@ class McapSource:
                 raise EpisodeError(
                     episode_id, video.name, f"no 'trajshard.video' metadata entry {cam!r} for its start time"
                 )
+            self._contained(episode_id, video)
             try:
                 probe = probe_video(str(video))
             except VideoError as exc:
