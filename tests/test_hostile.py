@@ -276,3 +276,39 @@ def test_each_kind_mixed_with_good_episodes(name, synthetic_raw, tmp_path):
     assert _tree(tmp_path) == before  # nothing written, and nothing outside read, outside OUT
     if out.exists():
         assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix in (".tmp", ".part")]
+
+
+# ---- where OUT cannot be written ----------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: a real full file system (ENOSPC), not a simulated one."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr!r}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+@pytest.mark.timeout(300)
+def test_a_full_disk_is_said_and_leaves_no_temporary(synthetic_raw, small_disk):
+    code, _, err = _cli(
+        "ingest", str(synthetic_raw), str(small_disk / "out"), "--workers", "0", "--no-progress"
+    )
+    assert code == 1 and "Traceback" not in err, err[-3000:]
+    assert "is full (No space left on device) writing shards/" in err
+    assert not [p for p in (small_disk / "out").rglob("*") if p.suffix in (".tmp", ".part", ".tar")]
+
+
+@pytest.mark.timeout(120)
+def test_out_that_is_a_file_or_not_writable_is_one_line_exit_2(synthetic_raw, tmp_path):
+    (tmp_path / "file").write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    for out, words in ((tmp_path / "file", "is a file"), (locked / "out", "is not writable")):
+        code, _, err = _cli("ingest", str(synthetic_raw), str(out), "--workers", "0")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: OUT {out} {words}"), err

@@ -105,15 +105,20 @@ def ingest(
     source, out, config_path, progress, cameras, keep_episodes, exclude_episodes, resume, **flags
 ) -> None:
     """Ingest SOURCE into OUT (shards + meta). Both may be object-store URIs (s3://bucket/prefix)."""
+    from trajshard.io import out_problem
     from trajshard.pipelines.ingest import IngestError, run_ingest
+    from trajshard.pipelines.shards import ShardWriteError
 
+    if (problem := out_problem(out)) is not None:
+        click.echo(f"Error: {problem}", err=True)
+        sys.exit(2)
     if not (sys.stderr.isatty() if progress is None else progress):
         logging.getLogger("trajshard.ingest").setLevel(logging.INFO)  # periodic progress lines instead
     try:
         lists = {"cameras": cameras, "keep_episodes": keep_episodes, "exclude_episodes": exclude_episodes}
         cfg = load_config(config_path, **{k: list(v) or None for k, v in lists.items()}, **flags)
         report = run_ingest(source, out, cfg, progress=progress, resume=resume)
-    except (ValueError, IngestError, FileNotFoundError) as exc:
+    except (ValueError, IngestError, FileNotFoundError, ShardWriteError) as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         click.echo(

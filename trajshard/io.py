@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from trajshard.storage import atomic_output
+from trajshard.storage import atomic_output, is_remote, local_path
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 
@@ -209,3 +209,19 @@ _UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn"}
 def _escape(c: str) -> str:
     code = ord(c)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def out_problem(out: str | os.PathLike) -> str | None:
+    """Why a local OUT cannot be written at all (a file, a directory that is not writable), or None.
+    Checked before a job starts, so that it ends in one line, not a traceback from deep inside."""
+    if is_remote(out):
+        return None
+    path = local_path(out)
+    if path.exists() and not path.is_dir():
+        return f"OUT {out} is a file, not a directory"
+    nearest = next((p for p in (path, *path.parents) if p.exists()), None)
+    if nearest is None or not nearest.is_dir():
+        return f"OUT {out}: {nearest} is not a directory"
+    if not os.access(nearest, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        return f"OUT {out} is not writable ({nearest}: permission denied)"
+    return None
