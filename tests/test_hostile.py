@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -312,3 +313,74 @@ def test_out_that_is_a_file_or_not_writable_is_one_line_exit_2(synthetic_raw, tm
         code, _, err = _cli("ingest", str(synthetic_raw), str(out), "--workers", "0")
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: OUT {out} {words}"), err
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _show(pids):
+    return {
+        p: (
+            Path(f"/proc/{p}/cmdline").read_bytes()[:400],
+            Path(f"/proc/{p}/status").read_text().split("PPid:")[1][:8],
+        )
+        for p in pids
+    }
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {
+        p
+        for p in pids
+        if Path(f"/proc/{p}").exists() and b"zombie" not in Path(f"/proc/{p}/status").read_bytes()
+    }
+
+
+@pytest.mark.timeout(400)
+def test_a_sigkilled_drivers_ray_processes_are_ended_at_the_next_start(many_raw, synthetic_raw, tmp_path):
+    """kill -9 of a driver on an embedded Ray: what Ray leaves (its agents) is gone after the next start."""
+    cmd = [sys.executable, "-m", "trajshard", "ingest", str(many_raw), str(tmp_path / "a"), "--workers", "2"]
+    driver = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    ray_procs: set[int] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while len(ray_procs) < 6 and time.monotonic() < deadline and driver.poll() is None:
+            ray_procs |= _descendants(driver.pid)
+            time.sleep(0.2)
+        assert len(ray_procs) >= 6, "the embedded Ray did not start"
+        time.sleep(2)
+        ray_procs |= _descendants(driver.pid)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        time.sleep(8)  # what Ray ends itself (its head processes share the driver's fate) is gone by now
+        left = _alive(ray_procs)
+        code, _, err = _cli(
+            "ingest", str(synthetic_raw), str(tmp_path / "b"), "--workers", "0", "--no-progress"
+        )
+        assert code == 0, err[-2000:]
+        assert not _alive(ray_procs), (left, _alive(ray_procs), _show(_alive(ray_procs)))
+        if left:
+            assert f"ended {len(left)} leftover Ray processes of a dead driver" in err
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for pid in _alive(ray_procs):  # only this test's own processes
+            os.kill(pid, signal.SIGKILL)

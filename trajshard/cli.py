@@ -112,6 +112,12 @@ def ingest(
     if (problem := out_problem(out)) is not None:
         click.echo(f"Error: {problem}", err=True)
         sys.exit(2)
+    from trajshard.pipelines.leftovers import end_leftovers
+
+    if ended := end_leftovers():  # the agents of an embedded Ray whose driver was SIGKILLed
+        logging.getLogger("trajshard.ingest").warning(
+            "ended %d leftover Ray processes of a dead driver", len(ended)
+        )
     if not (sys.stderr.isatty() if progress is None else progress):
         logging.getLogger("trajshard.ingest").setLevel(logging.INFO)  # periodic progress lines instead
     try:
