@@ -83,6 +83,19 @@ def lerobot_episode_video_missing(src, outside) -> Built:
     ]
 
 
+def lerobot_data_mode_000(src, outside) -> Built:
+    _lerobot(src)
+    (src / "data" / "chunk-000" / "file-000.parquet").chmod(0)
+    return {e: ["file-000.parquet", "Permission denied"] for e in V3_IDS}, []
+
+
+def lerobot_lone_surrogate_robot_type(src, outside) -> Built:
+    _lerobot(src)
+    text = (src / "meta" / "info.json").read_text().replace('"marker_rig"', '"rig\\udc80"')
+    (src / "meta" / "info.json").write_text(text)
+    return {e: ["meta/info.json", "lone surrogate"] for e in V3_IDS}, []
+
+
 # ---- HDF5 (robomimic) ---------------------------------------------------------------------------
 
 
@@ -171,6 +184,14 @@ def hdf5_garbage(src, outside) -> Built:
     _robomimic(src / "good.hdf5")
     (src / "evil.hdf5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 8)
     return {"evil": ["evil.hdf5", "not a readable HDF5"]}, ["good-demo_0", "good-demo_1"]
+
+
+def hdf5_mode_000(src, outside) -> Built:
+    src.mkdir()
+    _robomimic(src / "good.hdf5")
+    _robomimic(src / "evil.hdf5")
+    (src / "evil.hdf5").chmod(0)
+    return {"evil": ["evil.hdf5", "Permission denied"]}, ["good-demo_0", "good-demo_1"]
 
 
 # ---- RLDS (TFRecord) ----------------------------------------------------------------------------
@@ -271,6 +292,16 @@ def rlds_undecodable_image(src, outside) -> Built:
     return {"train_00000_000003": [SHARD, "does not decode"]}, _ids(3)
 
 
+def rlds_shard_mode_000(src, outside) -> Built:
+    shard, _ = _rlds(src, 3)
+    good = src / "bridge_dataset-train.tfrecord-00000-of-00002"
+    shard.rename(good)
+    bad = src / "bridge_dataset-train.tfrecord-00001-of-00002"
+    shutil.copy(good, bad)
+    bad.chmod(0)
+    return {bad.name: [bad.name, "Permission denied"]}, _ids(3)
+
+
 # ---- MCAP (ROS 2) -------------------------------------------------------------------------------
 
 
@@ -316,6 +347,13 @@ def mcap_side_video_outside(src, outside) -> Built:
     return {"evil": ["evil.side.mp4", "outside the source"]}, good
 
 
+def mcap_mode_000(src, outside) -> Built:
+    good = _mcap(src)
+    write_bag(src / "evil.mcap", seconds=2.0)
+    (src / "evil.mcap").chmod(0)
+    return {"evil": ["evil.mcap", "Permission denied"]}, good
+
+
 FORMAT_KINDS = {
     "lerobot": [
         lerobot_video_path_outside,
@@ -324,6 +362,8 @@ FORMAT_KINDS = {
         lerobot_video_link_outside,
         lerobot_video_fifo,
         lerobot_episode_video_missing,
+        lerobot_data_mode_000,
+        lerobot_lone_surrogate_robot_type,
     ],
     "hdf5": [
         hdf5_external_link,
@@ -333,6 +373,7 @@ FORMAT_KINDS = {
         hdf5_linked_from_outside,
         hdf5_fifo,
         hdf5_garbage,
+        hdf5_mode_000,
     ],
     "rlds": [
         rlds_record_claims_2_60_bytes,
@@ -341,6 +382,14 @@ FORMAT_KINDS = {
         rlds_flipped_bit,
         rlds_missing_action,
         rlds_undecodable_image,
+        rlds_shard_mode_000,
     ],
-    "mcap": [mcap_truncated, mcap_garbage, mcap_link_outside, mcap_fifo, mcap_side_video_outside],
+    "mcap": [
+        mcap_truncated,
+        mcap_garbage,
+        mcap_link_outside,
+        mcap_fifo,
+        mcap_side_video_outside,
+        mcap_mode_000,
+    ],
 }

@@ -83,6 +83,7 @@ class Episode:
     source: str = ""
     extra: dict[str, object] = field(default_factory=dict)
     instruction_file: str = "episode.json"  # where the instruction comes from, for messages
+    embodiment_file: str | None = None  # where the embodiment comes from; None: instruction_file
 
     def instruction_at(self, t: np.ndarray) -> list[str]:
         """The instruction text of each time in ``t``.
@@ -133,7 +134,8 @@ def validate_episode(ep: Episode) -> list[Problem]:
     if not ep.instructions or not any(s.text.strip() for s in ep.instructions):
         bad(ep.instruction_file, "no instruction text")
     for message in _text_problems(ep):
-        bad(ep.instruction_file, message)
+        embodiment = message.startswith("embodiment")
+        bad((ep.embodiment_file or ep.instruction_file) if embodiment else ep.instruction_file, message)
     for s in ep.instructions:
         if np.isnan(s.start) or np.isnan(s.end) or s.end <= s.start:
             bad(ep.instruction_file, f"instruction segment [{s.start}, {s.end}) is empty")
