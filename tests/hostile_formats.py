@@ -194,6 +194,19 @@ def hdf5_mode_000(src, outside) -> Built:
     return {"evil": ["evil.hdf5", "Permission denied"]}, ["good-demo_0", "good-demo_1"]
 
 
+def hdf5_name_not_utf8(src, outside) -> Built:
+    src.mkdir()
+    _robomimic(src / "good.hdf5")
+    _robomimic(src / os.fsdecode(b"ev\xffil.hdf5"))
+    return {
+        "ev\\xffil-demo_0": ["ev\\xffil-demo_0", "[A-Za-z0-9_-]+"],
+        "ev\\xffil-demo_1": ["[A-Za-z0-9_-]+"],
+    }, [
+        "good-demo_0",
+        "good-demo_1",
+    ]
+
+
 # ---- RLDS (TFRecord) ----------------------------------------------------------------------------
 
 SHARD = "bridge_dataset-train.tfrecord-00000-of-00001"
@@ -374,6 +387,7 @@ FORMAT_KINDS = {
         hdf5_fifo,
         hdf5_garbage,
         hdf5_mode_000,
+        hdf5_name_not_utf8,
     ],
     "rlds": [
         rlds_record_claims_2_60_bytes,

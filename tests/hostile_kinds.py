@@ -9,6 +9,7 @@ are distinct, so ``len(KINDS)`` is the number of kinds.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ def raw_entry(name: str, make: Callable[[Path, Path, Path], None], words: list[s
     def build(src: Path, outside: Path, synthetic: Path) -> Built:
         _good_raw(src, synthetic)
         make(src / name, outside, synthetic / "ep_000")
-        return {name: words}, GOOD_RAW
+        return {name.replace("\n", "\\x0a"): words}, GOOD_RAW  # a record shows a control character escaped
 
     return build
 
@@ -84,6 +85,14 @@ def _mode_000_dir(entry: Path, outside: Path, good: Path) -> None:
     entry.chmod(0)
 
 
+def name_not_utf8(src: Path, outside: Path, synthetic: Path) -> Built:
+    """An episode directory whose name is not UTF-8 and holds an escape sequence: its record shows the
+    name escaped (a lone surrogate would stop every UTF-8 writer, the escape would drive a terminal)."""
+    _good_raw(src, synthetic)
+    shutil.copytree(synthetic / "ep_000", src / os.fsdecode(b"ep_\xff\x1b[2J"))
+    return {"ep_\\xff\\x1b[2J": ["ep_\\xff\\x1b[2J", "[A-Za-z0-9_-]+"]}, GOOD_RAW
+
+
 def _raw_kinds() -> list[Kind]:
     kinds = [
         Kind(n, "raw", raw_episode(n, m, w), validate_sees=n not in JOB_ONLY)
@@ -97,6 +106,7 @@ def _raw_kinds() -> list[Kind]:
     kinds += [
         Kind(f"name_{i}", "raw", raw_entry(n, _copy_named, [w])) for i, (n, w) in enumerate(names.items())
     ]
+    kinds.append(Kind("name_not_utf8", "raw", name_not_utf8))
     kinds += [
         Kind("linked_dir", "raw", raw_entry("linked_dir", _linked_dir, ["outside the source"])),
         Kind("root_symlink_loop", "raw", raw_entry("loop", _loop, ["loop", "cannot be followed"])),

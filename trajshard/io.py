@@ -194,12 +194,12 @@ def parse_size(text: str | int) -> int:
     return int(float(m[1]) * base ** max(power, 0))
 
 
-def printable(text: str) -> str:
+def printable(text: str, keep: str = "\n\t") -> str:
     """``text`` safe for a terminal: control and format characters (ESC, BEL, a bidi override) and
-    lone surrogates escaped as ``\\x1b``, ``\\u202e``; newlines and tabs kept. Source text (an
+    lone surrogates escaped as ``\\x1b``, ``\\u202e``; the characters in ``keep`` (newline, tab) kept. Source text (an
     instruction) is data: printed raw, ``\\x1b]0;...\\x07`` would retitle the terminal or clear it."""
     return "".join(
-        c if c in "\n\t" or unicodedata.category(c) not in _UNPRINTABLE else _escape(c) for c in text
+        c if c in keep or unicodedata.category(c) not in _UNPRINTABLE else _escape(c) for c in text
     )
 
 
@@ -225,3 +225,14 @@ def out_problem(out: str | os.PathLike) -> str | None:
     if not os.access(nearest, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
         return f"OUT {out} is not writable ({nearest}: permission denied)"
     return None
+
+
+def printable_name(name: str) -> str:
+    """A file name as UTF-8-safe, terminal-safe text: bytes that are not UTF-8 (decoded by Python as
+    lone surrogates, which no UTF-8 writer accepts) shown as ``\\xff``, control characters escaped.
+    For the ids and files of records about entries whose names could not be used."""
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogatepass")
+    return printable(raw.decode("utf-8", "backslashreplace"), keep="")
