@@ -18,8 +18,9 @@ from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, St
 from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import EPISODE_ID_RE, classify_files, validate_episode_json
 from trajshard.sources.contain import inside, regular_file
+from trajshard.sources.mp4box import display_rotation
 from trajshard.sources.tables import TableError, read_table, table_to_stream
-from trajshard.sources.video import VideoError, display_rotation, probe_video
+from trajshard.sources.video import VideoError, probe_video
 
 MAX_EPISODE_JSON_BYTES = 1 << 20
 MAX_TIMESTAMP_FILE_BYTES = 1 << 28
