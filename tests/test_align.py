@@ -73,3 +73,10 @@ def test_time_ranged_instructions_per_tick():
 def test_unknown_camera_is_an_error():
     with pytest.raises(EpisodeError, match="configured cameras"):
         align(make_episode(np.arange(0, 3.0, 0.1)), AlignConfig(cameras=("wrist",)))
+
+
+def test_a_clock_of_more_ticks_than_an_episode_may_have_is_refused_before_allocating():
+    year = 365 * 24 * 3600.0
+    with pytest.raises(EpisodeError, match=r"more than the 1000000 an episode may have"):
+        target_clock({"a": (0.0, year), "b": (0.0, year)}, 10.0, "ep")
+    assert len(target_clock({"a": (0.0, 99_999.9)}, 10.0, "ep")) == 1_000_000

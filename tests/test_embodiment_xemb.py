@@ -113,7 +113,9 @@ def test_info_json_and_the_card_record_the_embodiment(bridge_out):
 def test_defaults_name_the_source_embodiment_and_the_clock(tmp_path):
     out = tmp_path / "lift"
     run_ingest(
-        str(shared_data("robosuite_hdf5") / "lift.hdf5"), str(out), JobConfig.from_flags(workers=0, fps=20)
+        str(shared_data("robosuite_hdf5") / "lift.hdf5"),
+        str(out),
+        JobConfig.from_flags(workers=0, fps=20, no_images=True),
     )
     e = read_json(out / "meta" / "info.json")["embodiment"]
     assert e["name"] == "robomimic" and e["name_from"] == "source"

@@ -90,7 +90,9 @@ def test_lift_warns_about_dims_0_and_1_and_auto_fixes_them(tmp_path):
     """The real robosuite lift demos: y commands are 99% zeros with +-3.75 (q01 == q99 == 0), x commands
     have q01 == 0 so every -3.75 lands in the zero bin."""
     lift = str(shared_data("robosuite_hdf5") / "lift.hdf5")
-    result = CliRunner().invoke(main, ["ingest", lift, str(tmp_path / "plain"), "--workers", "0"])
+    result = CliRunner().invoke(
+        main, ["ingest", lift, str(tmp_path / "plain"), "--workers", "0", "--no-images"]
+    )
     assert result.exit_code == 0, result.output
     warned = [line for line in result.stderr.splitlines() if line.startswith("warning: action dim")]
     assert [line.split(":")[1].strip() for line in warned[:2]] == ["action dim 0", "action dim 1"]
@@ -104,7 +106,10 @@ def test_lift_warns_about_dims_0_and_1_and_auto_fixes_them(tmp_path):
     assert strict.exit_code == 1 and "FINDINGS" in strict.output
 
     run_ingest(
-        lift, str(tmp_path / "auto"), JobConfig.from_flags(workers=0, normalization="auto"), progress=False
+        lift,
+        str(tmp_path / "auto"),
+        JobConfig.from_flags(workers=0, normalization="auto", no_images=True),
+        progress=False,
     )
     rt = json.loads((tmp_path / "auto" / "meta" / "roundtrip.json").read_text())
     tok = from_json(json.loads((tmp_path / "auto" / "meta" / "tokenizer.json").read_text()))

@@ -91,5 +91,5 @@ def test_mapping_concatenates_columns_in_order_and_is_checked(tmp_path):
         open_source(tmp_path / "src", "lerobot", mapping={"cameras": {"primary": "nope"}})
     with pytest.raises(ValueError, match="mapping.state must be a non-empty list"):
         JobConfig.from_flags(mapping={"state": "state"})
-    with pytest.raises(ValueError, match="mapping is read by the LeRobot reader"):
+    with pytest.raises(ValueError, match="a raw source does not take a mapping"):
         open_source(tmp_path, "raw", mapping=MAPPING)

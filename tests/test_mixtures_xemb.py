@@ -47,7 +47,7 @@ INGEST = {
         dict(fps=20, image_size=128, action_space="joint", camera_roles={"ego_view": "primary"}),
     ),
     "g1": ("g1_lerobot_v21", dict(fps=30, image_size=SIZE)),  # its role comes from the mixture file
-    "lift": ("robosuite_hdf5/lift.hdf5", dict(fps=20)),
+    "lift": ("robosuite_hdf5/lift.hdf5", dict(fps=20, no_images=True)),  # no camera: said so
 }
 WIDTHS = {"bridge": (7, 7), "gr00t": (44, 44), "g1": (26, 26), "lift": (7, 32)}  # action, state
 ROLE_MASK = {"bridge": [True, True], "gr00t": [True, False], "g1": [True, False], "lift": [False, False]}
@@ -309,7 +309,7 @@ def test_own_tokens_need_one_token_space(robots, tmp_path):
     run_ingest(
         str(shared_data("robosuite_hdf5") / "lift.hdf5"),
         str(lift128),
-        JobConfig.from_flags(workers=0, bins=128),
+        JobConfig.from_flags(workers=0, bins=128, no_images=True),
     )
     mix = tmp_path / "mix.toml"
     mix.write_text(

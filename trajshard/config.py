@@ -23,6 +23,8 @@ from trajshard.pipelines.filters import FilterConfig
 from trajshard.pipelines.frames import ImageConfig
 from trajshard.pipelines.plan import OutputConfig
 from trajshard.sources import SourceConfig
+from trajshard.sources.mapping import load_mapping_file
+from trajshard.sources.tables import DEFAULT_EPISODE_MEMORY
 from trajshard.tokenizers import TokenizerConfig
 
 
@@ -35,7 +37,9 @@ class RunConfig:
     task_cpus: float = 1.0  # Ray CPUs each task asks for
     task_memory: str | None = None  # Ray memory each task reserves ("4GB"); None: no reservation
     episode_retries: int = 2  # retries of an episode after an unexpected (possibly transient) exception
+    episode_timeout: float | None = 600.0  # seconds one episode may take in a task; None: no limit
     max_quarantine_fraction: float = 1.0  # abort the job when more of the input than this is quarantined
+    no_images: bool = False  # accept an output without any camera (state/action-only data); else it fails
 
     def problems(self) -> list[str]:
         out = []
@@ -48,11 +52,20 @@ class RunConfig:
                 parse_size(self.task_memory)
             except ValueError as exc:
                 out.append(f"task_memory: {exc}")
+        if self.episode_timeout is not None and not self.episode_timeout > 0:
+            out.append(f"episode_timeout must be positive seconds, got {self.episode_timeout}")
         if self.episode_retries < 0:
             out.append(f"episode_retries must be 0 or more, got {self.episode_retries}")
         if not 0 <= self.max_quarantine_fraction <= 1:
             out.append(f"max_quarantine_fraction must be in [0, 1], got {self.max_quarantine_fraction}")
         return out
+
+    def episode_memory(self) -> int:
+        """Bytes one episode's declared sizes may reach (tables, HDF5 arrays): half of ``task_memory``
+        (the rest is the interpreter, decoders and the writer), else ``DEFAULT_EPISODE_MEMORY``."""
+        if self.task_memory is None:
+            return DEFAULT_EPISODE_MEMORY
+        return parse_size(self.task_memory) // 2
 
 
 SECTIONS = {
@@ -156,4 +169,6 @@ def load_config(path: str | Path | None = None, **overrides: object) -> JobConfi
         if unknown:
             raise ValueError(f"{path}: unknown config keys {unknown}; known: {sorted(FLAGS)}")
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("mapping"), str):  # a mapping kept in its own file (--mapping FILE)
+        values["mapping"] = load_mapping_file(values["mapping"])
     return JobConfig.from_flags(**values)

@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trajshard.pipelines.episode",
             "trajshard.pipelines.facts",
             "trajshard.pipelines.handoff",
+            "trajshard.pipelines.isolate",
             "trajshard.pipelines.job",
             "trajshard.pipelines.merge",
             "trajshard.pipelines.mix",

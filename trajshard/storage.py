@@ -26,7 +26,18 @@ import pyarrow.fs as pfs
 
 CHUNK = 8 << 20
 FILE_MODE = 0o644
+PROBE_RETRY_S = 15  # how long the first request to a gs:// store retries (GCS's own default: 15 min)
 _SECRET_RE = re.compile(r"(://)[^?#]*@")  # up to the last @ before a query: secrets may hold "/"
+
+
+class StorageError(ValueError):
+    """A location that cannot be opened or does not answer; its message is one line, secret redacted."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message, secrets redacted."""
+    lines = redact(str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 @contextmanager
@@ -71,8 +82,16 @@ def resolve(location: str | os.PathLike) -> tuple[pfs.FileSystem, str]:
     try:
         fs, path = pfs.FileSystem.from_uri(str(location))
     except (ValueError, OSError) as exc:  # pyarrow repeats the URI, secret included
-        raise ValueError(f"cannot open {redact(location)}: {redact(str(exc))}") from None
+        raise StorageError(f"cannot open {redact(location)}: {_one_line(exc)}") from None
     return fs, path.rstrip("/")
+
+
+def _probe_fs(location: str) -> pfs.FileSystem:
+    """The file system to ask a first question with: a gs:// store retries for ``PROBE_RETRY_S``, not
+    GCS's 15 minutes, so a store without network or credentials fails in seconds."""
+    if not location.startswith("gs://") or "retry_limit_seconds" in location:
+        return resolve(location)[0]
+    return resolve(location + ("&" if "?" in location else "?") + f"retry_limit_seconds={PROBE_RETRY_S}")[0]
 
 
 class Store:
@@ -93,6 +112,17 @@ class Store:
         """The local path of a name (local stores only)."""
         assert not self.remote, "a remote store has no local path"
         return Path(self.path(rel))
+
+    def probe(self) -> bool:
+        """Whether the root is a directory (a prefix with objects under it), asked once before a job
+        works with the store; StorageError (one line) when the store does not answer: no network, no
+        credentials, a bucket or repository that cannot be reached."""
+        if not self.remote:
+            return self.is_dir()
+        try:
+            return _probe_fs(self.location).get_file_info(self.root).type == pfs.FileType.Directory
+        except Exception as exc:  # noqa: BLE001 - fsspec stores (hf://) raise their own HTTP errors
+            raise StorageError(f"cannot reach {redact(self.location)}: {_one_line(exc)}") from None
 
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type != pfs.FileType.NotFound

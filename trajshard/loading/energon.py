@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from megatron.energon import Sample
-from megatron.energon.edataclass import edataclass
+try:
+    from megatron.energon import Sample
+    from megatron.energon.edataclass import edataclass
+except ImportError as exc:  # dataset.yaml names this module: say what to install, not a bare ImportError
+    raise ImportError(
+        "trajshard.loading.energon needs megatron-energon: install torch==2.13.0 (the CPU build) first, "
+        "then pip install 'trajshard[energon]'"
+    ) from exc
 
 
 @edataclass

@@ -155,7 +155,8 @@ def write_energon(out: Path, splits: dict[str, list[dict]], workers: int = 2) ->
         from megatron.energon.flavors.webdataset.base_webdataset import BaseWebdatasetFactory
     except ImportError as e:
         raise LoaderError(
-            "Energon indexes need megatron-energon: pip install 'trajshard[torch]' megatron-energon"
+            "Energon indexes need megatron-energon: install torch==2.13.0 (the CPU build) first, then "
+            "pip install 'trajshard[energon]'"
         ) from e
     info = read_json(out / "meta" / "info.json")
     fmap = energon_field_map(info)

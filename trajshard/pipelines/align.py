@@ -158,6 +158,9 @@ class AlignedEpisode:
         return sum(r.dropped_ticks for r in self.report.values())
 
 
+MAX_TICKS = 1_000_000  # ticks of one episode: 27 hours at 10 Hz; the arrays of an episode stay bounded
+
+
 def target_clock(spans: dict[str, tuple[float, float]], fps: float, episode_id: str) -> np.ndarray:
     """Ticks ``start + k / fps`` over the intersection of all spans."""
     start = max(s for s, _ in spans.values())
@@ -166,6 +169,13 @@ def target_clock(spans: dict[str, tuple[float, float]], fps: float, episode_id: 
         desc = ", ".join(f"{k} [{s:.3f}, {e:.3f}]" for k, (s, e) in sorted(spans.items()))
         raise EpisodeError(episode_id, "streams", f"the streams do not overlap in time: {desc}")
     n = int(np.floor(max(end - start + SPAN_EPS, 0.0) * fps)) + 1
+    if n > MAX_TICKS:
+        raise EpisodeError(
+            episode_id,
+            "streams",
+            f"the streams span {end - start:.0f} s: {n} ticks at {fps:g} Hz, more than the {MAX_TICKS} "
+            "an episode may have (timestamps in the wrong unit, or a recording that is not one episode?)",
+        )
     return start + np.arange(n, dtype=np.float64) / fps
 
 

@@ -29,6 +29,7 @@ from trajshard.reports.card import dataset_card
 from trajshard.reports.doctor import doctor_output
 from trajshard.reports.histogram import Histogram, bin_counts
 from trajshard.reports.plots import histogram_heatmap_png
+from trajshard.reports.summary import loss_lines
 from trajshard.schemas.metadata import EPISODES_VERSION, INFO_VERSION, MANIFEST_VERSION
 from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import RAW_LAYOUT_VERSION
@@ -102,7 +103,11 @@ def commit(
     _json(store, "info.json", info)
     frames = sum(r.frames_written for _, r in outcome.groups)
     report = IngestReport.of_counts(redact(store.location), info["counts"], frames, 0.0)
-    report.warnings = [f"source: {n}" for n in outcome.notes] + guard_lines(ctx.tokenizer["guards"])
+    report.warnings = (
+        [f"source: {n}" for n in outcome.notes]
+        + loss_lines(info, images=True)
+        + guard_lines(ctx.tokenizer["guards"])
+    )
     return report
 
 
@@ -206,6 +211,7 @@ def _info(ctx: TaskContext, outcome: Outcome, written: list[EpisodeFacts], shard
             "raw_layout_version": RAW_LAYOUT_VERSION if ctx.source.format == "raw" else None,
             "fingerprint": outcome.fingerprint,
             "notes": outcome.notes,
+            **({"losses": losses} if (losses := source_losses(outcome.pass1, written)) else {}),
         },
         "config": cfg.output_dict(),
         "fps": cfg.align.fps,
@@ -236,6 +242,20 @@ def _info(ctx: TaskContext, outcome: Outcome, written: list[EpisodeFacts], shard
         },
         "stats_hash": stats_document(outcome.pass1.streams)["hash"],
     }
+
+
+def source_losses(pass1: Pass1Summary, written: list[EpisodeFacts]) -> dict:
+    """info.json ``source.losses``, only the kinds where something was left out (absent when nothing
+    was, so such a dataset keeps its bytes): per camera, episodes the camera list dropped it from;
+    per stream, written episodes cut short because it ended first; per camera, ticks dropped for
+    lack of a frame within tolerance."""
+    ticks: dict[str, int] = {}
+    for f in written:
+        for cam in f.cameras:
+            if cam in f.report and f.report[cam].dropped_ticks:
+                ticks[cam] = ticks.get(cam, 0) + f.report[cam].dropped_ticks
+    out = {**pass1.losses, "ticks_without_frame": dict(sorted(ticks.items()))}
+    return {k: v for k, v in out.items() if v}
 
 
 def _embodiment(cfg, first: EpisodeFacts, written: list[EpisodeFacts]) -> dict:

@@ -39,6 +39,8 @@ class EpisodeFacts:
     cuts: tuple[int, ...] = ()  # ticks where a pass-2 task may start this part (plan.cut_ticks)
     trimmed: tuple[int, int] = (0, 0)  # idle ticks trimmed off the source episode's start and end
     cameras_left_out: tuple[str, ...] = ()  # the episode's cameras the config's camera list leaves out
+    reader_notes: tuple[str, ...] = ()  # notes the reader made while loading this episode (in its task)
+    ended_early: tuple[str, float] | None = None  # the stream that ended first, seconds before the last
 
 
 @dataclass
@@ -98,6 +100,7 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)  # what degrades the data, with its fix
     episodes_filtered: int = 0  # left out by the job's filters (written + quarantined + filtered = input)
     already_complete: bool = False  # --resume found this job's dataset finished: nothing was done
+    shard_note: str = ""  # why there are more shards than the size cap needs ('' when there are not)
 
     @classmethod
     def of_counts(cls, out: str, counts: dict, frames: int, seconds: float) -> IngestReport:

@@ -5,6 +5,10 @@
 local Ray; with ``--address auto``, ``ray://...`` or ``RAY_ADDRESS`` it joins a cluster. At most
 ``workers`` tasks are in flight; tasks return small summaries, so what waits in the object store
 stays bounded.
+
+A task whose worker dies (out of memory, the episode watchdog, a crash) is re-run by Ray once
+(``TASK_RETRIES``: a node lost); lost again, it comes back to the driver as ``tasks.Lost``, which
+runs its episodes alone to find the one at fault (see ``job.isolate_pass1`` and ``isolate_pass2``).
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ from trajshard.io import parse_size
 from trajshard.pipelines.facts import IngestError, IngestReport
 from trajshard.pipelines.job import SerialExecutor, run_job
 from trajshard.pipelines.shards import ShardWriteError
-from trajshard.pipelines.tasks import TaskContext
+from trajshard.pipelines.tasks import Lost, TaskContext
+from trajshard.schemas.attempts import end_worker_on_timeout
 
-TASK_RETRIES = 3  # Ray re-runs a task lost with its worker or node (and pass 2 on a ShardWriteError)
+TASK_RETRIES = 1  # Ray re-runs a task lost with its worker or node (and pass 2 on a ShardWriteError)
+# a task that died with its worker: its episodes are isolated, never the job ended
+LOST = (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
 
 __all__ = ["IngestError", "IngestReport", "RayExecutor", "run_ingest"]
 
@@ -37,10 +44,20 @@ def run_ingest(
     return run_job(source_path, out, cfg, executor, progress, resume)
 
 
+def _in_worker(fn: Callable, context: TaskContext, unit: object) -> object:
+    """``fn(context, unit)`` in a Ray worker, where an episode past its time limit ends the process."""
+    end_worker_on_timeout()
+    return fn(context, unit)
+
+
 @functools.cache
-def _remote(fn: Callable):
-    """``fn`` as a Ray remote function (named after it in Ray's timeline and dashboard)."""
-    return ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(fn)
+def _remote(fresh: bool = False):
+    """``_in_worker`` as a Ray remote function (each task named after its ``fn`` by ``map``). ``fresh``:
+    an isolating run, already a retry, so not retried again; its worker exits after it (so a thread
+    left running in it ends with it)."""
+    if fresh:
+        return ray.remote(num_cpus=1, max_retries=0, max_calls=1)(_in_worker)
+    return ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_in_worker)
 
 
 class RayExecutor:
@@ -49,6 +66,15 @@ class RayExecutor:
     def __init__(self, run: RunConfig) -> None:
         self.run = run
         self.workers = run.workers or 1
+        address = run.address or os.environ.get("RAY_ADDRESS")
+        tasks = f"{run.workers} tasks at once" if run.workers else "a task per CPU"
+        self.where = (
+            f"on the Ray cluster at {address}, {tasks}"
+            if address
+            else (
+                f"on an embedded local Ray, {run.workers or os.cpu_count()} tasks at once (Ray starts first)"
+            )
+        )
 
     @contextmanager
     def running(self) -> Iterator[RayExecutor]:
@@ -64,11 +90,18 @@ class RayExecutor:
                 ray.shutdown()
 
     def map(
-        self, fn: Callable, context: TaskContext, units: list, on_result: Callable, ahead: bool = False
+        self,
+        fn: Callable,
+        context: TaskContext,
+        units: list,
+        on_result: Callable,
+        ahead: bool = False,
+        fresh: bool = False,
     ) -> None:
         """Tasks ``fn(context, unit)`` with a bounded number in flight; each result to ``on_result(index,
-        result)`` as it arrives. A task that still fails after Ray's retries ends the job."""
-        opts: dict = {"num_cpus": self.run.task_cpus}
+        result)`` as it arrives, a task whose worker died (after Ray's retries) as ``Lost``. ``fresh``:
+        each task in a worker of its own, which exits after it. A task that raises ends the job."""
+        opts: dict = {"num_cpus": self.run.task_cpus, "name": fn.__name__}
         if self.run.task_memory:
             opts["memory"] = parse_size(self.run.task_memory)
         if ahead:
@@ -80,11 +113,11 @@ class RayExecutor:
         try:
             while nxt < len(units) or pending:
                 while nxt < len(units) and len(pending) < limit:
-                    pending[_remote(fn).options(**opts).remote(ctx_ref, units[nxt])] = nxt
+                    pending[_remote(fresh).options(**opts).remote(fn, ctx_ref, units[nxt])] = nxt
                     nxt += 1
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    on_result(pending.pop(ref), ray.get(ref))
+                    on_result(pending.pop(ref), self._result(ref))
         except ray.exceptions.RayError as exc:
             for ref in pending:
                 ray.cancel(ref)
@@ -92,6 +125,18 @@ class RayExecutor:
                 f"{fn.__name__}: a task failed after {TASK_RETRIES} retries: {str(exc).strip().splitlines()[-1]}. "
                 "Finished groups are recorded: run again with --resume to go on"
             ) from exc
+
+    def _result(self, ref: ray.ObjectRef) -> object:
+        """A task's result, or ``Lost`` saying why when its worker died."""
+        try:
+            return ray.get(ref)
+        except LOST as exc:
+            limit = self.run.task_memory
+            why = f"the limit is {limit} per task" if limit else "no --task-memory: the machine's memory"
+            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            return Lost(
+                f"the worker running this episode was killed (out of memory? {why}; or a crash): {last}"
+            )
 
     def _queue_depth(self) -> int:
         """Tasks to keep submitted: one more per worker, queued in Ray behind the running one so no

@@ -28,11 +28,12 @@ from trajshard.pipelines.commit import Outcome, commit
 from trajshard.pipelines.embodiment import embodiment_problems
 from trajshard.pipelines.facts import GroupResult, IngestError, IngestReport, part_names
 from trajshard.pipelines.filters import select_ids
+from trajshard.pipelines.isolate import Mapper, isolate_pass1, rewrite_pass2
 from trajshard.pipelines.merge import Pass1Merger, Pass1Summary
-from trajshard.pipelines.plan import Group, group_steps, plan_groups, span_length
+from trajshard.pipelines.plan import Group, group_steps, plan_groups, shard_note, span_length
 from trajshard.pipelines.progress import Progress
 from trajshard.pipelines.shards import clean_temporaries
-from trajshard.pipelines.tasks import TaskContext, pass1_batch, pass2_group, sample_chunks
+from trajshard.pipelines.tasks import Lost, TaskContext, pass1_batch, pass2_group, sample_chunks
 from trajshard.reports.summary import reason_kind
 from trajshard.schemas.problems import Filtered, Problem
 from trajshard.sources import SourceSpec, checked_plan
@@ -44,31 +45,35 @@ log = logging.getLogger("trajshard.ingest")
 PASS1_BATCH = 32  # most episodes per pass-1 task (low-dimensional reads: a few ms an episode)
 
 
-class Executor(Protocol):
-    """Runs tasks ``fn(context, unit)``; hands each result to ``on_result(index, result)`` as it arrives.
-    ``ahead``: keep a task queued behind each running one (pass 2's long tasks)."""
+class Executor(Mapper, Protocol):
+    """Runs tasks ``fn(context, unit)`` (see ``isolate.Mapper``) in a Ray or in this process.
+    ``where``: where the tasks run, for the job's first line."""
 
     workers: int
+    where: str
 
     def running(self) -> AbstractContextManager: ...
-
-    def map(
-        self, fn: Callable, context: TaskContext, units: list, on_result: Callable, ahead: bool = False
-    ) -> None: ...
 
 
 class SerialExecutor:
     """Every task in this process, one after another, in order."""
 
     workers = 1
+    where = "serially in this process (--workers 0, no Ray)"
 
     def running(self) -> AbstractContextManager:
         return nullcontext()
 
     def map(
-        self, fn: Callable, context: TaskContext, units: list, on_result: Callable, ahead: bool = False
+        self,
+        fn: Callable,
+        context: TaskContext,
+        units: list,
+        on_result: Callable,
+        ahead: bool = False,
+        fresh: bool = False,
     ) -> None:
-        for i, unit in enumerate(units):
+        for i, unit in enumerate(units):  # no task is lost here: a MemoryError is the episode's Problem
             on_result(i, fn(context, unit))
 
 
@@ -77,6 +82,7 @@ class Pass2Plan:
     groups: list[Group]
     steps_of: dict[str, int]  # steps of each source episode, over its parts
     done: dict[int, GroupResult] = field(default_factory=dict)  # finished by an interrupted run
+    task_steps: int = 0  # steps a group holds (the config's, or automatic): for the shard note
 
     def finishes(self, g: Group) -> int:
         """Episodes a group finishes: a span, its episode's last one."""
@@ -97,6 +103,7 @@ def run_job(
     laps = Laps()
     spec, source = SourceSpec.of(source_path, cfg.source, cfg.align.fps)
     store, state = Store(out), JobState(Store(out))
+    store.probe()  # an object store that does not answer fails here, in one line (StorageError)
     with OutLock(store):
         ids, rejected = checked_plan(source)
         if not ids and not rejected:
@@ -109,6 +116,7 @@ def run_job(
             return finished_report(store, laps.total())
         n_input = len(ids) + len(rejected)
         ids, left_out = select_ids(ids, cfg.filter)
+        log.info("%s", start_line(spec, store, n_input, len(rejected), len(left_out), executor.where))
         show = sys.stderr.isatty() if progress is None else progress
         laps.lap("plan")
         with executor.running():
@@ -119,6 +127,7 @@ def run_job(
                 check_quarantine(cfg, pass1.quarantined, n_input, "after pass 1")
                 laps.lap("pass1")
                 ctx = fit(ctx, pass1)
+                check_images(cfg, pass1, source_notes(source) + pass1.notes)
                 plan = plan_pass2(ctx, pass1, state, resume)
                 state.record_identity(identity)  # beside the plan: a resume compares it before pass 1
                 laps.lap("fit")
@@ -135,7 +144,23 @@ def run_job(
         report = commit(store, ctx, outcome, state.before_promotion)
         state.clear()
     laps.lap("commit")
-    return replace(report, seconds=laps.total(), phases=laps.phases)
+    note = job_shard_note(cfg, plan, outcome, report.shards)
+    return replace(report, seconds=laps.total(), phases=laps.phases, shard_note=note)
+
+
+def job_shard_note(cfg: JobConfig, plan: Pass2Plan, outcome: Outcome, shards: int) -> str:
+    """plan.shard_note for this job: its tasks, the bytes it wrote and the steps of its episodes."""
+    nbytes = sum(p.bytes for _, r in outcome.groups for p in r.parts)
+    total = sum(plan.steps_of.values())
+    return shard_note(cfg.output, plan.task_steps, plan.groups, shards, nbytes, total)
+
+
+def start_line(spec: SourceSpec, store: Store, n_input: int, rejected: int, left_out: int, where: str) -> str:
+    """The job's first line, printed before Ray starts: what it read, what it found, where it runs."""
+    found = f"{n_input} episodes found"
+    if rejected or left_out:
+        found += f" ({rejected} rejected by their id, {left_out} left out by the filters)"
+    return f"ingest {redact(spec.path)} ({spec.format}) -> {redact(store.location)}: {found}; running {where}"
 
 
 def source_notes(source) -> list[str]:
@@ -208,11 +233,21 @@ def run_pass1(executor: Executor, ctx: TaskContext, ids: list[str], show: bool) 
     merger = Pass1Merger(ids)
     bar = Progress("pass 1: statistics", len(ids), show)
 
-    def arrived(i: int, result: list) -> None:
+    lost: list[int] = []
+
+    def arrived(i: int, result: list | Lost) -> None:
+        if isinstance(result, Lost):
+            lost.append(i)  # its episodes run alone below
+            return
         merger.add(i, result)
-        bar.update(len(result), 0, sum(isinstance(r, Problem) for r in result))
+        bad = sum(isinstance(r, Problem) for r in result)
+        bar.update(
+            len(result), 0, bad, f"task {i + 1}/{len(batches)}: {_span_text(batches[i])}, {bad} quarantined"
+        )
 
     executor.map(pass1_batch, ctx, batches, arrived)
+    for i, result in isolate_pass1(executor, ctx, {i: batches[i] for i in sorted(lost)}).items():
+        arrived(i, result)
     bar.close()
     return merger
 
@@ -233,6 +268,19 @@ def summarize(
         reasons = [q.message for q in summary.quarantined[:3]]
         raise IngestError(f"no episode of {n_input} could be read; first reasons: {reasons}")
     return summary
+
+
+def check_images(cfg: JobConfig, pass1: Pass1Summary, notes: list[str]) -> None:
+    """IngestError, before pass 2 writes anything, when the output would have no camera at all and
+    the user did not say ``--no-images`` (state/action-only data is legitimate, but never silent)."""
+    if cfg.run.no_images or not pass1.facts or pass1.facts[0].cameras:
+        return
+    why = "; ".join(n for n in notes if "camera" in n)
+    raise IngestError(
+        "the output would have no images: no camera is left in the kept episodes"
+        + (f" ({why})" if why else "")
+        + ". Pass --no-images (no_images = true) if this state/action-only dataset is what you want"
+    )
 
 
 def fit(ctx: TaskContext, pass1: Pass1Summary) -> TaskContext:
@@ -290,7 +338,7 @@ def plan_pass2(ctx: TaskContext, pass1: Pass1Summary, state: JobState, resume: b
     except ValueError as exc:
         raise IngestError(str(exc)) from exc
     clean_temporaries(state.store, keep=part_names(done.values()))
-    return Pass2Plan(groups, steps_of, done)
+    return Pass2Plan(groups, steps_of, done, task_steps)
 
 
 def run_pass2(
@@ -306,14 +354,43 @@ def run_pass2(
     done = sum(plan.finishes(plan.groups[i]) for i in plan.done)
     bar = Progress("pass 2: shards", len(plan.steps_of), show, done=done)
 
-    def arrived(i: int, result: GroupResult) -> None:
+    lost: list[Group] = []  # groups whose task died: isolated, then written again
+
+    def arrived(i: int, result: GroupResult | Lost) -> None:
+        if isinstance(result, Lost):
+            lost.append(todo[i])  # isolated below
+            return
         state.record(todo[i], result)
         results[todo[i].index] = result
-        bar.update(plan.finishes(todo[i]), result.frames_written, len(result.quarantined))
+        bar.update(
+            plan.finishes(todo[i]),
+            result.frames_written,
+            len(result.quarantined),
+            _group_text(todo[i], result),
+        )
 
     executor.map(pass2_group, ctx, todo, arrived, ahead=True)
+    rewrite_pass2(executor, ctx, lost, lambda g, result: arrived(todo.index(g), result))
     bar.close()
     return [results[g.index] for g in plan.groups]
+
+
+def _span_text(episodes: list[str] | tuple[str, ...]) -> str:
+    return (
+        f"episode {episodes[0]}"
+        if len(episodes) == 1
+        else f"{len(episodes)} episodes {episodes[0]}..{episodes[-1]}"
+    )
+
+
+def _group_text(g: Group, r: GroupResult) -> str:
+    """A finished pass-2 group, for its -v line."""
+    what = _span_text(g.episodes) + (f" ticks {g.span[0]}-{g.span[1]}" if g.span else "")
+    samples, parts = sum(p.samples for p in r.parts), len(r.parts)
+    return (
+        f"group {g.index} ({g.split}): {what}: {samples} samples in {parts} part{'' if parts == 1 else 's'}, "
+        f"{r.frames_written} frames, {len(r.quarantined)} quarantined"
+    )
 
 
 def settle_spans(groups: list[Group], results: list[GroupResult]) -> list[tuple[Group, GroupResult]]:

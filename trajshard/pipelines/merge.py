@@ -21,6 +21,7 @@ class Pass1Summary:
     streams: dict[str, dict] = field(default_factory=dict)
     sketch: StreamStats | None = None
     notes: list[str] = field(default_factory=list)  # what the dataset-shape rule did, in words
+    losses: dict[str, dict[str, int]] = field(default_factory=dict)  # info.json source.losses, by kind
 
 
 class Pass1Merger:
@@ -73,6 +74,10 @@ class Pass1Merger:
             if odd
             else []
         )
+        notes += reader_notes(facts)
+        early = [f for f in {f.source_episode: f for f in kept}.values() if f.ended_early]
+        if early:
+            notes.append(_early_note(early))
         left = Counter(c for f in {f.source_episode: f for f in kept}.values() for c in f.cameras_left_out)
         if left:
             listed = ", ".join(f"{c} ({n} episodes)" for c, n in sorted(left.items()))
@@ -82,7 +87,36 @@ class Pass1Merger:
             "action": stats["action"].to_json(kept[0].action_names),
             "state": stats["state"].to_json(kept[0].state_names),
         }
-        return Pass1Summary(kept, quarantined, self.filtered, streams, stats["action"], notes)
+        ended = Counter(f.ended_early[0] for f in early)
+        losses = {
+            "cameras_left_out": dict(sorted(left.items())),
+            "streams_ended_early": dict(sorted(ended.items())),
+        }
+        return Pass1Summary(kept, quarantined, self.filtered, streams, stats["action"], notes, losses)
+
+
+def reader_notes(facts: list[EpisodeFacts]) -> list[str]:
+    """The notes readers made in the tasks, once each, in episode order. Each task's reader notes a
+    quirk at the first episode that shows it, and may name that episode: notes equal but for that id
+    are one note, in the words of the first episode that made it (the same on any number of workers)."""
+    out, keys = [], set()
+    for f in facts:
+        for note in f.reader_notes:
+            key = note.replace(f.source_episode, "<episode>")
+            if key not in keys:
+                keys.add(key)
+                out.append(note)
+    return out
+
+
+def _early_note(early: list[EpisodeFacts]) -> str:
+    """One line on the episodes cut short because a stream ended before the others."""
+    worst = max(early, key=lambda f: f.ended_early[1])
+    return (
+        f"{len(early)} episode(s) end where their first stream ends, before the others: the clock covers "
+        f"only the span every stream covers (e.g. a video with fewer frames than the table's rows); "
+        f"longest: {worst.source_episode}, {worst.ended_early[0]} ends {worst.ended_early[1]:.3g} s early"
+    )
 
 
 def _clash(episode: str) -> Problem:

@@ -218,6 +218,37 @@ def group_steps(cfg: OutputConfig, sample_bytes: float, total_steps: int) -> int
     return max(1, min(shard_steps, max(MIN_GROUP_STEPS, -(-total_steps // MIN_GROUPS))))
 
 
+def shard_note(
+    cfg: OutputConfig, task_steps: int, groups: Sequence[Group], shards: int, nbytes: int, total_steps: int
+) -> str:
+    """Why a dataset has more shards than its size cap needs, in one line ('' when it has not): every
+    pass-2 task (group) writes its own shards, so that workers share the work; then the rule that sizes
+    the tasks, and the setting that changes it."""
+    needed = max(len({g.split for g in groups}), -(-nbytes // cfg.shard_size_bytes))
+    if shards <= needed:
+        return ""
+    head = (
+        f"{shards} shards where the {cfg.shard_size} cap needs {needed}: pass 2 cuts the work into "
+        f"{len(groups)} tasks so that workers share it, and each task writes its own shards. "
+    )
+    if cfg.shuffle_window:
+        return head + f"With --shuffle-window {cfg.shuffle_window}, a task is that many episodes"
+    how = (
+        "set by --task-steps"
+        if cfg.task_steps
+        else (
+            f"automatic: about one shard's worth, but at least {MIN_GROUPS} tasks when the data allows, "
+            f"none under {MIN_GROUP_STEPS} steps"
+        )
+    )
+    rule = f"A task takes whole episodes until it holds {task_steps} steps ({how})"
+    spans = sum(g.span is not None for g in groups)
+    if spans:
+        span = span_length(cfg, task_steps)
+        rule += f"; an episode of {2 * span} steps or more is cut into spans of about {span} ({spans} here)"
+    return head + rule + f". Fewer, fuller shards: a larger --task-steps, e.g. {-(-total_steps // needed)}"
+
+
 def permutation(cfg: OutputConfig, group: Group, n: int) -> list[int]:
     """The order in which a shuffled group writes its ``n`` samples: a seeded permutation that depends
     on the group's split, index and episodes only."""

@@ -1,15 +1,21 @@
-"""Job progress: a live bar on a terminal, periodic log lines elsewhere (a cluster job's log)."""
+"""Job progress: a live bar on a terminal, periodic log lines elsewhere (a cluster job's log), and
+with ``trajshard -v`` a line per finished task."""
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 log = logging.getLogger("trajshard.ingest")
+# one line per finished task; its own logger (not a child of trajshard.ingest) so that only -v, which
+# sets the root logger to INFO, turns it on
+task_log = logging.getLogger("trajshard.tasks")
 
 
 class Progress:
-    """Episodes done of a total, frames/s, ETA and quarantined episodes of one pass."""
+    """Episodes done of a total, frames/s, ETA and quarantined episodes of one pass. Without a bar it
+    logs a line when the pass starts, then at most every ``every_s`` seconds, and when it ends."""
 
     def __init__(self, label: str, total: int, show: bool, every_s: float = 10.0, done: int = 0) -> None:
         self.label, self.total, self.show, self.every_s = label, total, show, every_s
@@ -23,12 +29,17 @@ class Progress:
             self.bar = tqdm(total=total, initial=done, desc=label, unit="ep", dynamic_ncols=True)
         elif done:
             log.info("%s: %d of %d episodes already done (resumed)", label, done, total)
+        else:
+            log.info("%s: started, %d episodes", label, total)
 
-    def update(self, episodes: int, frames: int = 0, quarantined: int = 0) -> None:
+    def update(self, episodes: int, frames: int = 0, quarantined: int = 0, task: str = "") -> None:
+        """Count a finished task; ``task`` describes it for the per-task line (``-v``)."""
         self.done += episodes
         self.frames += frames
         self.quarantined += quarantined
         now = time.monotonic()
+        if task and task_log.isEnabledFor(logging.INFO):
+            self._task_line(f"{self.label}: {task} ({self.done}/{self.total} episodes)")
         if self.bar is not None:
             post = f"{self.quarantined} quarantined"
             if self.frames:
@@ -38,6 +49,12 @@ class Progress:
         elif now - self.last >= self.every_s or self.done == self.total:
             self.last = now
             log.info("%s", self.line(now))
+
+    def _task_line(self, text: str) -> None:
+        if self.bar is not None:  # above the bar, which tqdm redraws below it
+            self.bar.write(f"{task_log.name}: {text}", file=sys.stderr)
+        else:
+            task_log.info("%s", text)
 
     def line(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now

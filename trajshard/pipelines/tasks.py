@@ -1,12 +1,20 @@
 """The work of one task, without Ray: pass 1 over a batch of episodes, pass 2 over one group.
 
 Every task takes the job's :class:`TaskContext` and one unit of work. A bad episode never raises out
-of here: it comes back as a Problem naming the file and the reason, so the job goes on.
+of here: it comes back as a Problem naming the file and the reason, so the job goes on. Every episode
+runs under the time limit (``Watchdog``) with the per-episode memory budget set for the readers.
+
+A task whose worker process dies (out of memory, the watchdog, a crash) is isolated by the driver:
+its episodes run again one by one (``Alone``), each alone in a fresh worker, and only those whose run
+dies or overruns again are quarantined; pass 2 then writes the group ``Without`` them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,9 +33,10 @@ from trajshard.pipelines.handoff import HandoffReader
 from trajshard.pipelines.plan import Group, cut_ticks, permutation, span_length
 from trajshard.pipelines.shards import PartWriter, SampleSpill, ShardWriteError
 from trajshard.pipelines.stats import StreamStats
-from trajshard.schemas.attempts import Attempts, guarded, retried
+from trajshard.schemas.attempts import Attempts, Watchdog, guarded, retried, timeout_message
 from trajshard.schemas.problems import Problem
 from trajshard.sources import SourceSpec, entry_frames
+from trajshard.sources.tables import set_episode_budget
 from trajshard.storage import Store
 from trajshard.tokenizers import from_json
 from trajshard.tokenizers.chunks import action_chunks
@@ -48,7 +57,9 @@ class TaskContext:
     vocab: dict | None = None
 
     def reader(self, writes: bool = False) -> EpisodeReader | HandoffReader:
-        """The episode reader of a task; with a handoff, pass 1 (``writes``) fills it, pass 2 reads it."""
+        """The episode reader of a task; with a handoff, pass 1 (``writes``) fills it, pass 2 reads it.
+        Sets this process's per-episode memory budget, which the readers check declared sizes against."""
+        set_episode_budget(self.cfg.run.episode_memory())
         reader = EpisodeReader(self.source.open(), prepare_stages(self.cfg))
         return reader if self.handoff is None else HandoffReader(reader, self.handoff, writes)
 
@@ -58,18 +69,32 @@ def pass1_batch(ctx: TaskContext, episode_ids: list[str]) -> list[list[EpisodeFa
     is quarantined. An unexpected exception is retried ``episode_retries`` times first."""
     reader = ctx.reader(writes=True)
     span_from = 2 * span_length(ctx.cfg.output)
-    return [
-        retried(
-            eid, lambda eid=eid: episode_facts(eid, reader.read(eid), span_from), ctx.cfg.run.episode_retries
+    dog = Watchdog(ctx.cfg.run.episode_timeout)
+    tick = 1.0 / ctx.cfg.align.fps
+
+    def facts(eid: str) -> list[EpisodeFacts]:
+        with dog.episode(eid):
+            return episode_facts(eid, reader.read(eid), span_from, tick)
+
+    out = []
+    for eid in episode_ids:
+        seen = len(getattr(reader.source, "notes", []))
+        result = retried(eid, lambda eid=eid: facts(eid), ctx.cfg.run.episode_retries)
+        new = tuple(str(n) for n in getattr(reader.source, "notes", [])[seen:])
+        # the reader notes a quirk once per task: the driver hears it through the episode that showed it
+        out.append(
+            [replace(f, reader_notes=new) for f in result] if new and isinstance(result, list) else result
         )
-        for eid in episode_ids
-    ]
+    return out
 
 
-def episode_facts(episode_id: str, work: EpisodeWork, span_from: int) -> list[EpisodeFacts]:
+def episode_facts(
+    episode_id: str, work: EpisodeWork, span_from: int, tick: float = 0.0
+) -> list[EpisodeFacts]:
     """The facts of each part; where spans may start only when the source episode is long enough to be
     cut (``span_from`` steps), so the driver holds them only for long episodes."""
     ep, parts = work.episode, work.parts
+    early = ended_early(ep, parts[0].frames if parts else {}, tick)
     long = sum(al.steps for al in parts) >= span_from
     names = ep.streams["proprio"].names
     return [
@@ -92,9 +117,23 @@ def episode_facts(episode_id: str, work: EpisodeWork, span_from: int) -> list[Ep
             else (),
             trimmed=work.trimmed,
             cameras_left_out=tuple(sorted(set(ep.cameras) - set(al.frames))),
+            ended_early=early,
         )
         for al in parts
     ]
+
+
+def ended_early(ep, cameras, tick: float) -> tuple[str, float] | None:
+    """(the stream that ends first, seconds before the last one ends) when that is more than a tick: the
+    clock covers only the span every stream covers, so the others' last samples are not written (a
+    video with fewer frames than the table has rows). None otherwise, or with no tick given."""
+    ends = {n: float(s.timestamps[-1]) for n, s in ep.streams.items() if len(s.timestamps)}
+    ends |= {c: float(ep.cameras[c].timestamps[-1]) for c in cameras if len(ep.cameras[c].timestamps)}
+    if not tick or len(ends) < 2:
+        return None
+    first = min(ends, key=lambda n: (ends[n], n))
+    lost = max(ends.values()) - ends[first]
+    return (first, round(lost, 6)) if lost > tick + 1e-9 else None
 
 
 def sample_chunks(ctx: TaskContext, source_episodes: list[str]) -> np.ndarray:
@@ -111,7 +150,7 @@ def sample_chunks(ctx: TaskContext, source_episodes: list[str]) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def pass2_group(ctx: TaskContext, group: Group) -> GroupResult:
+def pass2_group(ctx: TaskContext, group: Group | Without) -> GroupResult:
     """Write one group's episodes into tar parts ``<split>-g<index>-pNNNN``.
 
     In order (no shuffle window): an episode that fails while its frames are decoded is quarantined
@@ -119,9 +158,15 @@ def pass2_group(ctx: TaskContext, group: Group) -> GroupResult:
     episode's samples go to a local spill file first (a failed episode's are dropped), then all are
     written in the group's seeded permutation, so each part mixes the group's episodes."""
     writer = Pass2Writer(ctx)
+    group, killed = (group.group, group.killed) if isinstance(group, Without) else (group, ())
     if ctx.cfg.output.shuffle_window:
-        return writer.shuffled(group)
-    return writer.in_order(group)
+        return writer.shuffled(group, killed)
+    return writer.in_order(group, killed)
+
+
+def in_group_order(group: Group, quarantined: list[Problem]) -> list[Problem]:
+    """Quarantine records in the order of the group's episodes (killed ones come first otherwise)."""
+    return sorted(quarantined, key=lambda q: group.episodes.index(q.where))
 
 
 class Pass2Writer:
@@ -138,12 +183,14 @@ class Pass2Writer:
         )
         self.stages = sample_stages(ctx.cfg, self.tools)
         self.attempts = Attempts(ctx.cfg.run.episode_retries)
+        self.dog = Watchdog(ctx.cfg.run.episode_timeout)
 
     def writer(self, group: Group) -> PartWriter:
         return PartWriter(self.store, group.split, group.index, self.ctx.cfg.output.shard_size_bytes)
 
-    def in_order(self, group: Group) -> GroupResult:
-        todo, quarantined = list(group.episodes), []
+    def in_order(self, group: Group, killed: tuple[Problem, ...] = ()) -> GroupResult:
+        quarantined = list(killed)
+        todo = [e for e in group.episodes if e not in {q.where for q in killed}]
         while True:
             writer = self.writer(group)
             try:
@@ -151,7 +198,7 @@ class Pass2Writer:
                     todo, lambda s, part, _, w=writer: w.write(s, part), group.span
                 )
                 if failed is None:
-                    return GroupResult(writer.close(), quarantined, frames, roundtrip)
+                    return GroupResult(writer.close(), in_group_order(group, quarantined), frames, roundtrip)
             except BaseException:
                 writer.abort()  # nothing of a failed attempt stays in shards/
                 raise
@@ -161,11 +208,12 @@ class Pass2Writer:
             quarantined.append(self.attempts.final(failed))
             todo.remove(failed.where)
 
-    def shuffled(self, group: Group) -> GroupResult:
+    def shuffled(self, group: Group, killed: tuple[Problem, ...] = ()) -> GroupResult:
         spill = SampleSpill()
         writer = self.writer(group)
         try:
-            todo, quarantined, frames, roundtrip = list(group.episodes), [], 0, None
+            quarantined, frames, roundtrip = list(killed), 0, None
+            todo = [e for e in group.episodes if e not in {q.where for q in killed}]
             while todo:
                 failed, n, rt = self.write(todo, spill.add)
                 frames, roundtrip = frames + n, rt if roundtrip is None else roundtrip.merge(rt)
@@ -180,7 +228,7 @@ class Pass2Writer:
                 todo = todo[at + 1 :]
             for i in permutation(self.ctx.cfg.output, group, len(spill.index)):
                 writer.write(*spill.read(i))
-            return GroupResult(writer.close(), quarantined, frames, roundtrip)
+            return GroupResult(writer.close(), in_group_order(group, quarantined), frames, roundtrip)
         except BaseException:
             writer.abort()
             raise
@@ -201,7 +249,11 @@ class Pass2Writer:
         return None, frames, roundtrip
 
     def episode(self, eid: str, put, span: tuple[int, int] | None) -> tuple[int, RoundTrip]:
-        """Run the sample stages on one episode and hand every sample to ``put``."""
+        """Run the sample stages on one episode and hand every sample to ``put``, within its time limit."""
+        with self.dog.episode(eid):
+            return self._episode(eid, put, span)
+
+    def _episode(self, eid: str, put, span: tuple[int, int] | None) -> tuple[int, RoundTrip]:
         work = self.reader.read(eid)
         work = run_stages(self.stages, EpisodeWork(work.episode, work.parts, span))
         roundtrip = RoundTrip.empty(self.tools.tokenizer.dims)
@@ -210,3 +262,71 @@ class Pass2Writer:
                 put(sample, piece.part.episode_id, eid)
             roundtrip = roundtrip.merge(piece.roundtrip)
         return work.frames, roundtrip
+
+
+# ------------------------------------------------------------------------------ killed tasks
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A unit whose task died (its worker killed: out of memory, the watchdog, a crash) or, run
+    alone, overran the time limit; ``cause`` in words."""
+
+    cause: str
+
+
+@dataclass(frozen=True)
+class Without:
+    """A pass-2 group written again without the episodes whose own runs were killed (``killed``:
+    their quarantine records); the others keep their order and their bytes."""
+
+    group: Group
+    killed: tuple[Problem, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Alone:
+    """One episode's work ``fn(ctx, unit)`` run by :func:`run_alone` in a fresh worker."""
+
+    fn: Callable
+    unit: object
+    episode: str
+
+
+def run_alone(ctx: TaskContext, alone: Alone) -> object:
+    """``alone.fn(ctx, alone.unit)`` on a thread of this (fresh) worker, waited for up to the episode
+    time limit: its result, or ``Lost`` when it overran (the executor ends the worker after this task,
+    the stuck thread with it). A worker killed meanwhile is the executor's ``Lost``."""
+    box: list = []
+    inner = replace(ctx, cfg=ctx.cfg.replace(episode_timeout=None))  # the limit is waited for here
+    thread = threading.Thread(target=lambda: box.append(alone.fn(inner, alone.unit)), daemon=True)
+    thread.start()
+    thread.join(ctx.cfg.run.episode_timeout)
+    if box:
+        return box[0]
+    if thread.is_alive():
+        return Lost(f"{timeout_message(ctx.cfg.run.episode_timeout)}{_stuck_at(thread)}")
+    return Lost("its run ended without a result (see the worker's log)")
+
+
+def _stuck_at(thread: threading.Thread) -> str:
+    """Where a thread is, in words: the innermost frame, and the file it reads when a frame holds one."""
+    frame = sys._current_frames().get(thread.ident)
+    if frame is None:
+        return ""
+    at = f" (still running at {frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}"
+    while frame is not None:
+        path = frame.f_locals.get("path")
+        if isinstance(path, str | bytes) or hasattr(path, "__fspath__"):
+            return f"{at}, reading {str(path).rsplit('/', 1)[-1]})"
+        frame = frame.f_back
+    return at + ")"
+
+
+def pass2_probe(ctx: TaskContext, unit: tuple[Group, str]) -> Problem | None:
+    """One episode of a group through pass 2's stages, its samples counted and dropped, nothing
+    written: None when it runs through, else its Problem."""
+    group, eid = unit
+    writer = Pass2Writer(ctx)
+    done = guarded(eid, lambda: writer.episode(eid, lambda *_: None, group.span))
+    return done if isinstance(done, Problem) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from trajshard.reports.summary import quality_lines, reason_kind
+from trajshard.reports.summary import loss_lines, quality_lines, reason_kind
 from trajshard.tokenizers.guards import guard_lines
 
 
@@ -32,6 +32,7 @@ def dataset_card(
         f"- embodiments: {', '.join(e or '(unset)' for e in info['embodiments'])}",
         f"- actions: {info['action_source']}",
         *[f"- note on the source: {n}" for n in info["source"].get("notes", [])],
+        *[f"- left out: {n}" for n in loss_lines(info)],
         "",
         "Read it with `trajshard.loader.open_dataset`, or with webdataset and handlers that cannot unpickle",
         '(`.decode(wds.imagehandler("rgb8"), npy_json, pre=[], post=[])`, see trajshard\'s',

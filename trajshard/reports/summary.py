@@ -89,6 +89,24 @@ def quality_lines(quality: dict) -> list[str]:
     return lines
 
 
+def loss_lines(info: dict, images: bool = False) -> list[str]:
+    """What a dataset lost, in words, from info.json ``source.losses`` (the camera list's and the
+    readers' own notes are in ``source.notes``): for ingest's summary, ``trajshard stats`` and the
+    card. With ``images``, also a line when it has no camera (ingest and stats; the card's camera
+    line already shows none, and keeps its bytes)."""
+    losses = info["source"].get("losses", {})
+    lines = []
+    if losses.get("ticks_without_frame"):
+        counts = ", ".join(f"{k} {v}" for k, v in losses["ticks_without_frame"].items())
+        lines.append(
+            f"ticks dropped for lack of a frame within tolerance: {counts} (meta/episodes.parquet; "
+            "--on-missing-frame fail quarantines such episodes instead)"
+        )
+    if images and not info["cameras"]:
+        lines.append("no images: the written episodes have no camera (ingested with --no-images)")
+    return lines
+
+
 def quality_summary(out: str | Path) -> dict | None:
     """meta/quality.json's counts and finding lines; None when the dataset has none (made before it)."""
     path = Path(out) / "meta" / "quality.json"
@@ -106,6 +124,9 @@ def stats_report(out: str | Path) -> dict[str, object]:
         "fps": info["fps"],
         "cameras": info["cameras"],
         "action_source": info["action_source"],
+        "source_notes": info["source"].get("notes", []),
+        "losses": info["source"].get("losses", {}),
+        "loss_lines": loss_lines(info, images=True),
         "stats_hash": stats["hash"],
         "streams": stats["streams"],
         "splits": splits_summary(out),
@@ -143,7 +164,9 @@ def render_stats(rep: dict) -> str:
         f"episodes: {c['episodes_written']} written ({c.get('parts', c['episodes_written'])} parts), "
         f"{c['episodes_quarantined']} quarantined, {c['episodes_input']} in the source",
         f"samples: {c['samples']} in {c['shards']} shards at {rep['fps']} Hz; cameras: "
-        f"{', '.join(rep['cameras'])}; actions: {rep['action_source']}",
+        f"{', '.join(rep['cameras']) or 'none'}; actions: {rep['action_source']}",
+        *[f"note on the source: {n}" for n in rep.get("source_notes", [])],
+        *[f"left out: {n}" for n in rep.get("loss_lines", [])],
         f"statistics {rep['stats_hash']}",
     ]
     for split, sp in rep.get("splits", {}).items():

@@ -19,11 +19,14 @@ from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import EPISODE_ID_RE
 from trajshard.sources.hdf5 import HDF5Source
 from trajshard.sources.lerobot import LeRobotSource
+from trajshard.sources.mapping import mapping_problems, parse_mapping
 from trajshard.sources.mcap_ros2 import McapSource
+from trajshard.sources.npz import NpzSource
 from trajshard.sources.raw import RawSource
 from trajshard.sources.remote import StagedRawSource
 from trajshard.sources.rlds import RLDSSource
 from trajshard.sources.video import decode_frames
+from trajshard.sources.zarr_buffer import ZarrSource
 from trajshard.storage import is_remote, local_path, redact
 
 SOURCES = {
@@ -32,10 +35,21 @@ SOURCES = {
     "rlds": RLDSSource,
     "hdf5": HDF5Source,
     "mcap": McapSource,
+    "npz": NpzSource,
+    "zarr": ZarrSource,
 }
 FORMATS = ("auto", *SOURCES)
-STEP_INDEXED = {"rlds", "hdf5"}
-STORED_IMAGES = {"jpeg-sequence", "hdf5-array", "hdf5-jpeg", "mcap-image"}
+STEP_INDEXED = {"rlds", "hdf5", "npz", "zarr"}
+MAPPED = {"lerobot", "mcap", "hdf5", "npz", "zarr"}  # the formats whose reader takes a source mapping
+STORED_IMAGES = {
+    "jpeg-sequence",
+    "hdf5-array",
+    "hdf5-jpeg",
+    "mcap-image",
+    "npz-array",
+    "npz-files",
+    "zarr-array",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +59,7 @@ class SourceConfig:
     format: str = "auto"
     source_fps: float | None = None  # step rate of step-indexed sources (RLDS, HDF5); None: the clock's
     mcap: dict[str, object] = field(default_factory=dict)  # state_topic, action_topic, cameras, stamp
-    mapping: dict[str, object] = field(default_factory=dict)  # LeRobot: state, action columns; cameras
+    mapping: dict[str, object] = field(default_factory=dict)  # the source mapping (sources/mapping.py)
 
     CHOICES = {"format": FORMATS}
 
@@ -55,7 +69,7 @@ class SourceConfig:
             out.append(f"format must be one of {FORMATS}, got {self.format!r}")
         if self.source_fps is not None and not self.source_fps > 0:
             out.append(f"source_fps must be positive, got {self.source_fps}")
-        return out + mapping_problems(self.mapping)
+        return out + (mapping_problems(self.mapping) if self.mapping else [])
 
 
 @dataclass(frozen=True)
@@ -81,30 +95,6 @@ class SourceSpec:
         return open_source(self.path, self.format, self.step_rate, self.mcap, self.mapping)
 
 
-MAPPING_KEYS = {"state": list, "action": list, "cameras": dict}
-
-
-def mapping_problems(mapping: object) -> list[str]:
-    """What is wrong with a job config's ``mapping``: ``state`` and ``action`` lists of column names,
-    ``cameras`` a table of output name -> video feature."""
-    if not isinstance(mapping, dict):
-        return [f"mapping must be a table, got {mapping!r}"]
-    out = [f"mapping.{k} is not one of {sorted(MAPPING_KEYS)}" for k in mapping if k not in MAPPING_KEYS]
-    for key, kind in MAPPING_KEYS.items():
-        value = mapping.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, kind) or not value:
-            out.append(
-                f"mapping.{key} must be a non-empty {'list' if kind is list else 'table'}, got {value!r}"
-            )
-        elif kind is dict and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            out.append(f"mapping.cameras maps output names to video features (strings), got {value!r}")
-        elif kind is list and not all(isinstance(v, str) for v in value):
-            out.append(f"mapping.{key} lists column names (strings), got {value!r}")
-    return out
-
-
 def is_trajshard_output(path: str | os.PathLike) -> bool:
     info = Path(path) / "meta" / "info.json"
     if not info.is_file():
@@ -128,6 +118,11 @@ def detect_format(path: str | os.PathLike) -> str:
         raise ValueError(f"{path}: not a directory, an .hdf5 or an .mcap file")
     if is_trajshard_output(root):
         raise ValueError(f"{path}: this is a trajshard output, not a source")
+    if root.suffix == ".zarr" or (
+        any((root / m).is_file() for m in (".zgroup", "zarr.json"))
+        and (root / "meta" / "episode_ends").exists()
+    ):
+        return "zarr"
     if (root / "meta" / "info.json").is_file():
         return "lerobot"
     if (root / "features.json").is_file() and any(".tfrecord-" in p.name for p in root.iterdir()):
@@ -142,9 +137,26 @@ def detect_format(path: str | os.PathLike) -> str:
                 return "raw"
         except OSError:  # an unreadable entry says nothing about the format; the reader reports it
             continue
+    if _has_folder_with(root, ".npz"):
+        return "npz"
+    if _has_folder_with(root, ".mcap"):  # rosbag2's layout: <episode>/<episode>_0.mcap + metadata.yaml
+        return "mcap"
     raise ValueError(
-        f"{path}: cannot tell its format (no <episode>/episode.json, no meta/info.json); pass --format"
+        f"{path}: cannot tell its format (no <episode>/episode.json, no meta/info.json, no <episode>/*.npz, "
+        "no <episode>/*.mcap, no Zarr store); pass --format"
     )
+
+
+def _has_folder_with(root: Path, suffix: str) -> bool:
+    """Whether one of the first 1000 entries is a folder holding a file ending in ``suffix`` (an npz
+    episode folder, a rosbag2 recording)."""
+    for child in sorted(root.iterdir())[:1000]:
+        try:
+            if child.is_dir() and any(p.suffix == suffix for p in child.iterdir()):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def open_source(
@@ -169,15 +181,16 @@ def open_source(
         fmt = detect_format(path)
     if fmt not in SOURCES:
         raise ValueError(f"unknown source format {fmt!r}; known: {sorted(SOURCES)}")
-    if mapping and fmt != "lerobot":
+    parsed = parse_mapping(mapping or {})
+    if not parsed.empty and fmt not in MAPPED:
         raise ValueError(
-            f"mapping is read by the LeRobot reader; a {fmt} source takes its own settings (docs/formats.md)"
+            f"a {fmt} source does not take a mapping (the formats that do: {sorted(MAPPED)}); see docs/formats.md"
         )
     if fmt in STEP_INDEXED:
-        return SOURCES[fmt](path, step_rate)
+        return SOURCES[fmt](path, step_rate, parsed) if fmt in MAPPED else SOURCES[fmt](path, step_rate)
     if fmt == "lerobot":
-        return LeRobotSource(path, mapping)
-    return SOURCES[fmt](path, mcap) if fmt == "mcap" else SOURCES[fmt](path)
+        return LeRobotSource(path, parsed)
+    return McapSource(path, mcap, parsed) if fmt == "mcap" else SOURCES[fmt](path)
 
 
 def entry_frames(camera) -> np.ndarray | None:

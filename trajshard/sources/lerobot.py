@@ -35,8 +35,11 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources import lerobot_listing
 from trajshard.sources.contain import contained, from_template
-from trajshard.sources.tables import TableError, read_table
+from trajshard.sources.listing import Listing
+from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
+from trajshard.sources.tables import TableError, check_table_file, read_table
 from trajshard.sources.video import VideoError, probe_video
 
 MAX_META_BYTES = 64 << 20
@@ -54,9 +57,8 @@ def _jsonl(path: Path) -> list[dict]:
 class LeRobotSource:
     format = "lerobot"
 
-    def __init__(self, root: str | os.PathLike, mapping: dict | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, mapping: Mapping | dict | None = None) -> None:
         self.root = Path(root).resolve()
-        self.mapping = dict(mapping or {})
         info_path = self.root / "meta" / "info.json"
         if not info_path.is_file():
             raise FileNotFoundError(f"{root}: no meta/info.json, not a LeRobot dataset")
@@ -73,9 +75,14 @@ class LeRobotSource:
         self.video_keys = sorted(
             k for k, v in feats.items() if isinstance(v, dict) and v.get("dtype") == "video"
         )
-        self.state_keys = list(self.mapping.get("state") or ["observation.state"])
-        self.action_keys = list(self.mapping.get("action") or ["action"])
         self.notes: list[str] = []
+        self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
+        self.explicit = not self.mapping.empty
+        if not self.explicit:
+            self.mapping = modality_mapping(self.root, self.notes)
+        self.state_parts = self.mapping.state or (Part("observation.state"),)
+        self.action_parts = self.mapping.action or (Part("action"),)
+        self.time_key = self.mapping.time_base or "timestamp"
         self.duplicates: set[str] = set()
         self._data: tuple[Path, object] | None = None  # the v3 data file last read (_data_file)
         try:
@@ -85,9 +92,7 @@ class LeRobotSource:
             raise ValueError(f"{root}: the episode or task metadata in meta/ cannot be read: {exc}") from exc
         self.video_dir = self._video_dir()
         pattern = "{k}/*/*" if self.version.startswith("v3") else "*/{k}/*"
-        wanted = self.mapping.get("cameras") or {
-            k.removeprefix("observation.images."): k for k in self.video_keys
-        }
+        wanted = self._wanted_cameras()
         unknown = sorted(k for k in wanted.values() if k not in self.video_keys)
         if unknown:
             raise ValueError(f"{root}: mapping.cameras names {unknown}, not video features of meta/info.json")
@@ -104,6 +109,14 @@ class LeRobotSource:
         self.cameras = sorted(present.values())
         self._codec_noted: set[str] = set()
 
+    def _wanted_cameras(self) -> dict[str, str]:
+        """Output name -> video feature: the mapping's; by default every video feature, named without
+        ``observation.images.`` (or by modality.json's name for it)."""
+        if self.explicit and self.mapping.cameras:
+            return dict(self.mapping.cameras)
+        renamed = {k: n for n, k in self.mapping.cameras.items()}
+        return {renamed.get(k, k.removeprefix("observation.images.")): k for k in self.video_keys}
+
     # -- metadata ---------------------------------------------------------------------------------
 
     def _tasks(self) -> dict[int, str]:
@@ -111,6 +124,7 @@ class LeRobotSource:
             path = self.root / "meta" / "tasks.parquet"
             if not path.is_file():
                 return {}
+            check_table_file(str(path))  # bounded before it is read, like every table
             t = pq.read_table(path).to_pylist()
             return {int(r["task_index"]): str(r.get("task") or r.get("__index_level_0__") or "") for r in t}
         return {int(r["task_index"]): str(r["task"]) for r in _jsonl(self.root / "meta" / "tasks.jsonl")}
@@ -119,6 +133,7 @@ class LeRobotSource:
         if self.version.startswith("v3"):
             rows = []
             for f in sorted((self.root / "meta" / "episodes").glob("*/*.parquet")):
+                check_table_file(str(f))
                 rows += pq.read_table(f).to_pylist()
         else:
             rows = _jsonl(self.root / "meta" / "episodes.jsonl")
@@ -163,15 +178,16 @@ class LeRobotSource:
         meta = self.episodes[episode_id]
         index = int(meta["episode_index"])
         table, data_name, base_time = self._table(episode_id, meta, index)
-        if "timestamp" not in table.column_names:
-            raise EpisodeError(episode_id, data_name, "no 'timestamp' column")
-        ts = table.column("timestamp").cast("float64").to_numpy() - base_time
+        if self.time_key not in table.column_names:
+            raise EpisodeError(episode_id, data_name, f"no {self.time_key!r} column")
+        ts = table.column(self.time_key).cast("float64").to_numpy() - base_time
         streams = {}
-        for keys, name in ((self.state_keys, "proprio"), (self.action_keys, "action")):
+        for parts, name in ((self.state_parts, "proprio"), (self.action_parts, "action")):
+            keys = [p.key for p in parts]
             if all(k in table.column_names for k in keys):
-                values, names = self._columns(episode_id, data_name, table, keys)
+                values, names = self._columns(episode_id, data_name, table, parts)
                 streams[name] = Stream(name, ts, values, names, data_name)
-            elif name == "proprio" or "action" in self.mapping:
+            elif name == "proprio" or self.mapping.action:
                 missing = [k for k in keys if k not in table.column_names]
                 raise EpisodeError(
                     episode_id,
@@ -182,7 +198,7 @@ class LeRobotSource:
         cameras = {n: self._camera(episode_id, meta, index, k, len(ts)) for n, k in self.camera_names.items()}
         ep = Episode(
             episode_id,
-            self._instructions(table, ts, meta),
+            self._instructions(episode_id, data_name, table, ts, meta),
             streams,
             cameras,
             embodiment=str(self.info.get("robot_type") or ""),
@@ -241,27 +257,23 @@ class LeRobotSource:
         return self._data[1]
 
     def _columns(
-        self, episode_id: str, data_name: str, table, keys: list[str]
+        self, episode_id: str, data_name: str, table, parts: tuple[Part, ...]
     ) -> tuple[np.ndarray, tuple[str, ...]]:
-        """The columns ``keys`` side by side, as float32 [T, D] (a list column gives its width, a number
+        """The parts' columns side by side, as float32 [T, D] (a list column gives its width, a number
         column one dimension), with their dimension names."""
-        parts, names = [], []
-        for key in keys:
-            col = table.column(key)
-            values = col.to_numpy(zero_copy_only=False)
-            values = np.stack(values) if values.dtype == object else values[:, None]
-            if values.ndim != 2:
-                raise EpisodeError(episode_id, data_name, f"column {key!r} is not one vector per row")
-            parts.append(values.astype(np.float32))
-            own = self._names(key)
-            names += (
-                own
-                if len(own) == values.shape[1]
-                else [key]
-                if values.shape[1] == 1
-                else [""] * values.shape[1]
-            )
-        return np.concatenate(parts, axis=1), tuple(names) if any(names) else ()
+
+        def read(part: Part):
+            values = table.column(part.key).to_numpy(zero_copy_only=False)
+            values = np.stack(values) if values.dtype == object and len(values) else values
+            return values.astype(np.float32), self._names(part.key)
+
+        try:
+            values, names = concat_parts(parts, read, data_name)
+        except (MappingError, ValueError) as exc:
+            raise EpisodeError(episode_id, data_name, str(exc)) from exc
+        if not self.explicit and all(not self._names(p.key) and values.shape[1] > 1 for p in parts):
+            return values, ()  # unnamed list columns stay unnamed by default
+        return values, names
 
     def _video_dir(self) -> str:
         """``videos`` (LeRobot's), or ``video`` where a converter put the files though ``video_path``
@@ -351,16 +363,86 @@ class LeRobotSource:
             names = next(iter(names.values()), [])
         return tuple(str(n) for n in names) if isinstance(names, list) else ()
 
-    def _instructions(self, table, ts: np.ndarray, meta: dict) -> tuple[Segment, ...]:
-        if "task_index" in table.column_names and self.tasks:
-            idx = table.column("task_index").to_numpy()
-            cuts = [0] + [i for i in range(1, len(idx)) if idx[i] != idx[i - 1]] + [len(idx)]
-            segs = []
-            for a, b in zip(cuts, cuts[1:], strict=False):
-                text = self.tasks.get(int(idx[a]), "")
-                end = ts[b] if b < len(ts) else float("inf")
-                segs.append(Segment(float("-inf") if a == 0 else float(ts[a]), float(end), text))
+    def _instructions(
+        self, eid: str, data_name: str, table, ts: np.ndarray, meta: dict
+    ) -> tuple[Segment, ...]:
+        """The mapping's instruction (a constant, a per-step label column, a file in the dataset), else
+        each row's ``task_index`` (time-ranged when it changes), else the episode's task list."""
+        chosen = self.mapping.instruction
+        if chosen is not None and chosen.kind == "constant":
+            return (Segment(float("-inf"), float("inf"), chosen.value),)
+        if chosen is not None and chosen.kind == "file":
+            return (Segment(float("-inf"), float("inf"), instruction_file(self.root, chosen.value, eid)),)
+        if chosen is not None and chosen.kind != "column":
+            raise EpisodeError(
+                eid, "mapping", f"instruction from a {chosen.kind} is not in a LeRobot dataset"
+            )
+        column = chosen.value if chosen is not None else "task_index"
+        if column in table.column_names and (self.tasks or chosen is not None):
+            labels = [self._label(v) for v in table.column(column).to_pylist()]
+            segs = label_segments(labels, ts)
             if any(s.text.strip().lower() not in NOT_INSTRUCTIONS for s in segs):
-                return tuple(segs)
+                return segs
+        elif chosen is not None:
+            raise EpisodeError(eid, data_name, f"no instruction column {column!r} (mapping.instruction)")
         tasks = [t for t in meta.get("tasks", []) if str(t).strip().lower() not in NOT_INSTRUCTIONS]
         return (Segment(float("-inf"), float("inf"), str(tasks[0]) if tasks else ""),)
+
+    def _label(self, value: object) -> str:
+        """A per-step label: text as it is, an integer through meta/tasks."""
+        if isinstance(value, str):
+            return value
+        return self.tasks.get(int(value), "") if isinstance(value, int) else ""
+
+
+def label_segments(labels: list[str], ts: np.ndarray) -> tuple[Segment, ...]:
+    """Per-step labels as time-ranged segments, one per run of equal labels."""
+    cuts = [0] + [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]] + [len(labels)]
+    segs = []
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        end = ts[b] if b < len(ts) else float("inf")
+        segs.append(Segment(float("-inf") if a == 0 else float(ts[a]), float(end), labels[a]))
+    return tuple(segs)
+
+
+def instruction_file(root: Path, name: str, eid: str) -> str:
+    """The text of an instruction file named by the mapping, inside the source, at most 64 KB."""
+    path = contained(root, root / name, eid)
+    if not path.is_file():
+        raise EpisodeError(eid, name, "the instruction file named by mapping.instruction is missing")
+    data = path.read_bytes()[: 64 << 10]
+    return data.decode("utf-8", "replace").strip()
+
+
+def modality_mapping(root: Path, notes: list[str]) -> Mapping:
+    """GR00T's ``meta/modality.json`` read as a mapping: state and action as the named slices of their
+    original keys (in the order of their starts), cameras from ``video``. Absent or unreadable: the
+    default mapping (noted)."""
+    path = root / "meta" / "modality.json"
+    if not path.is_file():
+        return Mapping()
+    try:
+        raw = json.loads(path.read_bytes()[:MAX_META_BYTES])
+        parts = {
+            kind: tuple(
+                Part(str(v.get("original_key") or default), "", int(v["start"]), int(v["end"]))
+                for _, v in sorted(raw.get(kind, {}).items(), key=lambda kv: int(kv[1]["start"]))
+            )
+            for kind, default in (("state", "observation.state"), ("action", "action"))
+        }
+        cams = {
+            k: str(v.get("original_key") or f"observation.images.{k}")
+            for k, v in raw.get("video", {}).items()
+        }
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        notes.append(f"meta/modality.json cannot be read as a mapping ({exc}); the default names are used")
+        return Mapping()
+    return Mapping(state=parts["state"], action=parts["action"], cameras=cams)
+
+
+# -- describe (trajshard describe): the listing is built in sources/lerobot_listing.py ------------
+
+
+def describe(root: Path, mapping: dict | None = None, **_: object) -> Listing:
+    """What the dataset holds and the mapping template that ingests it, read with this reader."""
+    return lerobot_listing.listing(lambda m: LeRobotSource(root, m), mapping, NOT_INSTRUCTIONS)

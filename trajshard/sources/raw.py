@@ -18,6 +18,14 @@ from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, St
 from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import EPISODE_ID_RE, classify_files, validate_episode_json
 from trajshard.sources.contain import inside, regular_file
+from trajshard.sources.describe_keys import (
+    camera_key,
+    first_loadable,
+    rate_and_span,
+    short_text,
+    skipped_note,
+)
+from trajshard.sources.listing import KeyInfo, Listing
 from trajshard.sources.mp4box import display_rotation
 from trajshard.sources.tables import TableError, read_table, table_to_stream
 from trajshard.sources.video import VideoError, probe_video
@@ -224,3 +232,75 @@ def _segments(meta: dict) -> tuple[Segment, ...]:
     if "instruction" in meta:
         return (Segment(float("-inf"), float("inf"), meta["instruction"]),)
     return tuple(Segment(float(s["start"]), float(s["end"]), s["text"]) for s in meta["instructions"])
+
+
+# -- describe (trajshard describe) ----------------------------------------------------------------
+
+
+def describe(root: Path, **_: object) -> Listing:
+    """The streams of one episode directory (file, width, names, rows, rate, span; the offsets applied),
+    its cameras probed (codec, size, frames), its instruction, and the cameras of every episode counted
+    by file name (nothing opened) so a camera some episodes lack shows before a job."""
+    src = RawSource(root)
+    ids, rejected = src.plan()
+    ep, reasons = first_loadable(ids, src.load)
+    if ep is None:
+        notes = [f"{len(ids)} episodes, {len(rejected)} rejected by name", *skipped_note(reasons, "")]
+        return Listing("raw", len(ids), "", (), {}, {}, tuple(notes))
+    keys = [_stream_key(s) for s in ep.streams.values()]
+    keys += [camera_key(n, c) for n, c in ep.cameras.items()]
+    keys.append(KeyInfo("episode.json", "text", "json", detail=_instruction_detail(ep)))
+    if ep.embodiment:
+        keys.append(KeyInfo("embodiment", "metadata", "str", detail=repr(ep.embodiment)))
+    counts = _camera_counts(src.root, ids)
+    notes = [f"{len(ids)} episodes ({len(rejected)} rejected by name); raw layout v1 (docs/raw-layout.md)"]
+    notes += skipped_note(reasons, ep.episode_id)
+    notes += [
+        f"camera {cam!r} is in {n} of {len(ids)} episodes: without --camera the most common camera set is "
+        "kept and the other episodes are quarantined"
+        for cam, n in sorted(counts.items())
+        if n < len(ids)
+    ]
+    if "action" not in ep.streams:
+        notes.append("no action table: actions are derived from proprio (--derive-action)")
+    template: dict[str, object] = {"state": ["proprio"]}
+    if "action" in ep.streams:
+        template["action"] = ["action"]
+    template["cameras"] = {c: c for c in sorted(counts)}
+    return Listing("raw", len(ids), ep.episode_id, tuple(keys), template, {}, tuple(notes))
+
+
+def _stream_key(stream: Stream) -> KeyInfo:
+    rate, span = rate_and_span(stream.timestamps)
+    width = stream.values.shape[1] if stream.values.ndim == 2 else 1
+    return KeyInfo(
+        stream.name,
+        "numeric",
+        "float32",
+        (width,),
+        rate,
+        span,
+        len(stream.timestamps),
+        stream.names,
+        stream.source,
+    )
+
+
+def _instruction_detail(ep: Episode) -> str:
+    texts = [s.text for s in ep.instructions]
+    if len(texts) == 1:
+        return f"instruction: {short_text(texts[0])}"
+    return f"{len(texts)} time-ranged instructions: " + ", ".join(short_text(t, 30) for t in texts[:3])
+
+
+def _camera_counts(root: Path, ids: list[str]) -> dict[str, int]:
+    """Episodes per camera, from the file names of every episode directory (listing only)."""
+    counts: dict[str, int] = {}
+    for eid in ids:
+        try:
+            names = [e.name for e in os.scandir(root / eid)]
+        except OSError:
+            continue
+        for cam in classify_files(eid, names)[0].cameras:
+            counts[cam] = counts.get(cam, 0) + 1
+    return counts

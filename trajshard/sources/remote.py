@@ -28,7 +28,7 @@ class StagedRawSource:
         self.store = Store(location)
         self.root = location  # what tasks reopen
         self.notes: list[str] = []
-        if not self.store.is_dir():
+        if not self.store.probe():
             raise FileNotFoundError(f"raw source {redact(location)} is not a directory (prefix) or is empty")
         self._cache = Path(tempfile.mkdtemp(prefix="trajshard-stage-"))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._cache, True)

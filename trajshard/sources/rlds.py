@@ -33,6 +33,8 @@ from trajshard.schemas.episode import (
 )
 from trajshard.schemas.problems import Problem
 from trajshard.sources.contain import inside, regular_file
+from trajshard.sources.describe_keys import first_loadable, is_instruction_name, short_text, skipped_note
+from trajshard.sources.listing import KeyInfo, Listing
 from trajshard.sources.tfrecord import RecordError, parse_example, read_record, scan_records
 from trajshard.sources.video import StoredJpeg
 
@@ -241,3 +243,60 @@ class RLDSSource:
                 )
                 start = i
         return tuple(segs)
+
+
+# -- describe (trajshard describe) ----------------------------------------------------------------
+
+
+def describe(root: Path, source_fps: float | None = None, **_: object) -> Listing:
+    """Every leaf of ``features.json`` (dtype, shape, encoding, TFDS description) with one episode's
+    steps; rates and spans at ``source_fps`` (RLDS has no clock), which the template header asks for."""
+    src = RLDSSource(root, source_fps or 10.0)
+    ids, rejected = src.plan()
+    ep, reasons = first_loadable(ids, src.load)
+    ex = src._example(ep.episode_id)[0] if ep is not None else {}
+    n = len(next(iter(ep.streams.values())).timestamps) if ep is not None else None
+    keys = [_leaf_key(src, k, spec, ex, n, source_fps) for k, spec in src.spec.items()]
+    notes = [f"{len(ids)} episodes in {len(src.shards)} shard(s), {len(rejected)} rejected"]
+    notes += skipped_note(reasons, ep.episode_id if ep else "")
+    notes.append(
+        "RLDS carries no clock: step i is at i / source_fps (default --fps 10); set --source-fps to the "
+        "recording's rate" + ("" if source_fps else " (rates and spans above are left out without it)")
+    )
+    template = {
+        "state": ["steps/observation/state"],
+        "action": ["steps/action"],
+        "cameras": {c: PREFIX + c for c in src.cameras},
+        "instruction": {"column": "steps/language_instruction"},
+    }
+    settings = {"source_fps": float(source_fps)} if source_fps else {}
+    return Listing(
+        "rlds", len(ids), ep.episode_id if ep else "", tuple(keys), template, settings, tuple(notes)
+    )
+
+
+def _leaf_key(src: RLDSSource, key: str, spec: dict, ex: dict, n: int | None, rate: float | None) -> KeyInfo:
+    """One features.json leaf: a camera (an image feature under steps/observation), text, or a tensor."""
+    kind_spec = spec.get("image") or spec.get("tensor") or {}
+    dims = tuple(
+        int(d) for d in (kind_spec.get("shape") or {}).get("dimensions") or () if str(d).lstrip("-").isdigit()
+    )
+    stepped = key.startswith("steps/")
+    span = (0.0, (n - 1) / rate) if stepped and n and rate else None
+    n = n if stepped else None  # episode-level features have one value per episode
+    about = short_text(spec.get("description", ""), 50) if spec.get("description") else ""
+    if "image" in spec:
+        kind = "camera" if key.startswith(PREFIX) else "other"
+        dtype = str(kind_spec.get("encodingFormat", "image"))
+        return KeyInfo(key, kind, dtype, dims, rate if stepped else None, span, n, (), about)
+    if "text" in spec:
+        texts = sorted({t.decode("utf-8", "replace") for t in ex.get(key, [])} - {""})
+        sample = ", ".join(short_text(t) for t in texts[:2])
+        candidate = sample and (stepped or is_instruction_name(key))
+        detail = f"instruction candidate: {sample}" if candidate else f"{sample} {about}".strip()
+        return KeyInfo(key, "text", "string", (), rate if stepped else None, span, n, (), detail)
+    name = key.rsplit("/", 1)[-1]
+    kind = "metadata" if name.startswith("is_") or not stepped else "numeric"
+    return KeyInfo(
+        key, kind, str(kind_spec.get("dtype", "")), dims, rate if stepped else None, span, n, (), about
+    )
