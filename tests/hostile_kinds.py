@@ -34,6 +34,7 @@ class Kind:
     validate_sees: bool = True  # validate SOURCE names the bad episodes (exit 1)
     workers: int = 0  # 0: serial, in the CLI's process; 2: on an embedded local Ray
     shows: tuple[str, ...] = ()  # words the CLI's output must show (a note, inspect's escaping)
+    flags: tuple[str, ...] = ()  # more ingest flags (--no-images for a source without cameras)
 
 
 def _good_raw(src: Path, synthetic: Path) -> None:
@@ -123,7 +124,10 @@ def _format_kinds() -> list[Kind]:
     out = []
     for fmt, builders in FORMAT_KINDS.items():
         for b in builders:
-            out.append(Kind(b.__name__, fmt, lambda src, outside, synthetic, b=b: b(src, outside)))
+            flags = ("--no-images",) if fmt == "hdf5" else ()  # the robomimic files hold no images
+            out.append(
+                Kind(b.__name__, fmt, lambda src, outside, synthetic, b=b: b(src, outside), flags=flags)
+            )
     return out
 
 
@@ -133,7 +137,7 @@ def _registry() -> dict[str, Kind]:
     assert len(by_name) == len(kinds), "kind names must be distinct"
     for name in ON_RAY:
         k = by_name[name]
-        by_name[name] = Kind(k.name, k.fmt, k.build, k.validate_sees, 2, k.shows)
+        by_name[name] = Kind(k.name, k.fmt, k.build, k.validate_sees, 2, k.shows, k.flags)
     return by_name
 
 

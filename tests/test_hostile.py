@@ -253,6 +253,7 @@ def test_each_kind_mixed_with_good_episodes(name, synthetic_raw, tmp_path):
         "--image-size",
         "64",
         "--no-progress",
+        *kind.flags,
         workers=kind.workers,
     )
     assert code == (0 if good else 1), err[-3000:]
