@@ -116,4 +116,5 @@ def test_ids_that_cannot_be_shard_keys_are_rejected(tmp_path):
             return ["ok_1", "run.v2-demo_0", "bad\n"], []
 
     ids, rejected = checked_plan(Plan())
-    assert ids == ["ok_1"] and {r.where for r in rejected} == {"run.v2-demo_0", "bad\n"}
+    # a rejected id is recorded with its control characters escaped (never raw in a terminal or a record)
+    assert ids == ["ok_1"] and {r.where for r in rejected} == {"run.v2-demo_0", "bad\\x0a"}

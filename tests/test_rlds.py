@@ -101,8 +101,8 @@ def test_a_task_indexes_only_the_shards_its_episodes_are_in(tmp_path, monkeypatc
     reference = planned.load("train_00002_000007")
 
     indexed: list[str] = []
-    real_index = rlds.index_records
-    monkeypatch.setattr(rlds, "index_records", lambda path: indexed.append(path) or real_index(path))
+    real_scan = rlds.scan_records
+    monkeypatch.setattr(rlds, "scan_records", lambda path: indexed.append(path) or real_scan(path))
     task = open_source(tmp_path, "rlds", step_rate=5.0)
     ep = task.load("train_00002_000007")
     task.load("train_00002_000003")

@@ -224,9 +224,19 @@ def ingest(
     """Ingest SOURCE into OUT (shards + meta).
 
     OUT, and a raw-layout SOURCE, may be object-store URIs (s3://bucket/prefix): docs/operations.md."""
+    from trajshard.io import out_problem
     from trajshard.pipelines.ingest import IngestError, run_ingest
+    from trajshard.pipelines.leftovers import end_leftovers
+    from trajshard.pipelines.shards import ShardWriteError
     from trajshard.storage import StorageError
 
+    if (problem := out_problem(out)) is not None:
+        click.echo(f"Error: {problem}", err=True)
+        sys.exit(2)
+    if ended := end_leftovers():  # the agents of an embedded Ray whose driver was SIGKILLed
+        logging.getLogger("trajshard.ingest").warning(
+            "ended %d leftover Ray processes of a dead driver", len(ended)
+        )
     # the job's first line at once, and without a bar (not a terminal, --no-progress) progress lines
     logging.getLogger("trajshard.ingest").setLevel(logging.INFO)
     try:
@@ -236,7 +246,7 @@ def ingest(
     except StorageError as exc:  # SOURCE or OUT cannot be reached: exit 2, as for a usage error
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
-    except (ValueError, IngestError, FileNotFoundError) as exc:
+    except (ValueError, IngestError, FileNotFoundError, ShardWriteError) as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         click.echo(
@@ -488,7 +498,9 @@ def inspect(out: str, episode: str, png: str | None, columns: int, rrd: str | No
         raise click.ClickException(f"{exc.args[0]}; list them with: trajshard episodes {out}") from exc
     except (OSError, ValueError) as exc:  # a shard refused (trajshard.io.ShardError), an unreadable file
         raise click.ClickException(f"cannot read {out}: {exc}") from exc
-    click.echo(summary(ep))
+    from trajshard.io import printable
+
+    click.echo(printable(summary(ep)))  # source text (instructions): no escape sequence reaches the terminal
     if png:
         from trajshard.reports.sheet import contact_sheet_png
 

@@ -15,10 +15,11 @@ import json
 import os
 import re
 import tarfile
+import unicodedata
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from trajshard.storage import atomic_output
+from trajshard.storage import atomic_output, is_remote, local_path
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 
@@ -191,3 +192,47 @@ def parse_size(text: str | int) -> int:
     base = 1024 if "I" in unit else 1000
     power = "BKMGT".find(unit[:1]) if unit else 0
     return int(float(m[1]) * base ** max(power, 0))
+
+
+def printable(text: str, keep: str = "\n\t") -> str:
+    """``text`` safe for a terminal: control and format characters (ESC, BEL, a bidi override) and
+    lone surrogates escaped as ``\\x1b``, ``\\u202e``; the characters in ``keep`` (newline, tab) kept. Source text (an
+    instruction) is data: printed raw, ``\\x1b]0;...\\x07`` would retitle the terminal or clear it."""
+    return "".join(
+        c if c in keep or unicodedata.category(c) not in _UNPRINTABLE else _escape(c) for c in text
+    )
+
+
+_UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn"}
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def out_problem(out: str | os.PathLike) -> str | None:
+    """Why a local OUT cannot be written at all (a file, a directory that is not writable), or None.
+    Checked before a job starts, so that it ends in one line, not a traceback from deep inside."""
+    if is_remote(out):
+        return None
+    path = local_path(out)
+    if path.exists() and not path.is_dir():
+        return f"OUT {out} is a file, not a directory"
+    nearest = next((p for p in (path, *path.parents) if p.exists()), None)
+    if nearest is None or not nearest.is_dir():
+        return f"OUT {out}: {nearest} is not a directory"
+    if not os.access(nearest, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        return f"OUT {out} is not writable ({nearest}: permission denied)"
+    return None
+
+
+def printable_name(name: str) -> str:
+    """A file name as UTF-8-safe, terminal-safe text: bytes that are not UTF-8 (decoded by Python as
+    lone surrogates, which no UTF-8 writer accepts) shown as ``\\xff``, control characters escaped.
+    For the ids and files of records about entries whose names could not be used."""
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogatepass")
+    return printable(raw.decode("utf-8", "backslashreplace"), keep="")

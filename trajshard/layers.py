@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trajshard.pipelines.tasks",
         ),
     ),
-    ("ray", ("trajshard.pipelines.ingest",)),
+    ("ray", ("trajshard.pipelines.ingest", "trajshard.pipelines.leftovers")),
     ("cli", ("trajshard.cli", "trajshard.__main__")),
 )
 

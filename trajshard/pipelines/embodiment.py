@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from trajshard.pipelines.frames import ImageConfig, placement
+from trajshard.schemas.episode import MAX_EMBODIMENT_BYTES, text_problem
 
 ACTION_SPACES = ("unknown", "joint", "eef", "mixed")
 ACTION_MODES = ("unknown", "absolute", "delta", "velocity")
@@ -52,6 +53,8 @@ class EmbodimentConfig:
         ]
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             out.append(f"embodiment must be a non-empty name, got {self.name!r}")
+        elif self.name is not None and (why := text_problem(self.name, "embodiment", MAX_EMBODIMENT_BYTES)):
+            out.append(f"{why} (a robot's name)")
         if self.control_rate is not None and not (
             isinstance(self.control_rate, int | float) and self.control_rate > 0
         ):

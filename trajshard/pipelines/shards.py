@@ -10,6 +10,7 @@ depend only on the samples.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -17,7 +18,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from trajshard.pipelines.tarstream import TarStream, sample_bytes
-from trajshard.storage import FILE_MODE, Store
+from trajshard.storage import FILE_MODE, Store, redact
 
 BLOCK = 512
 RECORD = 20 * BLOCK
@@ -85,7 +86,16 @@ class PartWriter:
         try:
             self._write(sample, episode_id)
         except OSError as exc:
-            raise ShardWriteError(f"cannot write shard part under {self.store!r}: {exc}") from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: OSError) -> ShardWriteError:
+        """The error that ends the task: a full disk said as such, with the part being written."""
+        part = f"shards/{self.parts[-1].name}" if self.parts else "shards/"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return ShardWriteError(
+                f"the disk holding {redact(self.store.location)} is full ({exc.strerror}) writing {part}"
+            )
+        return ShardWriteError(f"cannot write {part} under {redact(self.store.location)}: {exc}")
 
     def _write(self, sample: dict[str, bytes | str], episode_id: str) -> None:
         chunk = sample_bytes(sample)
@@ -109,19 +119,13 @@ class PartWriter:
             if self._writer is not None:
                 self._close_part()
         except OSError as exc:
-            raise ShardWriteError(f"cannot write shard part under {self.store!r}: {exc}") from exc
+            raise self._failed(exc) from exc
         return self.parts
 
     def abort(self) -> None:
         """Drop the part being written and every part already closed by this writer."""
         if self._writer is not None:
-            try:
-                self._writer.close()
-            finally:
-                self._file.close()
-                self._writer = None
-                if os.path.exists(self._tmp):
-                    os.unlink(self._tmp)
+            self._discard()
         for p in self.parts:
             self.store.delete(f"shards/{p.name}")
         self.parts = []
@@ -142,9 +146,24 @@ class PartWriter:
             part = self.parts[-1]
             part.bytes, part.sha256 = self._file.bytes, self._file.sha256.hexdigest()
             self.store.put_file(self._tmp, f"shards/{part.name}")
+        except BaseException:
+            self._discard()  # a failed close (a full disk) leaves no open file behind
+            raise
         finally:
             if os.path.exists(self._tmp):  # a failed close or upload leaves no local temporary
                 os.unlink(self._tmp)
+
+    def _discard(self) -> None:
+        """Close and delete the part being written, whatever the disk says: on a full disk closing
+        fails too (the tar's end blocks, the buffer's flush), and the temporary must still go."""
+        writer, file, self._writer = self._writer, self._file, None
+        for close in (writer.close, file.close) if writer is not None else (file.close,):
+            try:
+                close()
+            except (OSError, ValueError):  # ValueError: already closed by a failed close
+                pass
+        if self._tmp is not None and os.path.exists(self._tmp):
+            os.unlink(self._tmp)
 
 
 class SampleSpill:

@@ -23,13 +23,13 @@ def validate_source(path: str, fmt: str | None = None, cfg: JobConfig | None = N
         cfg = cfg.replace(format=fmt)
     report = ValidationReport()
     _, source = SourceSpec.of(path, cfg.source, cfg.align.fps)
-    report.notes = list(getattr(source, "notes", []))
     ids, rejected = checked_plan(source)
     report.problems += rejected
     for eid in ids:
         found = guarded(eid, lambda eid=eid: _episode_problems(source, eid, cfg, report))
         report.problems += [found] if isinstance(found, Problem) else found  # one bad episode never stops it
         report.episodes += 1
+    report.notes = list(getattr(source, "notes", []))  # after reading: a reader notes what it met
     return report
 
 

@@ -14,6 +14,8 @@ from trajshard.schemas.problems import Problem
 
 EPISODE_SCHEMA_VERSION = 1
 MAX_STEP_S = 600.0  # two samples of one stream further apart than this: a clock jump, not a dropout
+# a robot's name, copied into every sample's meta.json: a name, never a document
+MAX_EMBODIMENT_BYTES = 256
 
 
 class EpisodeError(ValueError):
@@ -81,6 +83,7 @@ class Episode:
     source: str = ""
     extra: dict[str, object] = field(default_factory=dict)
     instruction_file: str = "episode.json"  # where the instruction comes from, for messages
+    embodiment_file: str | None = None  # where the embodiment comes from; None: instruction_file
 
     def instruction_at(self, t: np.ndarray) -> list[str]:
         """The instruction text of each time in ``t``.
@@ -100,6 +103,27 @@ class Episode:
         return out
 
 
+def text_problem(text: str, what: str, limit: int) -> str | None:
+    """Why ``text`` cannot be written as UTF-8 within ``limit`` bytes, or None. JSON's ``\\ud800``
+    escape decodes to a lone surrogate, which no UTF-8 writer accepts."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        char = f"\\u{ord(text[exc.start]):04x}"
+        return f"{what} holds a lone surrogate ({char} at character {exc.start}): not UTF-8 text"
+    if size > limit:
+        return f"{what} is {size} bytes, more than the {limit} allowed"
+    return None
+
+
+def _text_problems(ep: Episode) -> list[str]:
+    """Instructions and the embodiment must be UTF-8 text; the embodiment a short name."""
+    found = [text_problem(s.text, "instruction", 1 << 62) for s in ep.instructions]
+    name = text_problem(str(ep.embodiment or ""), "embodiment", MAX_EMBODIMENT_BYTES)
+    found.append(name and f"{name} (a robot's name, copied into every sample)")
+    return [p for p in found if p]
+
+
 def validate_episode(ep: Episode) -> list[Problem]:
     """Every problem with an Episode's shapes, dtypes and times."""
     problems: list[Problem] = []
@@ -109,6 +133,9 @@ def validate_episode(ep: Episode) -> list[Problem]:
 
     if not ep.instructions or not any(s.text.strip() for s in ep.instructions):
         bad(ep.instruction_file, "no instruction text")
+    for message in _text_problems(ep):
+        embodiment = message.startswith("embodiment")
+        bad((ep.embodiment_file or ep.instruction_file) if embodiment else ep.instruction_file, message)
     for s in ep.instructions:
         if np.isnan(s.start) or np.isnan(s.end) or s.end <= s.start:
             bad(ep.instruction_file, f"instruction segment [{s.start}, {s.end}) is empty")

@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from trajshard.schemas.episode import MAX_EMBODIMENT_BYTES, text_problem
 from trajshard.schemas.problems import Problem
 
 RAW_LAYOUT_VERSION = 1
@@ -97,8 +98,8 @@ def validate_episode_json(episode_id: str, obj: object) -> list[Problem]:
         else:
             for i, seg in enumerate(segs):
                 _check_segment(seg, f'"instructions"[{i}]', bad)
-    if "embodiment" in obj and not isinstance(obj["embodiment"], str):
-        bad('"embodiment" must be a string')
+    if "embodiment" in obj:
+        _check_embodiment(obj["embodiment"], bad)
     if "success" in obj and not isinstance(obj["success"], bool):
         bad('"success" must be true or false')
     offsets = obj.get("offsets", {})
@@ -106,7 +107,7 @@ def validate_episode_json(episode_id: str, obj: object) -> list[Problem]:
         bad('"offsets" must map stream names to seconds')
     else:
         for k, v in offsets.items():
-            if not _is_number(v) or not math.isfinite(v):
+            if not _finite(v):
                 bad(f'"offsets"[{k!r}] must be a finite number of seconds, got {v!r}')
     return problems
 
@@ -115,11 +116,26 @@ def _is_number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _finite(v: object) -> bool:
+    """A JSON number that is a finite float64 (a 400-digit integer is not: float() overflows)."""
+    try:
+        return _is_number(v) and math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
 def _check_text(text: object, what: str, bad) -> None:
     if not isinstance(text, str) or not text.strip():
         bad(f"{what} must be non-empty text")
-    elif len(text.encode("utf-8")) > MAX_INSTRUCTION_BYTES:
-        bad(f"{what} is {len(text.encode('utf-8'))} bytes, more than the {MAX_INSTRUCTION_BYTES} allowed")
+    elif (problem := text_problem(text, what, MAX_INSTRUCTION_BYTES)) is not None:
+        bad(problem)
+
+
+def _check_embodiment(name: object, bad) -> None:
+    if not isinstance(name, str):
+        bad('"embodiment" must be a string')
+    elif (problem := text_problem(name, '"embodiment"', MAX_EMBODIMENT_BYTES)) is not None:
+        bad(f"{problem} (a robot's name, copied into every sample)")
 
 
 def _check_segment(seg: object, what: str, bad) -> None:
@@ -127,7 +143,7 @@ def _check_segment(seg: object, what: str, bad) -> None:
         bad(f'{what} must be an object with "start", "end" and "text"')
         return
     start, end = seg["start"], seg["end"]
-    if not (_is_number(start) and _is_number(end)) or not (math.isfinite(start) and math.isfinite(end)):
+    if not (_finite(start) and _finite(end)):
         bad(f"{what}: start and end must be finite numbers of seconds")
     elif end <= start:
         bad(f"{what}: end {end} is not after start {start}")

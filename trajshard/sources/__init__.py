@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from trajshard.io import printable_name
 from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import EPISODE_ID_RE
 from trajshard.sources.hdf5 import HDF5Source
@@ -215,4 +216,6 @@ def checked_plan(source) -> tuple[list[str], list[Problem]]:
     rejected = rejected + [
         Problem(i, i, "episode id must match [A-Za-z0-9_-]+ (it becomes the shard key)") for i in bad
     ]
+    # a rejected entry's name may be any bytes (not UTF-8, escape sequences): its record shows them escaped
+    rejected = [replace(p, where=printable_name(p.where), field=printable_name(p.field)) for p in rejected]
     return [i for i in ids if i not in set(bad)], rejected

@@ -55,6 +55,7 @@ from trajshard.sources.hdf5_layout import (
     default_state,
     default_text,
     demo_groups,
+    no_external_links,
     obs_keys,
 )
 from trajshard.sources.lerobot import instruction_file, label_segments
@@ -154,6 +155,7 @@ class HDF5Source:
     def _read(self, eid: str, f: Path, h: h5py.File, where: str, kind: str) -> Episode:
         """The episode of the group ``where`` ("" for the file's root) of one file."""
         g = h[where] if where else h
+        no_external_links(eid, f, g)  # before any member is opened: HDF5 opens a link's target at once
         mapped = bool(self.mapping.state and self.mapping.cameras)  # then no obs key is opened unnamed
         obs = obs_keys(eid, f, g, self.mapping.exclude) if kind != "aloha" and not mapped else {}
         state, snames = self._parts(eid, f, g, self.mapping.state, lambda: default_state(g, kind, obs))

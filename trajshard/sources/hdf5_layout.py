@@ -114,6 +114,28 @@ def attribute(eid: str, f: Path, g: h5py.Group, name: str) -> str:
         obj = obj.parent
 
 
+def no_external_links(eid: str, f: Path, group: h5py.Group) -> None:
+    """Refuse an episode whose group holds an external link anywhere below it, before any is
+    followed: HDF5 opens the link's target file as soon as the link is accessed."""
+    found: list[tuple[str, str]] = []
+
+    def seen(name: str) -> bool | None:  # the link itself (getlink), never what it leads to
+        link = group.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            found.append((name, link.filename))
+            return True  # stop at the first
+        return None
+
+    group.visit_links(seen)
+    if found:
+        name, target = found[0]
+        raise EpisodeError(
+            eid,
+            f"{f.name}:{group.name.rstrip('/')}/{name}",
+            f"is an external link into {target}: outside the source file",
+        )
+
+
 def dataset(eid: str, f: Path, obj) -> h5py.Dataset:
     """An HDF5 dataset whose bytes lie in ``f`` itself: not reached through an external link, not
     virtual (mapped from other files), not in external raw storage."""

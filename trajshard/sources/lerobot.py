@@ -204,6 +204,7 @@ class LeRobotSource:
             embodiment=str(self.info.get("robot_type") or ""),
             source=str(self.root),
             instruction_file="meta/tasks",
+            embodiment_file="meta/info.json",
         )
         return ensure_valid(ep)
 

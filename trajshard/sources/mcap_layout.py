@@ -71,7 +71,7 @@ def find_episodes(root: Path) -> dict[str, EpisodeFiles]:
         return {one.episode_id: one} if one else {}
     out: dict[str, EpisodeFiles] = {}
     for bag in sorted(root.glob("*.mcap")):
-        if bag.is_file():
+        if not bag.is_dir():  # a FIFO or a link out is listed, and refused by name when it is read
             folder = root / bag.stem
             out[bag.stem] = EpisodeFiles(
                 bag.stem, (bag,), folder if folder.is_dir() else None, root / bag.stem

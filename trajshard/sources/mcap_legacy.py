@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from trajshard.schemas.episode import Camera, Episode, EpisodeError, Segment, Stream, ensure_valid
+from trajshard.sources.contain import contained, regular_file
 from trajshard.sources.mcap_bag import make_reader
 from trajshard.sources.mcap_topics import IMAGE_TYPES, JOINT_STATE, stamp_of
 from trajshard.sources.video import VideoError, probe_video
@@ -118,6 +119,7 @@ def _videos(eid: str, path: Path, starts: dict[str, str], t0: int) -> dict[str, 
             raise EpisodeError(
                 eid, video.name, f"no 'trajshard.video' metadata entry {cam!r} for its start time"
             )
+        regular_file(contained(path.parent, video, eid, video.name), eid)  # a link out, a FIFO: refused
         try:
             probe = probe_video(str(video))
         except VideoError as exc:

@@ -8,6 +8,7 @@ episode's low-dimensional streams and probes its videos (demux only, no decoding
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -25,11 +26,14 @@ from trajshard.sources.describe_keys import (
     skipped_note,
 )
 from trajshard.sources.listing import KeyInfo, Listing
+from trajshard.sources.mp4box import display_rotation
 from trajshard.sources.tables import TableError, read_table, table_to_stream
 from trajshard.sources.video import VideoError, probe_video
 
 MAX_EPISODE_JSON_BYTES = 1 << 20
 MAX_TIMESTAMP_FILE_BYTES = 1 << 28
+MAX_NOTES = 20  # notes a reader keeps (one per rotated video): enough to see the pattern
+log = logging.getLogger(__name__)
 
 
 class RawSource:
@@ -69,8 +73,7 @@ class RawSource:
         ep_dir = self.root / episode_id
         if not ep_dir.is_dir():
             raise EpisodeError(episode_id, episode_id, "episode directory is missing")
-        names = [p.name for p in ep_dir.iterdir() if p.is_symlink() or not p.is_dir()]  # FIFOs too: refused
-        files, problems = classify_files(episode_id, names)
+        files, problems = classify_files(episode_id, _names(episode_id, ep_dir))
         if problems:
             raise EpisodeError(episode_id, problems[0].field, "; ".join(p.message for p in problems))
         meta = self._episode_json(episode_id, ep_dir / "episode.json")
@@ -87,6 +90,8 @@ class RawSource:
                 ts, values, dim_names = table_to_stream(read_table(str(path)), stream)
             except TableError as exc:
                 raise EpisodeError(episode_id, fname, str(exc)) from exc
+            except (ValueError, OverflowError, TypeError, OSError) as exc:  # e.g. uint64 beyond int64
+                raise EpisodeError(episode_id, fname, f"cannot be read: {_why(exc)}") from exc
             streams[stream] = Stream(stream, ts + offsets.get(stream, 0.0), values, dim_names, fname)
         cameras = {
             cam: self._camera(
@@ -111,8 +116,10 @@ class RawSource:
         ep_dir = self.root / episode_id
         if not ep_dir.is_dir():
             return [Problem(episode_id, episode_id, "episode directory is missing")]
-        names = [p.name for p in ep_dir.iterdir() if p.is_symlink() or not p.is_dir()]  # FIFOs too: refused
-        problems = classify_files(episode_id, names)[1]
+        try:
+            problems = classify_files(episode_id, _names(episode_id, ep_dir))[1]
+        except EpisodeError as exc:
+            return [exc.problem]
         if (ep_dir / "episode.json").is_file():
             try:
                 self._episode_json(episode_id, ep_dir / "episode.json", problems)
@@ -129,6 +136,10 @@ class RawSource:
         return inside(self.root, path)
 
     def _file(self, episode_id: str, path: Path) -> Path:
+        try:  # a link to itself, or a loop: named as such, not as a link out of the source
+            path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            raise EpisodeError(episode_id, path.name, f"cannot be followed: {_why(exc)}") from exc
         if not self._inside(path):
             raise EpisodeError(episode_id, path.name, "is a link to a place outside the source")
         return regular_file(path, episode_id)
@@ -142,9 +153,15 @@ class RawSource:
                 episode_id, "episode.json", f"{size} bytes, more than {MAX_EPISODE_JSON_BYTES}"
             )
         try:
-            meta = json.loads(path.read_bytes().decode("utf-8"))
+            data = path.read_bytes()
+        except OSError as exc:  # mode 000, a read error: this episode's problem, not one to retry
+            raise EpisodeError(episode_id, "episode.json", f"cannot be read: {_why(exc)}") from exc
+        try:
+            meta = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise EpisodeError(episode_id, "episode.json", f"not UTF-8 JSON: {exc}") from exc
+        except RecursionError as exc:  # [[[[... 200,000 deep: the parser's stack, not ours
+            raise EpisodeError(episode_id, "episode.json", "JSON nested too deep to read") from exc
         problems = validate_episode_json(episode_id, meta)
         if collect is not None:
             collect += problems
@@ -160,12 +177,26 @@ class RawSource:
             probe = probe_video(str(path))
         except VideoError as exc:
             raise EpisodeError(episode_id, fname, f"camera {cam!r}: {exc}") from exc
+        self._rotation_note(episode_id, fname, display_rotation(str(path)))
         times = probe.seconds
         if ts_name is not None:
             times = self._frame_times(episode_id, ep_dir / ts_name, len(probe.pts))
         return Camera(
             cam, str(path), times + offset, probe.pts, probe.width, probe.height, probe.codec, probe.entry
         )
+
+    def _rotation_note(self, episode_id: str, fname: str, degrees: int) -> None:
+        """A video that players show rotated is used as stored: said once per file, in the source's
+        notes (validate prints them) and as a warning (a job's log)."""
+        if not degrees:
+            return
+        note = (
+            f"{episode_id}/{fname}: declares a {degrees} degree display rotation; its frames are "
+            "used as stored, not rotated"
+        )
+        if note not in self.notes and len(self.notes) < MAX_NOTES:
+            self.notes.append(note)
+            log.warning("%s", note)
 
     def _frame_times(self, episode_id: str, path: Path, n_frames: int) -> np.ndarray:
         path = self._file(episode_id, path)
@@ -182,6 +213,19 @@ class RawSource:
         if len(times) != n_frames:
             raise EpisodeError(episode_id, path.name, f"{len(times)} timestamps for {n_frames} video frames")
         return times.astype(np.float64)
+
+
+def _why(exc: BaseException) -> str:
+    """An OS error's words without the path (the record names the file): 'Permission denied'."""
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _names(episode_id: str, ep_dir: Path) -> list[str]:
+    """The file names of an episode directory (links and FIFOs too: their readers refuse them)."""
+    try:
+        return [p.name for p in ep_dir.iterdir() if p.is_symlink() or not p.is_dir()]
+    except OSError as exc:  # mode 000: the directory cannot be listed
+        raise EpisodeError(episode_id, episode_id, f"episode directory cannot be read: {_why(exc)}") from exc
 
 
 def _segments(meta: dict) -> tuple[Segment, ...]:

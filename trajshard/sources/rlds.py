@@ -32,9 +32,10 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources.contain import inside, regular_file
 from trajshard.sources.describe_keys import first_loadable, is_instruction_name, short_text, skipped_note
 from trajshard.sources.listing import KeyInfo, Listing
-from trajshard.sources.tfrecord import RecordError, index_records, parse_example, read_record
+from trajshard.sources.tfrecord import RecordError, parse_example, read_record, scan_records
 from trajshard.sources.video import StoredJpeg
 
 SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<split>[A-Za-z0-9_]+)\.tfrecord-(?P<shard>\d{5})-of-\d{5}$")
@@ -72,18 +73,32 @@ class RLDSSource:
         self.shards = sorted(p for p in self.root.iterdir() if SHARD_RE.match(p.name))
         self._index: dict[str, tuple[Path, int, int]] | None = None
         self._shard_records: dict[Path, list[tuple[int, int]] | None] = {}
+        self._broken: dict[Path, str] = {}  # shard -> why its records end early
         self.rejected: list[Problem] = []
 
     def _shard(self, path: Path) -> list[tuple[int, int]] | None:
-        """(offset, length) of each record of one shard, read once per source; None when it cannot be
-        indexed (the plan rejects it)."""
+        """(offset, length) of each intact record of one shard, read once per source; None when the
+        file cannot be opened (the plan rejects it). Records after a broken header are lost; the plan
+        rejects the broken one as the episode it would have been (``_broken``)."""
         if path not in self._shard_records:
             try:
-                self._shard_records[path] = index_records(str(path))
-            except (RecordError, OSError) as exc:
-                self.rejected.append(Problem(path.name, path.name, f"shard cannot be indexed: {exc}"))
-                self._shard_records[path] = None
+                records, error = scan_records(str(self._contained(path)))
+            except EpisodeError as exc:  # a link out of the source, a FIFO: never opened
+                self.rejected.append(Problem(path.name, path.name, exc.message))
+                records, error = None, None
+            except OSError as exc:
+                self.rejected.append(Problem(path.name, path.name, f"shard cannot be read: {exc}"))
+                records, error = None, None
+            self._shard_records[path] = records
+            if error is not None:
+                self._broken[path] = f"{error}; the rest of the file cannot be read"
         return self._shard_records[path]
+
+    def _contained(self, path: Path) -> Path:
+        """``path`` when it is a regular file inside the source, else EpisodeError naming it."""
+        if not inside(self.root, path):
+            raise EpisodeError(path.name, path.name, "is a link to a place outside the source")
+        return regular_file(path, path.name)
 
     def _records(self) -> dict[str, tuple[Path, int, int]]:
         """Every episode's record, over all shards (the plan)."""
@@ -91,7 +106,8 @@ class RLDSSource:
             self._index = {}
             for path in self.shards:
                 m = SHARD_RE.match(path.name)
-                for k, (off, n) in enumerate(self._shard(path) or ()):
+                records = self._shard(path) or ()
+                for k, (off, n) in enumerate(records):
                     eid = f"{m['split']}_{m['shard']}_{k:06d}"
                     if eid in self._index:  # two shard families in one directory: never overwrite
                         self.rejected.append(
@@ -103,6 +119,9 @@ class RLDSSource:
                         )
                         continue
                     self._index[eid] = (path, off, n)
+                if path in self._broken:  # the broken record is one input episode, quarantined
+                    eid = f"{m['split']}_{m['shard']}_{len(records):06d}"
+                    self.rejected.append(Problem(eid, path.name, self._broken[path]))
         return self._index
 
     def _record(self, episode_id: str) -> tuple[Path, int, int] | None:
@@ -135,8 +154,10 @@ class RLDSSource:
         path, off, n = rec
         try:
             return parse_example(read_record(str(path), off, n)), path.name
-        except RecordError as exc:
+        except (RecordError, UnicodeDecodeError) as exc:
             raise EpisodeError(episode_id, path.name, str(exc)) from exc
+        except OSError as exc:
+            raise EpisodeError(episode_id, path.name, f"cannot be read: {exc.strerror or exc}") from exc
 
     def load(self, episode_id: str) -> Episode:
         ex, fname = self._example(episode_id)

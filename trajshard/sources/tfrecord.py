@@ -27,9 +27,11 @@ def _masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def index_records(path: str) -> list[tuple[int, int]]:
-    """(offset of data, length) of every record, reading only the 12-byte headers."""
-    out = []
+def scan_records(path: str) -> tuple[list[tuple[int, int]], RecordError | None]:
+    """(offset of data, length) of every record up to the first broken header, reading only the
+    12-byte headers; and that header's error, or None. Nothing after a broken header can be read (its
+    length is the only way to the next record), but every record before it is intact."""
+    out: list[tuple[int, int]] = []
     with open(path, "rb") as f:
         size = f.seek(0, 2)
         pos = 0
@@ -37,15 +39,28 @@ def index_records(path: str) -> list[tuple[int, int]]:
             f.seek(pos)
             head = f.read(12)
             if len(head) < 12:
-                raise RecordError(f"truncated record header at byte {pos}")
+                return out, RecordError(f"truncated record header at byte {pos}")
             length, crc = struct.unpack("<QI", head)
             if _masked_crc(head[:8]) != crc:
-                raise RecordError(f"record header at byte {pos} fails its CRC (corrupt or not a TFRecord)")
+                return out, RecordError(
+                    f"record header at byte {pos} fails its CRC (corrupt or not a TFRecord)"
+                )
             if length > MAX_RECORD_BYTES or pos + 16 + length > size:
-                raise RecordError(f"record at byte {pos} claims {length} bytes, past the end of the file")
+                return out, RecordError(
+                    f"record at byte {pos} claims {length} bytes, past the end of the file "
+                    f"({size} bytes) or over the {MAX_RECORD_BYTES} a record may hold"
+                )
             out.append((pos + 12, length))
             pos += 16 + length
-    return out
+    return out, None
+
+
+def index_records(path: str) -> list[tuple[int, int]]:
+    """(offset of data, length) of every record; RecordError when a header is broken."""
+    records, error = scan_records(path)
+    if error is not None:
+        raise error
+    return records
 
 
 def read_record(path: str, offset: int, length: int) -> bytes:
