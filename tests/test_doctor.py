@@ -37,6 +37,8 @@ def codes(report: DoctorReport) -> dict[str, list]:
 
 
 def ingest(src: Path, out: Path, **flags) -> Path:
+    """An ingest that also accepts the low-dimensional (image-less) sources of these tests."""
+    flags = {"no_images": True, **flags}
     run_ingest(str(src), str(out), JobConfig.from_flags(workers=0, **flags), progress=False)
     return out
 
