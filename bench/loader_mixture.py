@@ -31,7 +31,7 @@ INGEST = {
         dict(fps=5, camera_roles={"image_0": "primary", "image_1": "secondary"}),
     ),
     "gr00t": ("gr00t_pnp_lerobot_v20", dict(fps=10, camera_roles={"ego_view": "primary"})),
-    "lift": ("robosuite_hdf5/lift.hdf5", dict(fps=20)),
+    "lift": ("robosuite_hdf5/lift.hdf5", dict(fps=20, no_images=True)),  # state and action only
 }
 
 
@@ -72,7 +72,8 @@ def prepare(work: Path, g1_out: Path, log: Callable[[str], None]) -> dict[str, P
 
 
 def time_reader(path: Path, workers: int, epochs: int, batch_size: int, reader: str) -> MixRow:
-    """The fastest of ``epochs`` epochs, each timed whole (its workers' start included)."""
+    """The fastest of ``epochs`` epochs, each timed whole (the workers start in the first, and
+    persist through the others)."""
     loader = make_loader(open_dataset(path, batch_size=batch_size, shuffle_buffer=1000, seed=0), workers)
     best = None
     for _ in range(epochs):

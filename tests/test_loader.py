@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from trajshard.io import iter_tar_samples, read_json
 from trajshard.loading.order import buffer_order, range_pieces, role_plan, shard_order, split_range
 
 torch = pytest.importorskip("torch")
-from trajshard.loader import LoaderError, make_loader, open_dataset  # noqa: E402
+from trajshard.loader import LoaderError, TrajDataset, make_loader, open_dataset  # noqa: E402
 
 
 def run(out, split="train", *, workers=2, seed=0, batch=4, buffer=16, stop=None, state=None, **kw):
@@ -254,3 +255,48 @@ def test_a_new_pass_after_break_continues_the_epoch(two_split):
     loader = make_loader(open_dataset(two_split, batch_size=4, shuffle_buffer=16), 2)
     head = first_keys(loader, 10)
     assert head + [k for b in loader for k in b["key"]] == full and loader.epoch == 1
+
+
+class PidDataset(TrajDataset):
+    """A TrajDataset whose batches carry the pid of the process that made them."""
+
+    def __iter__(self):
+        for item in super().__iter__():
+            item["pid"] = os.getpid()
+            yield item
+
+
+def keys_and_pids(loader, batches: int | None = None) -> tuple[list[str], set[int]]:
+    """Keys and producing pids of a pass (of its first ``batches`` batches, then leaving it)."""
+    keys, pids = [], set()
+    for i, b in enumerate(loader):
+        keys += b["key"]
+        pids.add(b["pid"])
+        if batches is not None and i + 1 == batches:
+            break
+    return keys, pids
+
+
+def fresh_epoch(out, epoch: int) -> list[str]:
+    loader = make_loader(open_dataset(out, batch_size=4, shuffle_buffer=16), 2)
+    loader.set_epoch(epoch)
+    return [k for b in loader for k in b["key"]]
+
+
+def test_workers_persist_across_epochs_with_the_exact_order(two_split):
+    ds = open_dataset(two_split, batch_size=4, shuffle_buffer=16)
+    loader = make_loader(PidDataset(ds.sources, batch_size=4, shuffle_buffer=16), 2)
+    full0, pids = keys_and_pids(loader)
+    assert len(pids) == 2 and os.getpid() not in pids
+    full1, pids1 = keys_and_pids(loader)
+    assert pids1 == pids and full0 == fresh_epoch(two_split, 0) and full1 == fresh_epoch(two_split, 1)
+    head, _ = keys_and_pids(loader, 7)  # epoch 2, left mid-way with batches in flight
+    state = loader.state_dict()
+    loader.set_epoch(0)  # a new epoch from its start, on the same workers
+    assert keys_and_pids(loader, 5)[0] == full0[:20]
+    loader.load_state_dict(state)  # back to epoch 2 after 7 batches
+    rest, pids2 = keys_and_pids(loader)
+    assert head + rest == fresh_epoch(two_split, 2) and pids2 == pids and loader.epoch == 3
+    loader.close()  # a pass after close starts new workers, at the current position
+    full3, pids3 = keys_and_pids(loader)
+    assert full3 == fresh_epoch(two_split, 3) and not pids3 & pids

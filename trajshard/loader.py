@@ -481,25 +481,74 @@ def arrays_as_tensors(item: dict) -> dict:
     return item
 
 
+class _EpochFeed(IterableDataset):
+    """What a :class:`TrajLoader`'s persistent DataLoader iterates: the dataset and its position
+    (epoch, next role, samples consumed per role) in a shared-memory tensor.
+
+    Invariant: the main process writes the position before each ``iter(DataLoader)``, and a worker
+    reads it only in ``__iter__``, which torch calls when that worker starts (first pass) or when it
+    receives the next pass's resume signal, after the write. A worker's own copy of the dataset
+    never advances its state: its role and skip come from the shared position alone.
+    """
+
+    def __init__(self, dataset: TrajDataset, num_workers: int) -> None:
+        super().__init__()
+        self.dataset = dataset
+        # [epoch, next, consumed[0], ..., consumed[num_workers - 1]]
+        self.position = torch.zeros(2 + num_workers, dtype=torch.int64).share_memory_()
+
+    def write(self, state: dict) -> None:
+        self.position.copy_(torch.tensor([state["epoch"], state["next"], *state["consumed"]]))
+
+    def read(self) -> dict:
+        epoch, nxt, *consumed = (int(v) for v in self.position.tolist())
+        return {"epoch": epoch, "num_workers": len(consumed), "consumed": consumed, "next": nxt}
+
+    def __iter__(self) -> Iterator[dict]:
+        self.dataset._state = self.read()  # this worker's copy only; the main process keeps its own
+        return iter(self.dataset)
+
+
 class TrajLoader:
     """A ``torch.utils.data.DataLoader`` over a :class:`TrajDataset` that tracks what it handed out.
 
     Iterate it once per epoch. ``state_dict()`` at any point (between batches) and ``load_state_dict()``
     on a fresh loader with the same dataset arguments and ``num_workers`` give exactly the rest of the
-    epoch, in the same order. Workers are not persistent: each epoch starts them anew with the state.
+    epoch, in the same order. The workers are persistent: started at the first pass, they serve every
+    later pass, each starting at the position written to shared memory before it; :meth:`close`
+    stops them (so does dropping the loader).
     """
 
     def __init__(self, dataset: TrajDataset, num_workers: int = 2, **dataloader_kwargs) -> None:
         for k in ("batch_size", "shuffle", "sampler", "batch_sampler", "collate_fn", "persistent_workers"):
             if k in dataloader_kwargs:
-                raise LoaderError(f"{k} is set by the dataset (open_dataset) or not supported here")
+                raise LoaderError(f"{k} is set by the dataset (open_dataset) or by the loader")
         self.dataset = dataset
         self.num_workers = int(num_workers)
         self.dataloader_kwargs = dataloader_kwargs
+        self._feed: _EpochFeed | None = None
+        self._loader: DataLoader | None = None
         dataset._prepare(self.num_workers)
 
     def __len__(self) -> int:
         return self.dataset.num_batches(self.num_workers)
+
+    @property
+    def _lean(self) -> bool:
+        """Small arrays travel inline (pinning needs tensors from the worker)."""
+        return not self.dataloader_kwargs.get("pin_memory")
+
+    def _dataloader(self) -> tuple[DataLoader, _EpochFeed]:
+        """The one DataLoader of this loader, created at the first pass with persistent workers."""
+        if self._loader is None or self._feed is None:
+            kwargs = dict(self.dataloader_kwargs)
+            if self._lean:
+                kwargs["collate_fn"] = arrays_inline
+            self._feed = _EpochFeed(self.dataset, self.num_workers)
+            self._loader = DataLoader(
+                self._feed, batch_size=None, num_workers=self.num_workers, persistent_workers=True, **kwargs
+            )
+        return self._loader, self._feed
 
     def __iter__(self) -> Iterator[dict]:
         ds = self.dataset
@@ -509,18 +558,28 @@ class TrajLoader:
                 item.pop(_ROLE), item.pop(_COUNT)
                 yield item
             return
-        kwargs = dict(self.dataloader_kwargs)
-        lean = not kwargs.get("pin_memory")
-        if lean:  # pinning needs tensors from the worker; else small arrays travel inline
-            kwargs["collate_fn"] = arrays_inline
-        loader = DataLoader(ds, batch_size=None, num_workers=self.num_workers, **kwargs)
-        for item in loader:
-            if lean:
-                item = arrays_as_tensors(item)
-            local, count = int(item.pop(_ROLE)), int(item.pop(_COUNT))
-            ds._advance(local, count)
-            yield item
+        loader, feed = self._dataloader()
+        feed.write(ds._state)  # before iter(): the workers' next __iter__ reads it
+        try:
+            # iter() of a persistent DataLoader drops the batches an abandoned pass left in flight
+            # (each worker's are before its resume acknowledgement), so only this pass's come out
+            for item in loader:
+                if self._lean:
+                    item = arrays_as_tensors(item)
+                local, count = int(item.pop(_ROLE)), int(item.pop(_COUNT))
+                ds._advance(local, count)
+                yield item
+        except Exception:
+            self.close()  # a failed pass (a worker error or death): the next pass starts new workers
+            raise
         ds._end_epoch()
+
+    def close(self) -> None:
+        """Stop the workers; a later pass starts new ones."""
+        it = None if self._loader is None else self._loader._iterator
+        if it is not None:
+            it._shutdown_workers()
+        self._loader = self._feed = None
 
     @property
     def epoch(self) -> int:
