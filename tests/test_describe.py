@@ -62,10 +62,12 @@ def _listing(fmt: str) -> Listing:
 def test_template_is_the_mapping_for_a_mapped_format_and_empty_for_the_others():
     active = tomllib.loads(mapping_toml(_listing("lerobot"), "src"))
     assert active == {"mapping": _listing("lerobot").mapping}
-    text = mapping_toml(_listing("rlds"), "src")
+    stepped = mapping_toml(_listing("rlds"), "src")
+    assert tomllib.loads(stepped) == {"mapping": _listing("rlds").mapping}
+    assert "source_fps = <Hz>" in stepped  # step-indexed: the rate the source needs is asked for
+    text = mapping_toml(_listing("raw"), "src")
     assert tomllib.loads(text) == {"mapping": {}}
-    assert "# state = " in text and "takes no mapping yet" in text
-    assert "source_fps = <Hz>" in text  # step-indexed: the rate the source needs is asked for
+    assert "# state = " in text and "takes no mapping yet" in text and "source_fps" not in text
     assert "#   - a note over two lines" in text
 
 
