@@ -254,7 +254,7 @@ def test_exclude_leaves_cameras_out_and_unusable_keys_are_refused():
     assert sorted(src.load(src.plan()[0][0]).cameras) == ["image_0", "image_1"]
     for bad, words in (
         ({"time_base": "steps/observation/state"}, "RLDS steps carry no times"),
-        ({"instruction": {"record": "episode_metadata", "field": "task"}}, "not a record"),
+        ({"instruction": {"record": "episode_metadata", "field": "task"}}, "not {record = ...}"),
         ({"state": ["steps/observation/state:position"]}, "no message fields"),
     ):
         with pytest.raises(ValueError, match=words):

@@ -346,7 +346,7 @@ def refuse_unreadable(m: Mapping) -> None:
     if m.instruction is not None and m.instruction.kind not in ("constant", "column"):
         problems.append(
             f"mapping.instruction: an RLDS instruction is a string or {{column = <text feature>}} "
-            f"(steps/... per step, episode_metadata/... per episode), not a {m.instruction.kind}"
+            f"(steps/... per step, episode_metadata/... per episode), not {{{m.instruction.kind} = ...}}"
         )
     if problems:
         raise ValueError("; ".join(problems))
