@@ -62,10 +62,12 @@ def _listing(fmt: str) -> Listing:
 def test_template_is_the_mapping_for_a_mapped_format_and_empty_for_the_others():
     active = tomllib.loads(mapping_toml(_listing("lerobot"), "src"))
     assert active == {"mapping": _listing("lerobot").mapping}
-    text = mapping_toml(_listing("rlds"), "src")
+    stepped = mapping_toml(_listing("rlds"), "src")
+    assert tomllib.loads(stepped) == {"mapping": _listing("rlds").mapping}
+    assert "source_fps = <Hz>" in stepped  # step-indexed: the rate the source needs is asked for
+    text = mapping_toml(_listing("raw"), "src")
     assert tomllib.loads(text) == {"mapping": {}}
-    assert "# state = " in text and "takes no mapping yet" in text
-    assert "source_fps = <Hz>" in text  # step-indexed: the rate the source needs is asked for
+    assert "# state = " in text and "takes no mapping yet" in text and "source_fps" not in text
     assert "#   - a note over two lines" in text
 
 
@@ -134,6 +136,55 @@ def test_bridge_listing():
     assert keys["episode_metadata/file_path"].count is None
     assert listing.settings == {"source_fps": 5.0}
     assert "source_fps = 5.0" in render_listing(listing)
+    assert listing.mapping == {
+        "state": ["steps/observation/state"],
+        "action": ["steps/action"],
+        "cameras": {f"image_{i}": f"steps/observation/image_{i}" for i in range(4)},
+        "instruction": {"column": "steps/language_instruction"},
+    }
+    assert not any("guessed" in n for n in listing.notes)
+
+
+def test_bridge_template_ingests_unedited_into_the_same_shards(tmp_path):
+    """The RLDS template, written by the CLI and read back as a mapping file, gives the shards and the
+    tokenizer of a default ingest byte for byte (the statistics differ only in the dimension names a
+    mapping gives, ``steps/action[i]``)."""
+    source = shared_data("bridge_rlds")
+    mapping_file = tmp_path / "bridge.toml"
+    args = ["describe", str(source), "--source-fps", "5", "--write-mapping", str(mapping_file)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    flags = dict(workers=0, fps=5, keep_episodes=["train_00000_000003", "train_00000_000017"])
+    plain = run_ingest(str(source), str(tmp_path / "plain"), JobConfig.from_flags(**flags), progress=False)
+    cfg = load_config(None, mapping=str(mapping_file), **flags)
+    assert cfg.source.mapping["cameras"]["image_3"] == "steps/observation/image_3"
+    mapped = run_ingest(str(source), str(tmp_path / "mapped"), cfg, progress=False)
+    assert plain.samples == mapped.samples == 20
+    assert _shards(tmp_path / "plain") == _shards(tmp_path / "mapped")
+    tokenizer = "meta/tokenizer.json"
+    assert (tmp_path / "plain" / tokenizer).read_bytes() == (tmp_path / "mapped" / tokenizer).read_bytes()
+
+
+def test_rlds_template_guesses_split_state_features_and_ingests_them(tmp_path):
+    """No steps/observation/state (joint_pos and gripper apart): the defaults read no episode; the
+    template takes the numeric observation features in order, says it guessed, and ingests them."""
+    from tests.test_rlds import split_rlds
+
+    split_rlds(tmp_path / "src")
+    listing = describe_source(tmp_path / "src", source_fps=5.0)
+    assert listing.example == "train_00000_000000"  # read through the template's guesses
+    assert listing.mapping == {
+        "state": ["steps/observation/joint_pos", "steps/observation/gripper"],
+        "action": ["steps/action"],
+        "cameras": {"image": "steps/observation/image", "wrist_image": "steps/observation/wrist_image"},
+        "instruction": {"column": "steps/language_instruction"},
+    }
+    assert any("mapping.state guessed as" in n for n in listing.notes)
+    keys = {k.key: k for k in listing.keys}
+    assert keys["steps/observation/joint_pos"].count == 10 and keys["episode_metadata/task"].kind == "text"
+    cfg = JobConfig.from_flags(workers=0, fps=5, mapping=listing.mapping)
+    report = run_ingest(str(tmp_path / "src"), str(tmp_path / "out"), cfg, progress=False)
+    assert (report.episodes_written, report.samples) == (3, 30)
 
 
 def _shards(out: Path) -> dict[str, str]:

@@ -14,6 +14,7 @@ from tests.helpers import shard_urls, shared_data
 from trajshard.config import JobConfig
 from trajshard.pipelines.ingest import run_ingest
 from trajshard.reports.validation import validate_output
+from trajshard.schemas.episode import EpisodeError
 from trajshard.sources import detect_format, open_source
 from trajshard.sources.tfrecord import RecordError, index_records
 
@@ -110,3 +111,151 @@ def test_a_task_indexes_only_the_shards_its_episodes_are_in(tmp_path, monkeypatc
     np.testing.assert_array_equal(ep.streams["action"].values, reference.streams["action"].values)
     with pytest.raises(Exception, match="no such episode"):
         task.load("train_00002_000099")
+
+
+# -- the source mapping ---------------------------------------------------------------------------
+
+SPLIT_SHARD = "split-train.tfrecord-00000-of-00001"
+
+
+def _split_spec() -> dict:
+    """Bridge's features.json with the state kept as joint_pos [6] and a scalar gripper, two cameras
+    (image, wrist_image) and a per-step and a per-episode text besides language_instruction."""
+    spec = json.loads((shared_data("bridge_rlds") / "features.json").read_text())
+    top = spec["featuresDict"]["features"]
+    steps = top["steps"]["sequence"]["feature"]["featuresDict"]["features"]
+    obs = steps["observation"]["featuresDict"]["features"]
+    state = obs.pop("state")
+    obs["joint_pos"] = {**state, "tensor": {**state["tensor"], "shape": {"dimensions": ["6"]}}}
+    obs["gripper"] = {**state, "tensor": {**state["tensor"], "shape": {}}}  # a Scalar: width from the values
+    obs["image"], obs["wrist_image"] = obs.pop("image_0"), obs.pop("image_1")
+    del obs["image_2"], obs["image_3"]
+    obs["natural_language_instruction"] = steps["language_instruction"]
+    top["episode_metadata"]["featuresDict"]["features"]["task"] = steps["language_instruction"]
+    return spec
+
+
+def split_rlds(root, drop: dict[int, str] | None = None) -> list[dict]:
+    """Bridge's first three episodes written the way an Open X-Embodiment dataset keeps them (see
+    ``_split_spec``), one shard; ``drop``: record -> a feature left out of it. Returns Bridge's own
+    examples, the reference for every value."""
+    from tests.hostile_rlds import SHARD, _record, encode_example
+    from trajshard.sources.tfrecord import parse_example, read_record
+
+    real = shared_data("bridge_rlds")
+    root.mkdir()
+    (root / "features.json").write_text(json.dumps(_split_spec()))
+    shutil.copy(real / "dataset_info.json", root / "dataset_info.json")
+    refs = [
+        parse_example(read_record(str(real / SHARD), o, n)) for o, n in index_records(str(real / SHARD))[:3]
+    ]
+    records = []
+    for i, ref in enumerate(refs):
+        ex = {k: v for k, v in ref.items() if not k.startswith("steps/observation/")}
+        state = np.asarray(ref["steps/observation/state"], np.float32).reshape(-1, 7)
+        ex["steps/observation/joint_pos"] = np.ascontiguousarray(state[:, :6]).ravel()
+        ex["steps/observation/gripper"] = np.ascontiguousarray(state[:, 6])
+        ex["steps/observation/image"] = ref["steps/observation/image_0"]
+        ex["steps/observation/wrist_image"] = ref["steps/observation/image_1"]
+        ex["steps/observation/natural_language_instruction"] = [b"reach"] * 4 + [b"grasp"] * 6
+        ex["episode_metadata/task"] = [f"task of episode {i}".encode()]
+        ex.pop((drop or {}).get(i, ""), None)
+        records.append(_record(encode_example(ex)))
+    (root / SPLIT_SHARD).write_bytes(b"".join(records))
+    return refs
+
+
+SPLIT_MAPPING = {
+    "state": ["steps/observation/joint_pos", {"key": "steps/observation/gripper", "names": ["gripper"]}],
+    "action": [
+        {"key": "steps/action", "slice": [0, 6], "names": ["x", "y", "z", "roll", "pitch", "yaw"]},
+        "steps/action[6:7]",
+    ],
+    "cameras": {"front": "steps/observation/image", "wrist": "steps/observation/wrist_image"},
+    "instruction": {"column": "episode_metadata/task"},
+}
+
+
+def test_a_mapping_reads_split_state_features_and_renamed_cameras(tmp_path):
+    """Open X-Embodiment keeps joint positions and the gripper apart: the mapping joins them, and the
+    shards hold Bridge's own state and action bit for bit, its JPEGs under the mapped camera names and
+    the per-episode task text as the instruction."""
+    refs = split_rlds(tmp_path / "src")
+    plain = open_source(tmp_path / "src", "rlds", 5.0)
+    problem = plain.check("train_00000_000000")[0]  # the defaults look for steps/observation/state
+    assert problem.field == SPLIT_SHARD and "no steps/observation/state feature" in problem.message
+    out = tmp_path / "out"
+    cfg = JobConfig.from_flags(workers=0, fps=5, image_size=64, mapping=SPLIT_MAPPING)
+    report = run_ingest(str(tmp_path / "src"), str(out), cfg, progress=False)
+    assert (report.episodes_written, report.samples, report.episodes_quarantined) == (3, 30, 0)
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["cameras"] == ["front", "wrist"]
+    assert info["state_names"] == [*(f"steps/observation/joint_pos[{i}]" for i in range(6)), "gripper"]
+    assert info["action_names"] == [
+        "x",
+        "y",
+        "z",
+        "roll",
+        "pitch",
+        "yaw",
+        "steps/action",
+    ]  # one column: its key
+    seen = 0
+    for s in wds.WebDataset(shard_urls(out), shardshuffle=False):
+        meta = json.loads(s["meta.json"])
+        ref, i = refs[int(meta["episode"][-1])], meta["step"]
+        state = np.asarray(ref["steps/observation/state"], np.float32).reshape(-1, 7)
+        action = np.asarray(ref["steps/action"], np.float32).reshape(-1, 7)
+        assert np.array_equal(np.load(io.BytesIO(s["state.npy"])), state[i])
+        assert np.array_equal(np.load(io.BytesIO(s["action.npy"])), action[i])
+        assert s["front.jpg"] == ref["steps/observation/image_0"][i]
+        assert s["wrist.jpg"] == ref["steps/observation/image_1"][i]
+        assert meta["instruction"] == f"task of episode {meta['episode'][-1]}"
+        seen += 1
+    assert seen == 30
+
+
+def test_a_per_step_text_feature_or_a_constant_is_the_instruction(tmp_path):
+    split_rlds(tmp_path / "src")
+    per_step = {**SPLIT_MAPPING, "instruction": {"column": "steps/observation/natural_language_instruction"}}
+    ep = open_source(tmp_path / "src", "rlds", 5.0, mapping=per_step).load("train_00000_000001")
+    assert [(s.start, s.end, s.text) for s in ep.instructions] == [
+        (float("-inf"), 0.8, "reach"),
+        (0.8, float("inf"), "grasp"),
+    ]
+    constant = {**SPLIT_MAPPING, "instruction": "wipe the table"}
+    ep = open_source(tmp_path / "src", "rlds", 5.0, mapping=constant).load("train_00000_000001")
+    assert [s.text for s in ep.instructions] == ["wipe the table"]
+    no_text = {**SPLIT_MAPPING, "instruction": {"column": "steps/observation/gripper"}}
+    with pytest.raises(EpisodeError, match="is numeric, not text"):
+        open_source(tmp_path / "src", "rlds", 5.0, mapping=no_text).load("train_00000_000001")
+
+
+def test_a_key_the_record_lacks_quarantines_its_episode_naming_the_shard_and_the_keys(tmp_path):
+    split_rlds(tmp_path / "src", drop={1: "steps/observation/gripper"})
+    out = tmp_path / "out"
+    cfg = JobConfig.from_flags(workers=0, fps=5, image_size=64, mapping=SPLIT_MAPPING)
+    report = run_ingest(str(tmp_path / "src"), str(out), cfg, progress=False)
+    assert (report.episodes_written, report.episodes_quarantined) == (2, 1)
+    line = (out / "meta" / "quarantine.jsonl").read_text()
+    record = json.loads(line)
+    assert record["episode"] == "train_00000_000001" and SPLIT_SHARD in line
+    assert "the mapping names 'steps/observation/gripper', which the record does not hold" in line
+    assert "it has: episode_metadata/episode_id" in line and "steps/observation/joint_pos" in line
+    camera = {**SPLIT_MAPPING, "cameras": {"front": "steps/observation/image_0"}}
+    with pytest.raises(EpisodeError, match="'steps/observation/image_0', which the record does not hold"):
+        open_source(tmp_path / "src", "rlds", 5.0, mapping=camera).load("train_00000_000000")
+
+
+def test_exclude_leaves_cameras_out_and_unusable_keys_are_refused():
+    root = shared_data("bridge_rlds")
+    src = open_source(root, "rlds", 5.0, mapping={"exclude": ["image_2", "steps/observation/image_3"]})
+    assert src.cameras == ["image_0", "image_1"]
+    assert sorted(src.load(src.plan()[0][0]).cameras) == ["image_0", "image_1"]
+    for bad, words in (
+        ({"time_base": "steps/observation/state"}, "RLDS steps carry no times"),
+        ({"instruction": {"record": "episode_metadata", "field": "task"}}, "not {record = ...}"),
+        ({"state": ["steps/observation/state:position"]}, "no message fields"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            open_source(root, "rlds", 5.0, mapping=bad)

@@ -40,7 +40,7 @@ SOURCES = {
 }
 FORMATS = ("auto", *SOURCES)
 STEP_INDEXED = {"rlds", "hdf5", "npz", "zarr"}
-MAPPED = {"lerobot", "mcap", "hdf5", "npz", "zarr"}  # the formats whose reader takes a source mapping
+MAPPED = {"lerobot", "mcap", "hdf5", "npz", "zarr", "rlds"}  # the formats whose reader takes a source mapping
 STORED_IMAGES = {
     "jpeg-sequence",
     "hdf5-array",

@@ -3,9 +3,10 @@ instruction, declared once per dataset (the ``[mapping]`` table of a job config,
 and read by every format.
 
 A *key* names what the format stores: a LeRobot or table column, an HDF5 dataset path (relative to
-the episode's group), an npz or Zarr array, an MCAP topic. A *part* is a key, an optional message
-field (MCAP: ``position``, ``velocity``, ``effort``, ...), an optional slice of its columns and
-optional dimension names. ``state`` and ``action`` concatenate their parts in the declared order.
+the episode's group), an npz or Zarr array, an MCAP topic, an RLDS flattened feature key
+(``steps/observation/state``). A *part* is a key, an optional message field (MCAP: ``position``,
+``velocity``, ``effort``, ...), an optional slice of its columns and optional dimension names.
+``state`` and ``action`` concatenate their parts in the declared order.
 
 In TOML a part is either a string, ``"key"``, ``"key[0:7]"``, ``"/topic:position[0:6]"``, or a table
 ``{key = "...", field = "...", slice = [0, 7], names = [...]}``::
@@ -18,11 +19,12 @@ In TOML a part is either a string, ``"key"``, ``"key[0:7]"``, ``"/topic:position
     time_base = "/robot/arm_left_follow/joint_states"
     exclude = ["object"]                                        # keys never read into the state
 
-The instruction is a string (a constant) or one of ``{column = ...}`` (a per-step label),
-``{record = ..., field = ...}`` (an MCAP metadata record), ``{file = ...}`` (a text file in the
-episode, or beside it), ``{attribute = ...}`` (an HDF5 attribute). ``episodes`` (HDF5: the group
-holding the demos, ``"/"`` for the root) selects where episodes are. An empty mapping keeps each
-reader's defaults, which are today's behaviour on today's datasets.
+The instruction is a string (a constant) or one of ``{column = ...}`` (a per-step label; RLDS:
+also an ``episode_metadata/...`` text, one per episode), ``{record = ..., field = ...}`` (an MCAP
+metadata record), ``{file = ...}`` (a text file in the episode, or beside it), ``{attribute = ...}``
+(an HDF5 attribute). ``episodes`` (HDF5: the group holding the demos, ``"/"`` for the root) selects
+where episodes are. An empty mapping keeps each reader's defaults, which are today's behaviour on
+today's datasets.
 """
 
 from __future__ import annotations

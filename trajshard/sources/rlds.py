@@ -7,6 +7,14 @@ config, by default the target ``fps``, so each step becomes one tick). ``steps/o
 is proprio, ``steps/action`` the action; every encoded image feature under ``steps/observation`` is
 a camera whose frames are the step's JPEG/PNG; ``steps/language_instruction`` gives each step's
 instruction (time-ranged when it changes). Episode ids are ``<split>_<shard>_<record>``.
+
+The source mapping (sources/mapping.py) names flattened feature keys instead: ``state``/``action``
+parts are numeric ``steps/...`` features (sliced, named), ``cameras`` maps output names to encoded
+image features, the instruction is a constant or ``{column = <text feature>}``: a ``steps/...`` key
+gives one label per step, an ``episode_metadata/...`` key one text for the episode. ``exclude``
+leaves image features out of the default cameras. A key the mapping names and a record lacks
+quarantines that episode, naming the shard and the keys the record has. An empty mapping is the
+defaults above, byte for byte.
 """
 
 from __future__ import annotations
@@ -32,15 +40,18 @@ from trajshard.schemas.episode import (
     ensure_valid,
 )
 from trajshard.schemas.problems import Problem
+from trajshard.sources import rlds_listing
 from trajshard.sources.contain import inside, regular_file
-from trajshard.sources.describe_keys import first_loadable, is_instruction_name, short_text, skipped_note
-from trajshard.sources.listing import KeyInfo, Listing
+from trajshard.sources.listing import Listing
+from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
 from trajshard.sources.tfrecord import RecordError, parse_example, read_record, scan_records
 from trajshard.sources.video import StoredJpeg
 
 SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<split>[A-Za-z0-9_]+)\.tfrecord-(?P<shard>\d{5})-of-\d{5}$")
 EPISODE_RE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)_(?P<shard>\d{5})_(?P<record>\d{6,})$")
 PREFIX = "steps/observation/"
+STATE, ACTION, LANGUAGE = "steps/observation/state", "steps/action", "steps/language_instruction"
+MAX_KEYS_SHOWN = 40
 
 
 def _leaves(node: dict, prefix: str = "") -> Iterator[tuple[str, dict]]:
@@ -59,17 +70,27 @@ def _leaves(node: dict, prefix: str = "") -> Iterator[tuple[str, dict]]:
 class RLDSSource:
     format = "rlds"
 
-    def __init__(self, root: str | os.PathLike, step_rate: float = 10.0) -> None:
+    def __init__(
+        self, root: str | os.PathLike, step_rate: float = 10.0, mapping: Mapping | dict | None = None
+    ) -> None:
         self.root = Path(root).resolve()
         self.step_rate = float(step_rate)
+        self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
+        refuse_unreadable(self.mapping)
         self.notes: list[str] = []
         spec_path = self.root / "features.json"
         if not spec_path.is_file():
             raise FileNotFoundError(f"{root}: no features.json, not a TFDS/RLDS dataset")
         self.spec = dict(_leaves(json.loads(spec_path.read_text(encoding="utf-8"))))
-        self.cameras = sorted(
-            k[len(PREFIX) :] for k, v in self.spec.items() if k.startswith(PREFIX) and "image" in v
-        )
+        # output camera name -> image feature key; without a mapping, every image feature under
+        # steps/observation/ (less exclude), in name order
+        skip = set(self.mapping.exclude)
+        self.camera_keys = dict(self.mapping.cameras) or {
+            k[len(PREFIX) :]: k
+            for k, v in sorted(self.spec.items())
+            if k.startswith(PREFIX) and "image" in v and not {k, k[len(PREFIX) :]} & skip
+        }
+        self.cameras = list(self.camera_keys)
         self.shards = sorted(p for p in self.root.iterdir() if SHARD_RE.match(p.name))
         self._index: dict[str, tuple[Path, int, int]] | None = None
         self._shard_records: dict[Path, list[tuple[int, int]] | None] = {}
@@ -161,49 +182,88 @@ class RLDSSource:
 
     def load(self, episode_id: str) -> Episode:
         ex, fname = self._example(episode_id)
-        actions = ex.get("steps/action")
-        if actions is None:
-            raise EpisodeError(episode_id, fname, "no steps/action feature")
+        m = self.mapping
+        if not m.action and ACTION not in ex:
+            raise EpisodeError(episode_id, fname, f"no {ACTION} feature")
         n = len(ex.get("steps/is_first", [])) or None
-        streams = {}
-        for key, name in (("steps/observation/state", "proprio"), ("steps/action", "action")):
-            if key not in ex:
-                raise EpisodeError(episode_id, fname, f"no {key} feature")
-            flat = np.asarray(ex[key], dtype=np.float32)
-            dims = self._dims(key) or (len(flat) // n if n else 0)
-            if not dims or len(flat) % dims:
-                raise EpisodeError(
-                    episode_id, fname, f"{key} holds {len(flat)} values, not a multiple of {dims}"
-                )
-            values = flat.reshape(-1, dims)
-            n = n or len(values)
-            if len(values) != n:
-                raise EpisodeError(episode_id, fname, f"{key} has {len(values)} steps, the episode {n}")
-            streams[name] = Stream(name, np.arange(n) / self.step_rate, values, (), fname)
-        cameras = {}
-        for cam in self.cameras:
-            frames = ex.get(PREFIX + cam, [])
-            if len(frames) != n:
-                raise EpisodeError(episode_id, fname, f"camera {cam!r}: {len(frames)} images for {n} steps")
-            w, h = self._image_size(episode_id, fname, cam, frames[0])
-            cameras[cam] = Camera(
-                cam,
-                f"{fname}#{episode_id}",
-                np.arange(n) / self.step_rate,
-                np.arange(n, dtype=np.int64),
-                w,
-                h,
-                "jpeg-sequence",
-            )
+        state, snames = self._stream(episode_id, fname, ex, m.state, STATE, n)
+        n = n or len(state)
+        action, anames = self._stream(episode_id, fname, ex, m.action, ACTION, n)
+        if len(action) != n:  # mapped parts: each part matched the others, not yet the state
+            raise EpisodeError(episode_id, fname, f"{len(action)} actions for {n} steps")
+        t = np.arange(n) / self.step_rate
+        streams = {
+            "proprio": Stream("proprio", t, state, snames, fname),
+            "action": Stream("action", t, action, anames, fname),
+        }
+        cameras = {
+            name: self._camera(episode_id, fname, ex, name, key, n) for name, key in self.camera_keys.items()
+        }
         ep = Episode(
             episode_id,
-            self._instructions(ex, n),
+            self._instructions(episode_id, fname, ex, n),
             streams,
             cameras,
             source=str(self.root),
             extra={"is_terminal": bool(np.any(ex.get("steps/is_terminal", [0])))},
         )
         return ensure_valid(ep)
+
+    def _stream(
+        self, eid: str, fname: str, ex: dict, parts: tuple[Part, ...], default: str, n: int | None
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The mapping's parts side by side with their names, else the default key's [n, D] values
+        (no names: today's outputs keep their bytes)."""
+        if not parts:
+            if default not in ex:
+                raise EpisodeError(eid, fname, f"no {default} feature")
+            return self._steps(eid, fname, ex[default], default, n), ()
+
+        def read(part: Part) -> tuple[np.ndarray, tuple[str, ...]]:
+            return self._steps(eid, fname, self._named(eid, fname, ex, part.key), part.key, n), ()
+
+        try:
+            return concat_parts(parts, read, fname)
+        except MappingError as exc:
+            raise EpisodeError(eid, fname, str(exc)) from exc
+
+    def _steps(self, eid: str, fname: str, value: object, key: str, n: int | None) -> np.ndarray:
+        """A numeric feature as float32 [n, D]: D from features.json's shape, else its values / n."""
+        if isinstance(value, list):
+            raise EpisodeError(eid, fname, f"{key} is a bytes or text feature, not numbers")
+        flat = np.asarray(value, dtype=np.float32)
+        dims = self._dims(key) or (len(flat) // n if n else 0)
+        if not dims or len(flat) % dims:
+            raise EpisodeError(eid, fname, f"{key} holds {len(flat)} values, not a multiple of {dims}")
+        values = flat.reshape(-1, dims)
+        if n is not None and len(values) != n:
+            raise EpisodeError(eid, fname, f"{key} has {len(values)} steps, the episode {n}")
+        return values
+
+    def _named(self, eid: str, fname: str, ex: dict, key: str) -> object:
+        """The feature the mapping names; EpisodeError naming the shard and the keys the record has."""
+        if key not in ex:
+            keys = sorted(ex)
+            shown = ", ".join(keys[:MAX_KEYS_SHOWN]) + (
+                f", ... ({len(keys) - MAX_KEYS_SHOWN} more)" if len(keys) > MAX_KEYS_SHOWN else ""
+            )
+            raise EpisodeError(
+                eid, fname, f"the mapping names {key!r}, which the record does not hold; it has: {shown}"
+            )
+        return ex[key]
+
+    def _camera(self, eid: str, fname: str, ex: dict, cam: str, key: str, n: int) -> Camera:
+        """A camera whose frames are the encoded images of ``key``, one per step."""
+        frames = self._named(eid, fname, ex, key) if self.mapping.cameras else ex.get(key, [])
+        if not isinstance(frames, list):
+            raise EpisodeError(eid, fname, f"camera {cam!r}: {key} is a numeric feature, not encoded images")
+        if len(frames) != n:
+            raise EpisodeError(eid, fname, f"camera {cam!r}: {len(frames)} images for {n} steps")
+        w, h = self._image_size(eid, fname, cam, frames[0])
+        steps = np.arange(n)
+        return Camera(
+            cam, f"{fname}#{eid}", steps / self.step_rate, steps.astype(np.int64), w, h, "jpeg-sequence"
+        )
 
     def check(self, episode_id: str) -> list[Problem]:
         return check_by_loading(self, episode_id)
@@ -212,7 +272,7 @@ class RLDSSource:
         """The camera's images decoded one at a time, as frames with pts = step index."""
         episode_id = camera.path.split("#", 1)[1]
         ex, _ = self._example(episode_id)
-        for i, data in enumerate(ex[PREFIX + camera.name]):
+        for i, data in enumerate(ex[self.camera_keys[camera.name]]):
             if start_pts and i < start_pts:
                 continue
             yield StoredJpeg(data, i)
@@ -230,8 +290,30 @@ class RLDSSource:
                 episode_id, fname, f"camera {cam!r}: first image does not decode: {exc}"
             ) from exc
 
-    def _instructions(self, ex: dict, n: int) -> tuple[Segment, ...]:
-        texts = [t.decode("utf-8", errors="replace") for t in ex.get("steps/language_instruction", [])]
+    def _instructions(self, eid: str, fname: str, ex: dict, n: int) -> tuple[Segment, ...]:
+        """Each step's instruction: the mapping's constant or text feature (a ``steps/...`` key: one
+        label per step; any other, e.g. ``episode_metadata/...``: one text for the episode), else
+        ``steps/language_instruction`` when it has a label per step (no instruction otherwise)."""
+        chosen = self.mapping.instruction
+        if chosen is None:
+            texts = _texts(ex.get(LANGUAGE, []))
+            return self._segments(texts if len(texts) == n else [], n)
+        if chosen.kind == "constant":
+            return (Segment(float("-inf"), float("inf"), chosen.value),)
+        value = self._named(eid, fname, ex, chosen.value)
+        if not isinstance(value, list):
+            raise EpisodeError(eid, fname, f"{chosen.value} (mapping.instruction) is numeric, not text")
+        texts, per_step = _texts(value), chosen.value.startswith("steps/")
+        if len(texts) != (n if per_step else 1):
+            want = f"one per step ({n})" if per_step else "one for the episode"
+            raise EpisodeError(
+                eid, fname, f"{chosen.value} (mapping.instruction) holds {len(texts)} texts, not {want}"
+            )
+        return self._segments(texts if per_step else texts * n, n)
+
+    def _segments(self, texts: list[str], n: int) -> tuple[Segment, ...]:
+        """Per-step texts as time-ranged segments, one per run of equal texts; one empty segment when
+        there are none or all are blank."""
         if len(texts) != n or not any(t.strip() for t in texts):
             return (Segment(float("-inf"), float("inf"), ""),)
         segs, start = [], 0
@@ -245,58 +327,35 @@ class RLDSSource:
         return tuple(segs)
 
 
-# -- describe (trajshard describe) ----------------------------------------------------------------
+def _texts(values: list[bytes]) -> list[str]:
+    return [t.decode("utf-8", errors="replace") for t in values]
+
+
+def refuse_unreadable(m: Mapping) -> None:
+    """ValueError naming each key of the mapping an RLDS source cannot use, before any work."""
+    problems = [
+        f"mapping.{which}[{i}]: {p.label()!r}: an RLDS feature has no message fields; name its flattened key"
+        for which, parts in (("state", m.state), ("action", m.action))
+        for i, p in enumerate(parts)
+        if p.field
+    ]
+    if m.time_base:
+        problems.append("mapping.time_base: RLDS steps carry no times; set source_fps (--source-fps)")
+    if m.episodes:
+        problems.append("mapping.episodes is for HDF5 files; an RLDS episode is one record of a shard")
+    if m.instruction is not None and m.instruction.kind not in ("constant", "column"):
+        problems.append(
+            f"mapping.instruction: an RLDS instruction is a string or {{column = <text feature>}} "
+            f"(steps/... per step, episode_metadata/... per episode), not {{{m.instruction.kind} = ...}}"
+        )
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+# -- describe (trajshard describe): the listing is built in sources/rlds_listing.py ---------------
 
 
 def describe(root: Path, source_fps: float | None = None, **_: object) -> Listing:
-    """Every leaf of ``features.json`` (dtype, shape, encoding, TFDS description) with one episode's
-    steps; rates and spans at ``source_fps`` (RLDS has no clock), which the template header asks for."""
-    src = RLDSSource(root, source_fps or 10.0)
-    ids, rejected = src.plan()
-    ep, reasons = first_loadable(ids, src.load)
-    ex = src._example(ep.episode_id)[0] if ep is not None else {}
-    n = len(next(iter(ep.streams.values())).timestamps) if ep is not None else None
-    keys = [_leaf_key(src, k, spec, ex, n, source_fps) for k, spec in src.spec.items()]
-    notes = [f"{len(ids)} episodes in {len(src.shards)} shard(s), {len(rejected)} rejected"]
-    notes += skipped_note(reasons, ep.episode_id if ep else "")
-    notes.append(
-        "RLDS carries no clock: step i is at i / source_fps (default --fps 10); set --source-fps to the "
-        "recording's rate" + ("" if source_fps else " (rates and spans above are left out without it)")
-    )
-    template = {
-        "state": ["steps/observation/state"],
-        "action": ["steps/action"],
-        "cameras": {c: PREFIX + c for c in src.cameras},
-        "instruction": {"column": "steps/language_instruction"},
-    }
-    settings = {"source_fps": float(source_fps)} if source_fps else {}
-    return Listing(
-        "rlds", len(ids), ep.episode_id if ep else "", tuple(keys), template, settings, tuple(notes)
-    )
-
-
-def _leaf_key(src: RLDSSource, key: str, spec: dict, ex: dict, n: int | None, rate: float | None) -> KeyInfo:
-    """One features.json leaf: a camera (an image feature under steps/observation), text, or a tensor."""
-    kind_spec = spec.get("image") or spec.get("tensor") or {}
-    dims = tuple(
-        int(d) for d in (kind_spec.get("shape") or {}).get("dimensions") or () if str(d).lstrip("-").isdigit()
-    )
-    stepped = key.startswith("steps/")
-    span = (0.0, (n - 1) / rate) if stepped and n and rate else None
-    n = n if stepped else None  # episode-level features have one value per episode
-    about = short_text(spec.get("description", ""), 50) if spec.get("description") else ""
-    if "image" in spec:
-        kind = "camera" if key.startswith(PREFIX) else "other"
-        dtype = str(kind_spec.get("encodingFormat", "image"))
-        return KeyInfo(key, kind, dtype, dims, rate if stepped else None, span, n, (), about)
-    if "text" in spec:
-        texts = sorted({t.decode("utf-8", "replace") for t in ex.get(key, [])} - {""})
-        sample = ", ".join(short_text(t) for t in texts[:2])
-        candidate = sample and (stepped or is_instruction_name(key))
-        detail = f"instruction candidate: {sample}" if candidate else f"{sample} {about}".strip()
-        return KeyInfo(key, "text", "string", (), rate if stepped else None, span, n, (), detail)
-    name = key.rsplit("/", 1)[-1]
-    kind = "metadata" if name.startswith("is_") or not stepped else "numeric"
-    return KeyInfo(
-        key, kind, str(kind_spec.get("dtype", "")), dims, rate if stepped else None, span, n, (), about
-    )
+    """Every leaf of ``features.json`` with one episode's steps, and the mapping template that ingests
+    the dataset as this reader does by default; rates and spans at ``source_fps`` (RLDS has no clock)."""
+    return rlds_listing.listing(lambda m: RLDSSource(root, source_fps or 10.0, m), source_fps)
