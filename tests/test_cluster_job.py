@@ -143,8 +143,14 @@ def test_ray_job_submit_recipe(ray_head: Head, tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from ray.job_submission import JobSubmissionClient as C; "
-            "print(C(sys.argv[1]).get_job_status(sys.argv[2]))",
+            # `ray job submit` returns when the job's log ends; its status may say RUNNING a moment
+            # longer, so wait (bounded) for a terminal one
+            "import sys, time; from ray.job_submission import JobSubmissionClient as C; c = C(sys.argv[1])\n"
+            "for _ in range(120):\n"
+            "    s = str(c.get_job_status(sys.argv[2]))\n"
+            "    if s not in ('PENDING', 'RUNNING'): break\n"
+            "    time.sleep(1)\n"
+            "print(s)",
             ray_head.dashboard,
             "ingest-test",
         ],
@@ -153,7 +159,7 @@ def test_ray_job_submit_recipe(ray_head: Head, tmp_path: Path) -> None:
         text=True,
         timeout=START_TIMEOUT_S,
     )
-    assert status.stdout.strip().splitlines()[-1:] == ["SUCCEEDED"], status.stdout + status.stderr
+    assert status.stdout.strip().splitlines()[-1:] == ["SUCCEEDED"], status.stdout + status.stderr + logs[-3000:]
     # Without a terminal the ingest logs progress lines, and they reach the job's log.
     assert "trajshard.ingest: pass 2: shards: 4/4 episodes" in logs, logs[-4000:]
     assert "wrote 72 samples of 4 episodes" in logs

@@ -84,7 +84,9 @@ def test_hdf5_reads_nothing_outside_its_file_and_bounds_what_it_reads(tmp_path):
     assert "outside the file" in reasons["evil-demo_2"] and "outside the file" in reasons["evil-demo_3"]
     assert "MiB a state or action array may take" in reasons["evil-demo_4"]
     out = tmp_path / "out"
-    report = run_ingest(str(root), str(out), JobConfig.from_flags(workers=0, fps=10, no_images=True), progress=False)
+    report = run_ingest(
+        str(root), str(out), JobConfig.from_flags(workers=0, fps=10, no_images=True), progress=False
+    )
     assert (report.episodes_written, report.episodes_quarantined) == (1, 5)
     assert b"root:x" not in b"".join(p.read_bytes() for p in (out / "shards").iterdir())
 

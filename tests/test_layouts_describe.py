@@ -119,6 +119,6 @@ def test_hdf5_template_gives_the_default_shards(tmp_path, which):
     outs = []
     for m in ({}, mapping):
         outs.append(tmp_path / f"out{len(outs)}")
-        cfg = JobConfig.from_flags(workers=0, fps=fps, image_size=224, mapping=m)
+        cfg = JobConfig.from_flags(workers=0, fps=fps, image_size=224, mapping=m, no_images=which == "lift")
         run_ingest(str(src), str(outs[-1]), cfg, progress=False)
     assert shard_hashes(outs[0]) == shard_hashes(outs[1])

@@ -34,7 +34,7 @@ def mixed(tmp_path_factory) -> Path:
     run_ingest(
         str(shared_data("robosuite_hdf5/lift.hdf5")),
         str(root / "lift"),
-        JobConfig.from_flags(workers=0, fps=20),
+        JobConfig.from_flags(workers=0, fps=20, no_images=True),
     )
     lines = ["seed = 3"]
     for name, w in WEIGHTS.items():

@@ -13,7 +13,10 @@ cluster, another job's embedded Ray) is never touched:
 - its parent is init (pid 1): its raylet is gone (Ray's agents use the same test on themselves);
 - its command line names, or it holds a file open in, a Ray session directory
   ``.../session_<date>_<time>_<us>_<pid>/`` whose ``<pid>`` (the process that started that Ray: the
-  driver) is no longer alive.
+  driver) is no longer alive;
+- no raylet or GCS server of that session is alive. A cluster started by ``ray start --head`` also
+  has a dead starter (the ``ray start`` command exits) and orphaned ``ray::`` processes, but its
+  raylet and GCS run: it is never touched.
 """
 
 from __future__ import annotations
@@ -23,15 +26,17 @@ import re
 import signal
 from pathlib import Path
 
-SESSION_RE = re.compile(r"/session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_(\d+)(?:/|\s|$)")
+SESSION_RE = re.compile(r"/(session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_(\d+))(?:/|\s|$)")
+HEADS = (b"raylet", b"gcs_server")  # a session with one of these alive is a live Ray
 WORKER = b"/ray/_private/workers/default_worker.py"
 
 
-def _session_driver(pid: str, proc: Path, cmdline: bytes) -> int | None:
-    """The driver pid of the Ray session the process names or has a file open in, or None."""
+def _session(pid: str, proc: Path, cmdline: bytes) -> tuple[str, int] | None:
+    """The Ray session (its directory name, its driver's pid) the process names or has a file open
+    in, or None."""
     m = SESSION_RE.search(cmdline.replace(b"\0", b" ").decode(errors="replace"))
     if m:
-        return int(m.group(1))
+        return m.group(1), int(m.group(2))
     try:
         fds = list((proc / pid / "fd").iterdir())
     except OSError:
@@ -42,7 +47,7 @@ def _session_driver(pid: str, proc: Path, cmdline: bytes) -> int | None:
         except OSError:
             continue
         if m:
-            return int(m.group(1))
+            return m.group(1), int(m.group(2))
     return None
 
 
@@ -52,7 +57,7 @@ def _alive(pid: int, proc: Path) -> bool:
 
 def find_leftovers(proc: Path = Path("/proc")) -> list[int]:
     """Pids of this user's embedded-Ray processes whose raylet and driver are dead."""
-    found = []
+    candidates, live = [], set()
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -63,12 +68,14 @@ def find_leftovers(proc: Path = Path("/proc")) -> list[int]:
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue  # it ended while we looked
-        if not (cmdline.startswith(b"ray::") or WORKER in cmdline) or ppid != 1:
-            continue
-        driver = _session_driver(entry.name, proc, cmdline)
-        if driver is not None and not _alive(driver, proc):
-            found.append(int(entry.name))
-    return sorted(found)
+        program = cmdline.split(b"\0", 1)[0]
+        if any(program.endswith(h) for h in HEADS):
+            if (session := _session(entry.name, proc, cmdline)) is not None:
+                live.add(session[0])
+        elif (cmdline.startswith(b"ray::") or WORKER in cmdline) and ppid == 1:
+            if (session := _session(entry.name, proc, cmdline)) is not None:
+                candidates.append((int(entry.name), session))
+    return sorted(pid for pid, (name, driver) in candidates if name not in live and not _alive(driver, proc))
 
 
 def end_leftovers() -> list[int]:
