@@ -83,7 +83,7 @@ def test_loader_bench_prints_the_decode_limit_its_breakdown_and_the_mixture_row(
     assert [r.split("|")[2].strip() for r in loader] == ["0", "1", "2"]
     assert all(r.rstrip(" |").endswith("x") for r in loader)  # each against the decode limit
     stages = ("tar read", "members to arrays", "JPEG decode", "batching", "shared memory (workers only)")
-    stages += ("worker start and stop (workers only)",)
+    stages += ("worker restart per epoch (workers only)",)
     for stage in (*stages, "the rest", "**2-worker loader**"):
         row = next(line for line in lines if line.startswith(f"| {stage} |"))
         micros = float(row.split("|")[3].replace(",", ""))  # measured, printed as a number
