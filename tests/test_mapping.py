@@ -100,3 +100,12 @@ def test_gr00t_modality_json_is_read_as_a_mapping_with_the_same_arrays():
         assert np.array_equal(a.streams[name].values, b.streams[name].values)
         assert a.streams[name].names == b.streams[name].names
     assert list(a.cameras) == ["ego_view"]
+
+
+def test_slices_past_the_columns_and_malformed_ones_are_refused():
+    data = {"a": (np.zeros((4, 7), np.float32), ())}
+    with pytest.raises(MappingError, match=r"a\[0:8\] reaches past the 7 columns of a"):
+        concat_parts((Part("a", "", 0, 8),), lambda p: data[p.key], "f")
+    for raw in ({"state": ["k[-:3]"]}, {"state": [{"key": "k", "slice": [True, 3]}]}):
+        with pytest.raises(MappingError, match=r"mapping.state\[0\]"):
+            parse_mapping(raw)

@@ -29,7 +29,8 @@ from trajshard.pipelines.shards import ShardWriteError
 from trajshard.pipelines.tasks import Lost, TaskContext
 from trajshard.schemas.attempts import end_worker_on_timeout
 
-TASK_RETRIES = 1  # Ray re-runs a task lost with its worker or node (and pass 2 on a ShardWriteError)
+TASK_RETRIES = 1  # Ray re-runs a task lost with its worker or node
+WRITE_RETRIES = 3  # pass 2 re-runs a group after a ShardWriteError (a transient object-store write)
 # a task that died with its worker: its episodes are isolated, never the job ended
 LOST = (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
 
@@ -106,6 +107,8 @@ class RayExecutor:
             opts["memory"] = parse_size(self.run.task_memory)
         if ahead:
             opts["retry_exceptions"] = [ShardWriteError]
+            if not fresh:
+                opts["max_retries"] = WRITE_RETRIES
         ctx_ref = ray.put(context)
         limit = self._queue_depth() if ahead else self.workers
         pending: dict[ray.ObjectRef, int] = {}

@@ -3,7 +3,7 @@
 Ray ends the head processes of an embedded Ray with their driver (kernel fate-sharing: each is
 started with PR_SET_PDEATHSIG). The two agents the raylet starts, ``ray::DashboardAgent`` and
 ``ray::RuntimeEnvAgent``, are not: they notice that the raylet died, then block reporting it to the
-GCS, which died too, and stay forever (Ray 2.60; seen after ``kill -9`` of an ingest driver).
+GCS, which died too, and stay forever (Ray 2.x; after ``kill -9`` of an ingest driver).
 
 A process is a leftover of a dead driver when all of these hold, so a live Ray (this machine's
 cluster, another job's embedded Ray) is never touched:

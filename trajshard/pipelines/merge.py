@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -102,7 +103,7 @@ def reader_notes(facts: list[EpisodeFacts]) -> list[str]:
     out, keys = [], set()
     for f in facts:
         for note in f.reader_notes:
-            key = note.replace(f.source_episode, "<episode>")
+            key = re.sub(rf"(?<![\w-]){re.escape(f.source_episode)}(?![\w-])", "<episode>", note)
             if key not in keys:
                 keys.add(key)
                 out.append(note)

@@ -28,11 +28,12 @@ def declared_bytes(shape: tuple[int, ...], itemsize: int) -> int:
     return int(np.prod(shape, dtype=np.float64)) * int(itemsize)
 
 
-def check_array(eid: str, where: str, shape: tuple[int, ...]) -> None:
-    """EpisodeError when a state or action array of ``shape`` would take more than MAX_ARRAY_BYTES
-    as float32, or more than this process's episode budget (sources/tables.py), which can only lower
-    it (its declared size: a tiny file of never-written chunks can declare terabytes)."""
-    nbytes = declared_bytes(shape, 4)
+def check_array(eid: str, where: str, shape: tuple[int, ...], itemsize: int = 4) -> None:
+    """EpisodeError when an array of ``shape`` would take more than MAX_ARRAY_BYTES as float32 (or
+    as its own ``itemsize`` when it is read as stored and that is wider), or more than this
+    process's episode budget (sources/tables.py), which can only lower it (its declared size: a
+    tiny file of never-written chunks can declare terabytes)."""
+    nbytes = declared_bytes(shape, max(4, itemsize))
     limit = min(MAX_ARRAY_BYTES, episode_budget())
     if nbytes > limit:
         raise EpisodeError(

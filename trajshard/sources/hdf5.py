@@ -215,7 +215,9 @@ class HDF5Source:
         elif chosen.kind == "file":
             text = instruction_file(self.root if self.root.is_dir() else self.root.parent, chosen.value, eid)
         elif chosen.kind == "column":
-            labels = arrays.labels_text(np.asarray(dataset(eid, f, g[chosen.value])))
+            d = dataset(eid, f, _named(eid, f, g, chosen.value))
+            arrays.check_array(eid, f"{f.name}:{d.name}", d.shape, d.dtype.itemsize)
+            labels = arrays.labels_text(np.asarray(d))
             if len(labels) != len(t):
                 raise EpisodeError(eid, f.name, f"{chosen.value}: {len(labels)} labels for {len(t)} steps")
             return label_segments(labels, t)

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 PART_RE = re.compile(
-    r"^(?P<key>[^\[\]:]+?)(?::(?P<field>[A-Za-z_][A-Za-z0-9_.]*))?(?:\[(?P<a>-?\d*):(?P<b>-?\d*)\])?$"
+    r"^(?P<key>[^\[\]:]+?)(?::(?P<field>[A-Za-z_][A-Za-z0-9_.]*))?(?:\[(?P<a>-?\d+)?:(?P<b>-?\d+)?\])?$"
 )
 INSTRUCTION_KINDS = ("column", "record", "file", "attribute")
 KEYS = ("state", "action", "cameras", "instruction", "time_base", "exclude", "episodes")
@@ -149,7 +149,10 @@ def mapping_problems(raw: object) -> list[str]:
 def load_mapping_file(path: str | Path) -> dict:
     """A mapping kept in its own file: TOML (a ``[mapping]`` table, or the keys at top level) or JSON."""
     p = Path(path)
-    data = p.read_bytes()
+    if not p.is_file():
+        raise MappingError(f"{p}: not a regular file")
+    with open(p, "rb") as f:
+        data = f.read(MAX_MAPPING_BYTES + 1)
     if len(data) > MAX_MAPPING_BYTES:
         raise MappingError(f"{p}: larger than {MAX_MAPPING_BYTES} bytes")
     try:
@@ -174,6 +177,11 @@ def concat_parts(parts: tuple[Part, ...], read, where: str) -> tuple[np.ndarray,
         values = values[:, None] if values.ndim == 1 else values
         if values.ndim != 2:
             raise MappingError(f"{where}: {part.label()} is not one vector per step (shape {values.shape})")
+        width = values.shape[1]
+        if any(v is not None and not -width <= v <= width for v in (part.start, part.stop)):
+            raise MappingError(
+                f"{where}: {part_text(part)} reaches past the {width} columns of {part.label()}"
+            )
         cut = part.cut(values)
         if cut.shape[1] == 0:
             raise MappingError(
@@ -227,7 +235,9 @@ def _part_problems(raw: object) -> list[str]:
         out.append(f"field must be a string, got {raw['field']!r}")
     sl = raw.get("slice")
     if sl is not None and not (
-        isinstance(sl, list) and len(sl) == 2 and all(v is None or isinstance(v, int) for v in sl)
+        isinstance(sl, list)
+        and len(sl) == 2
+        and all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in sl)
     ):
         out.append(f"slice must be [start, stop] integers, got {sl!r}")
     names = raw.get("names")

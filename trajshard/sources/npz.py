@@ -317,7 +317,7 @@ def _read(
             eid, path.name, f"the mapping names {key!r}, not an array of it (it holds {sorted(heads)})"
         )
     h = heads[key]
-    arrays.check_array(eid, f"{path.name}:{key}", h.shape)
+    arrays.check_array(eid, f"{path.name}:{key}", h.shape, h.dtype.itemsize)
     if numeric and h.dtype.kind not in "biuf":
         raise EpisodeError(eid, f"{path.name}:{key}", f"is {h.dtype}, not numbers")
     with z.open(f"{key}.npy") as f:

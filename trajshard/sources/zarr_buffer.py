@@ -131,7 +131,12 @@ class ZarrSource:
         i = int(eid.removeprefix("episode_")) if eid.removeprefix("episode_").isdigit() else -1
         if not 0 <= i < len(self.ends):
             raise EpisodeError(eid, "meta/episode_ends", "no such episode")
-        return (int(self.ends[i - 1]) if i else 0), int(self.ends[i])
+        start = max(0, int(self.ends[:i].max())) if i else 0  # as plan_ends: rows are never shared
+        if int(self.ends[i]) <= start:
+            raise EpisodeError(
+                eid, "meta/episode_ends", f"ends at row {int(self.ends[i])}, not after its start {start}"
+            )
+        return start, int(self.ends[i])
 
     def load(self, episode_id: str) -> Episode:
         a, b = self._rows(episode_id)
@@ -184,7 +189,7 @@ class ZarrSource:
     def _read(self, eid: str, key: str, a: int, b: int) -> np.ndarray:
         """Rows a:b of a numeric array (only the chunks holding them are read)."""
         arr = self._checked(eid, key, b)
-        arrays.check_array(eid, f"data/{key}", (b - a, *arr.shape[1:]))
+        arrays.check_array(eid, f"data/{key}", (b - a, *arr.shape[1:]), arr.dtype.itemsize)
         if arr.dtype.kind not in "biuf":
             raise EpisodeError(eid, f"data/{key}", f"is {arr.dtype}, not numbers")
         try:
@@ -261,9 +266,11 @@ def read_layout(root: Path) -> tuple[dict, dict[str, zarr.Array], np.ndarray]:
 
 
 def plan_ends(ends: np.ndarray) -> tuple[list[str], list[Problem]]:
-    """Episode ids of meta/episode_ends; an episode of no rows, or ending before it starts, rejected."""
+    """Episode ids of meta/episode_ends; an episode of no rows, or ending before it starts (the
+    furthest end so far: rows are never shared between episodes), rejected."""
     ids, rejected = [], []
-    for i, (a, b) in enumerate(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True)):
+    starts = np.maximum.accumulate(np.concatenate([[0], ends[:-1]]).clip(0)).tolist() if len(ends) else []
+    for i, (a, b) in enumerate(zip(starts, ends.tolist(), strict=True)):
         eid = f"episode_{i:06d}"
         if b < a:
             rejected.append(Problem(eid, "meta/episode_ends", f"ends at row {b}, before its start {a}"))
@@ -293,6 +300,8 @@ def episode_ends(root: Path, group: zarr.Group) -> np.ndarray:
         raise LayoutError(
             f"{root}: meta/episode_ends declares {ends.shape[0]} episodes, more than {MAX_EPISODES}"
         )
+    if arrays.declared_bytes(tuple(ends.chunks), ends.dtype.itemsize) > arrays.MAX_CHUNK_BYTES:
+        raise LayoutError(f"{root}: meta/episode_ends declares chunks {list(ends.chunks)}: too large to read")
     return np.asarray(ends[:], dtype=np.int64)
 
 
