@@ -159,7 +159,9 @@ def test_ray_job_submit_recipe(ray_head: Head, tmp_path: Path) -> None:
         text=True,
         timeout=START_TIMEOUT_S,
     )
-    assert status.stdout.strip().splitlines()[-1:] == ["SUCCEEDED"], status.stdout + status.stderr + logs[-3000:]
+    assert status.stdout.strip().splitlines()[-1:] == ["SUCCEEDED"], (
+        status.stdout + status.stderr + logs[-3000:]
+    )
     # Without a terminal the ingest logs progress lines, and they reach the job's log.
     assert "trajshard.ingest: pass 2: shards: 4/4 episodes" in logs, logs[-4000:]
     assert "wrote 72 samples of 4 episodes" in logs
