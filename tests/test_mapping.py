@@ -109,3 +109,14 @@ def test_slices_past_the_columns_and_malformed_ones_are_refused():
     for raw in ({"state": ["k[-:3]"]}, {"state": [{"key": "k", "slice": [True, 3]}]}):
         with pytest.raises(MappingError, match=r"mapping.state\[0\]"):
             parse_mapping(raw)
+
+
+def test_default_camera_names_never_lose_a_camera_to_a_clash():
+    from trajshard.sources.arrays import camera_names
+
+    assert camera_names(["wrist", "wrist_image", "agentview_image"]) == {
+        "wrist": "wrist",
+        "wrist_image": "wrist_image",
+        "agentview": "agentview_image",
+    }
+    assert camera_names(["a/img", "b/img"]) == {"a_img": "a/img", "b_img": "b/img"}

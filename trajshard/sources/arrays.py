@@ -99,6 +99,14 @@ def camera_name(key: str) -> str:
     return leaf(key).removesuffix("_image") or leaf(key)
 
 
+def camera_names(keys: list[str]) -> dict[str, str]:
+    """Output name -> key for image keys: ``camera_name(key)``, or the key's whole last part when
+    two keys would share a name (``wrist`` and ``wrist_image``), so no camera is lost to a clash."""
+    short = [camera_name(k) for k in keys]
+    names = [n if short.count(n) == 1 else leaf(k) for n, k in zip(short, keys, strict=True)]
+    return {n if names.count(n) == 1 else k.replace("/", "_"): k for n, k in zip(names, keys, strict=True)}
+
+
 def first_present(names: list[str] | set[str], wanted: tuple[str, ...]) -> str | None:
     return next((w for w in wanted if w in names), None)
 

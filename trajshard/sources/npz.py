@@ -163,11 +163,9 @@ class NpzSource:
         if self.mapping.cameras:
             return dict(self.mapping.cameras)
         skip = set(self.mapping.exclude)
-        out = {
-            arrays.camera_name(k): k
-            for k, h in sorted(heads.items())
-            if arrays.is_image(h.shape, h.dtype) and k not in skip
-        }
+        out = arrays.camera_names(
+            [k for k, h in sorted(heads.items()) if arrays.is_image(h.shape, h.dtype) and k not in skip]
+        )
         for d in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in skip):
             contained(self.root, d, folder.name, d.name)  # listed only once known to be inside
             if any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()):

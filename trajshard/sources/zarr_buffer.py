@@ -341,11 +341,13 @@ def default_state(root: Path, found: dict[str, zarr.Array], mapping: Mapping) ->
 
 def default_cameras(found: dict[str, zarr.Array], exclude: tuple[str, ...]) -> dict[str, str]:
     """Every uint8 [N, H, W, 3] or [N, H, W] array, named without ``_image``."""
-    out = {}
-    for k, a in found.items():
-        if k not in exclude and (arrays.is_image(a.shape, a.dtype) or arrays.is_gray(a.shape, a.dtype)):
-            out[arrays.camera_name(k)] = k
-    return out
+    return arrays.camera_names(
+        [
+            k
+            for k, a in found.items()
+            if k not in exclude and (arrays.is_image(a.shape, a.dtype) or arrays.is_gray(a.shape, a.dtype))
+        ]
+    )
 
 
 def describe(root: Path, source_fps: float | None = None, **_: object) -> Listing:
