@@ -7,6 +7,8 @@ Invariant: every bound is checked on a declared shape, before a byte of the arra
 
 from __future__ import annotations
 
+import re
+
 import av
 import numpy as np
 
@@ -134,11 +136,11 @@ def seconds(raw: np.ndarray) -> np.ndarray:
     return t - t[0]
 
 
-def natural_key(path) -> tuple[int, str]:
-    """Name order with the number in a name read as a number (``2.jpg`` before ``10.jpg``)."""
+def natural_key(path: object) -> tuple[tuple[int, ...], str]:
+    """Name order with each run of digits read as a number (``2.jpg`` before ``10.jpg``, ``a1_b10``
+    before ``a2_b1``)."""
     name = getattr(path, "name", str(path))
-    digits = "".join(c for c in name if c.isdigit())
-    return (int(digits) if digits else -1, name)
+    return tuple(int(run) for run in re.findall(r"\d+", name)), name
 
 
 def labels_text(values: np.ndarray) -> list[str]:
