@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,7 +168,9 @@ def load_mapping_file(path: str | Path) -> dict:
     return raw
 
 
-def concat_parts(parts: tuple[Part, ...], read, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+def concat_parts(
+    parts: tuple[Part, ...], read: Callable[[Part], tuple[np.ndarray, tuple[str, ...]]], where: str
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """The parts side by side as float32 [T, D] with their dimension names. ``read(part)`` returns
     ``(values [T, W], the key's own names)``; every part must have the same number of rows."""
     blocks, names = [], []
