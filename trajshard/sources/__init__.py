@@ -19,7 +19,7 @@ from trajshard.schemas.problems import Problem
 from trajshard.schemas.raw_layout import EPISODE_ID_RE
 from trajshard.sources.hdf5 import HDF5Source
 from trajshard.sources.lerobot import LeRobotSource
-from trajshard.sources.mapping import mapping_problems, parse_mapping
+from trajshard.sources.mapping import as_mapping, mapping_problems
 from trajshard.sources.mcap_ros2 import McapSource
 from trajshard.sources.npz import NpzSource
 from trajshard.sources.raw import RawSource
@@ -181,7 +181,7 @@ def open_source(
         fmt = detect_format(path)
     if fmt not in SOURCES:
         raise ValueError(f"unknown source format {fmt!r}; known: {sorted(SOURCES)}")
-    parsed = parse_mapping(mapping or {})
+    parsed = as_mapping(mapping)
     if not parsed.empty and fmt not in MAPPED:
         raise ValueError(
             f"a {fmt} source does not take a mapping (the formats that do: {sorted(MAPPED)}); see docs/formats.md"

@@ -60,7 +60,7 @@ from trajshard.sources.hdf5_layout import (
 )
 from trajshard.sources.lerobot import instruction_file, label_segments
 from trajshard.sources.listing import KeyInfo, Listing
-from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
+from trajshard.sources.mapping import Mapping, MappingError, Part, as_mapping, concat_parts
 from trajshard.sources.video import StoredJpeg
 
 __all__ = ["MAX_ARRAY_BYTES", "HDF5Source", "describe"]
@@ -74,7 +74,7 @@ class HDF5Source:
     ) -> None:
         self.root = Path(root).resolve()
         self.step_rate = float(step_rate)
-        self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
+        self.mapping = as_mapping(mapping)
         self.notes: list[str] = []
         if self.root.is_file():
             self.files = [self.root]

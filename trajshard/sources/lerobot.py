@@ -38,7 +38,7 @@ from trajshard.schemas.problems import Problem
 from trajshard.sources import lerobot_listing
 from trajshard.sources.contain import contained, from_template
 from trajshard.sources.listing import Listing
-from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
+from trajshard.sources.mapping import Mapping, MappingError, Part, as_mapping, concat_parts
 from trajshard.sources.tables import TableError, check_table_file, read_table
 from trajshard.sources.video import VideoError, probe_video
 
@@ -76,7 +76,7 @@ class LeRobotSource:
             k for k, v in feats.items() if isinstance(v, dict) and v.get("dtype") == "video"
         )
         self.notes: list[str] = []
-        self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
+        self.mapping = as_mapping(mapping)
         self.explicit = not self.mapping.empty
         if not self.explicit:
             self.mapping = modality_mapping(self.root, self.notes)

@@ -117,6 +117,11 @@ def parse_mapping(raw: object) -> Mapping:
     )
 
 
+def as_mapping(mapping: Mapping | dict | None) -> Mapping:
+    """A reader's mapping: as given, or parsed from its ``[mapping]`` table (none: the defaults)."""
+    return mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
+
+
 def mapping_problems(raw: object) -> list[str]:
     """Everything wrong with a ``[mapping]`` table, each naming its key."""
     if not isinstance(raw, dict):

@@ -32,7 +32,7 @@ from trajshard.schemas.episode import (
 )
 from trajshard.schemas.problems import Problem
 from trajshard.sources.contain import contained, regular_file
-from trajshard.sources.mapping import Mapping, parse_mapping
+from trajshard.sources.mapping import Mapping, as_mapping
 from trajshard.sources.mcap_bag import iter_images
 from trajshard.sources.mcap_describe import describe
 from trajshard.sources.mcap_layout import EpisodeFiles, find_episodes
@@ -50,7 +50,7 @@ class McapSource:
     ) -> None:
         self.root = Path(root).resolve()
         self.options = dict(options or {})
-        self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
+        self.mapping = as_mapping(mapping)
         self.settings = McapSettings.of(self.options)
         if self.mapping.episodes:
             raise ValueError(

@@ -47,7 +47,7 @@ from trajshard.sources.array_listing import array_info, template, text_info
 from trajshard.sources.contain import contained, inside, regular_file
 from trajshard.sources.lerobot import instruction_file, label_segments
 from trajshard.sources.listing import KeyInfo, Listing
-from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
+from trajshard.sources.mapping import Mapping, MappingError, Part, as_mapping, concat_parts
 from trajshard.sources.video import StoredJpeg
 
 NPZ = "trajectory.npz"
@@ -75,7 +75,7 @@ class NpzSource:
     ):
         self.root = Path(root).resolve()
         self.step_rate = float(step_rate)
-        self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
+        self.mapping = as_mapping(mapping)
         self.notes: list[str] = []
         if self.mapping.episodes:
             raise ValueError("mapping.episodes is for HDF5 files; an npz source's episodes are its folders")

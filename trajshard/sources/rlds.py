@@ -43,7 +43,7 @@ from trajshard.schemas.problems import Problem
 from trajshard.sources import rlds_listing
 from trajshard.sources.contain import inside, regular_file
 from trajshard.sources.listing import Listing
-from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
+from trajshard.sources.mapping import Mapping, MappingError, Part, as_mapping, concat_parts
 from trajshard.sources.tfrecord import RecordError, parse_example, read_record, scan_records
 from trajshard.sources.video import StoredJpeg
 
@@ -75,7 +75,7 @@ class RLDSSource:
     ) -> None:
         self.root = Path(root).resolve()
         self.step_rate = float(step_rate)
-        self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
+        self.mapping = as_mapping(mapping)
         refuse_unreadable(self.mapping)
         self.notes: list[str] = []
         spec_path = self.root / "features.json"

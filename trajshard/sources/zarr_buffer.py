@@ -45,7 +45,7 @@ from trajshard.sources import arrays
 from trajshard.sources.array_listing import array_info, template, text_info
 from trajshard.sources.contain import inside
 from trajshard.sources.listing import KeyInfo, Listing
-from trajshard.sources.mapping import Mapping, MappingError, Part, concat_parts, parse_mapping
+from trajshard.sources.mapping import Mapping, MappingError, Part, as_mapping, concat_parts
 
 MAX_EPISODES = 10_000_000
 TEXT_ATTRS = ("instruction", "language_instruction", "task")
@@ -103,7 +103,7 @@ class ZarrSource:
     ):
         self.root = Path(root).resolve()
         self.step_rate = float(step_rate)
-        self.mapping = mapping if isinstance(mapping, Mapping) else parse_mapping(mapping or {})
+        self.mapping = as_mapping(mapping)
         self.notes: list[str] = []
         if self.mapping.episodes:
             raise ValueError(
