@@ -9,6 +9,11 @@ from trajshard.reports.summary import loss_lines, quality_lines, reason_kind
 from trajshard.tokenizers.guards import guard_lines
 
 
+def json_section(title: str, value: object) -> list[str]:
+    """A card section that shows ``value`` as indented, key-sorted JSON."""
+    return ["", f"## {title}", "", "```json", json.dumps(value, indent=2, sort_keys=True), "```", ""]
+
+
 def dataset_card(
     info: dict,
     stats_streams: dict,
@@ -79,15 +84,7 @@ def dataset_card(
             "Every episode the job's filters left out, with its reason, is in `meta/filtered.jsonl`.",
         ]
     lines += quality_section(quality)
-    lines += [
-        "",
-        "## Job config",
-        "",
-        "```json",
-        json.dumps(info["config"], indent=2, sort_keys=True),
-        "```",
-        "",
-    ]
+    lines += json_section("Job config", info["config"])
     return "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from trajshard.reports.card import json_section
 
 
 def mixture_card(info: dict, mixture: dict) -> str:
@@ -35,13 +35,5 @@ def mixture_card(info: dict, mixture: dict) -> str:
             f"| {d['name']} | {lay['embodiment']} | {d['weight']:.4g} | {d['drawn']} | {d['share']:.2%} "
             f"| {lay['action_dim']} | {lay['state_dim']} | {lay['fps']:g} | {cams} |"
         )
-    lines += [
-        "",
-        "## Options",
-        "",
-        "```json",
-        json.dumps(mixture["options"], indent=2, sort_keys=True),
-        "```",
-        "",
-    ]
+    lines += json_section("Options", mixture["options"])
     return "\n".join(lines)
